@@ -1,0 +1,1 @@
+"""Prefect flows: order stages, map tasks, publish Prefect artifacts. No math here (DESIGN.md §3)."""

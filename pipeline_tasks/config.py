@@ -1,0 +1,176 @@
+"""Typed configuration of the pipeline: one section per stage, loaded from ``configs/<preset>.yaml``.
+
+Override any field with dotted keys, e.g. ``["psi3d.steps=200", "genhead.n_identities=64"]``
+(Makefile ``SET="..."`` and the flows' ``overrides`` parameter use this). The resolved config
+serialises to JSON and is stored in every artifact's manifest. Each stage's artifact version
+hashes only the sections that stage reads (``stage_config``), so changing one stage recomputes
+that stage and the ones after it, not the ones before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.config import LossConfig, ModelConfig
+
+CONFIG_DIR = Path(os.environ.get("P4D_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenHeadConfig(_Strict):
+    """Stage 1: synthetic multi-view head samples."""
+
+    n_identities: int = 256
+    views_per_identity: int = 4
+    shard_size: int = 16  # identities per Zarr shard (one write, one resume unit)
+    seed: int = 1
+    backend: str = "procedural"
+    p_neutral: float = 0.25  # expression sampling: neutral / one strong expression / mixture
+    p_single: float = 0.35
+    render_batch: int = 16
+
+
+class VideosConfig(_Strict):
+    """Synthetic monocular talking-head videos (default input of stage 3)."""
+
+    n_videos: int = 4
+    n_frames: int = 32
+    fps: int = 25
+    seed: int = 100_000  # disjoint from genhead.seed's identities
+    camera_motion: bool = True
+    crf: int = 18
+
+
+class TrainConfig(_Strict):
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    ema_halflife_steps: float = 50.0
+    checkpoint_every: int = 100
+    sample_every: int = 100
+    log_every: int = 10
+    val_every: int = 100
+    seed: int = 0
+    losses: LossConfig = LossConfig()
+    nproc_per_node: int = 1
+
+
+class Psi3dTrainConfig(TrainConfig):
+    """Stage 2a: Ψ3d on GenHead samples."""
+
+    val_identities: int = 16  # held-out identities (the last ones of the store)
+
+
+class MotionEncoderConfig(_Strict):
+    """Stage 2b: the synthetic analyser (expression/gaze head + identity head)."""
+
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 1e-3
+    identity_dim: int = 64
+    val_identities: int = 16
+    seed: int = 0
+
+
+class PseudoMVConfig(_Strict):
+    """Stage 3: monocular videos → pseudo multi-view Zarr groups."""
+
+    views_per_frame: int = 4  # K
+    frame_batch: int = 8
+    videos: str | None = None  # folder or glob of user videos; None → the synthetic videos
+    max_frames: int | None = None
+    frame_stride: int = 1
+    seed: int = 0
+    shard_videos: int = 1  # videos per Prefect task
+
+
+class PsiTrainConfig(TrainConfig):
+    """Stage 4: Ψ by cross-view self-reenactment (DESIGN.md §1)."""
+
+    p_target_real: float = 0.8
+    p_driving_real: float = 0.1
+    cross_attention_lr_mult: float = 2.5
+    val_videos: int = 1  # held-out videos (the last ones of the store)
+
+
+class EvalConfig(_Strict):
+    n_identities: int = 8
+    seed: int = 900_000
+    yaw_bins_degrees: list[float] = Field(default_factory=lambda: [-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0])
+
+
+class PipelineConfig(_Strict):
+    preset: str = "tiny"
+    device: str = "auto"  # auto | cpu | cuda
+    model: ModelConfig = ModelConfig()
+    genhead: GenHeadConfig = GenHeadConfig()
+    videos: VideosConfig = VideosConfig()
+    psi3d: Psi3dTrainConfig = Psi3dTrainConfig()
+    motion_encoder: MotionEncoderConfig = MotionEncoderConfig()
+    pseudo_mv: PseudoMVConfig = PseudoMVConfig()
+    psi: PsiTrainConfig = PsiTrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def stage_config(self, *sections: str) -> dict[str, Any]:
+        """The part of the resolved config a stage depends on (what its version hashes)."""
+        data = self.model_dump(mode="json")
+        return {"preset": self.preset, **{s: data[s] for s in sections}}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        if not isinstance(node.get(p, {}), dict):
+            raise ConfigError(f"override {source!r}: {p!r} is not a section")
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: dict[str, Any] | list[str] | str | None) -> dict[str, Any]:
+    """Accept ``{"a.b": 1}``, ``["a.b=1", ...]`` or ``"a.b=1 c=2"``; values are parsed as YAML."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    items = overrides.split() if isinstance(overrides, str) else list(overrides)
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.field=value")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw) if raw != "" else None
+    return out
+
+
+def load_config(preset: str = "tiny", overrides: dict[str, Any] | list[str] | str | None = None) -> PipelineConfig:
+    """Load ``configs/<preset>.yaml``, apply dotted overrides, validate."""
+    path = CONFIG_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"no preset {preset!r}: {path} does not exist (known presets: {', '.join(known)})")
+    data = yaml.safe_load(path.read_text()) or {}
+    data.setdefault("preset", preset)
+    for key, value in parse_overrides(overrides).items():
+        _set_dotted(data, key, value, f"{key}={value}")
+    try:
+        return PipelineConfig.model_validate(data)
+    except Exception as exc:  # pydantic.ValidationError, re-raised with the file named
+        raise ConfigError(f"invalid configuration from {path} with overrides {overrides!r}:\n{exc}") from exc

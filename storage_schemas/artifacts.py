@@ -1,0 +1,454 @@
+"""Versioned artifacts: deterministic versions, atomic creation, resolution, lineage (DESIGN.md §4).
+
+An artifact lives at ``<root>/<kind>/<version>/`` with ``manifest.json`` and its payload. The root
+is ``$P4D_HOME`` (default ``./artifacts``).
+
+* **Version** = the first 12 hex digits of a SHA-256 over (kind, resolved config, parent refs,
+  schema version, code version). The code version in the hash is the package version; the git
+  commit is recorded in the manifest but not hashed, so a commit that changes nothing a stage
+  does (documentation, tests) does not invalidate every artifact.
+* **Atomic creation**: a writer works in ``<root>/<kind>/.tmp-<version>-<uuid>/`` while holding an
+  exclusive ``flock`` on ``<root>/<kind>/.lock-<version>``; ``commit()`` writes the manifest with
+  status ``complete`` last and renames the folder to ``<version>/``. A writer killed at any point
+  leaves only a ``.tmp-`` folder, which never reads as complete. The next writer of the same
+  version takes the lock (released by the kernel when a process dies), adopts the newest leftover
+  folder to resume from (``writer.resumed``) and deletes older ones.
+* **Refusal**: ``resolve()`` raises :class:`ArtifactError` for a missing, incomplete or
+  schema-mismatched artifact, naming what was asked and what was found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+MANIFEST = "manifest.json"
+STATUS_COMPLETE = "complete"
+STATUS_INCOMPLETE = "incomplete"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact that was asked for cannot be used (missing, incomplete, wrong schema)."""
+
+
+def code_version() -> str:
+    """Package version (what version hashes use)."""
+    try:
+        from importlib.metadata import version
+
+        return version("portrait4d-pipeline")
+    except Exception:  # not installed (running from a checkout)
+        return "0+unknown"
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, recorded in manifests for provenance (not hashed)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+def parse_ref(spec: str) -> tuple[str, str]:
+    """``"kind@version"`` or ``"kind@latest"`` (or bare ``"kind"`` = latest) → (kind, version)."""
+    kind, _, version = spec.partition("@")
+    if not kind:
+        raise ArtifactError(f"artifact reference {spec!r} has no kind; expected 'kind@version' or 'kind@latest'")
+    return kind, version or "latest"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A complete artifact on disk."""
+
+    kind: str
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}@{self.version}"
+
+    @property
+    def parents(self) -> list[str]:
+        return [f"{p['kind']}@{p['version']}" for p in self.manifest.get("parents", [])]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest.get("config", {})
+
+    def __str__(self) -> str:
+        return self.ref
+
+
+def _parent_refs(parents: Iterable[Artifact | str]) -> list[dict[str, str]]:
+    refs = []
+    for p in parents:
+        if isinstance(p, Artifact):
+            refs.append({"kind": p.kind, "version": p.version})
+        else:
+            kind, version = parse_ref(p)
+            refs.append({"kind": kind, "version": version})
+    return refs
+
+
+def _dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class ArtifactWriter:
+    """Builds one artifact version in a temporary folder; ``commit()`` publishes it."""
+
+    registry: "ArtifactRegistry"
+    kind: str
+    version: str
+    config: dict[str, Any]
+    parents: list[dict[str, str]]
+    schema_version: int
+    path: Path
+    resumed: bool
+    counts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    committed: Artifact | None = None
+
+    def commit(self) -> Artifact:
+        """Write the manifest (status complete), rename into place, refresh the catalog."""
+        final = self.registry.root / self.kind / self.version
+        if final.exists():
+            raise ArtifactError(f"{self.kind}@{self.version} already exists at {final}; refusing to overwrite it")
+        manifest = {
+            "kind": self.kind,
+            "version": self.version,
+            "status": STATUS_COMPLETE,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "schema_version": self.schema_version,
+            "config": self.config,
+            "config_hash": config_hash(self.config),
+            "parents": self.parents,
+            "code_version": code_version(),
+            "git_commit": git_commit(),
+            "counts": self.counts,
+            "metrics": self.metrics,
+            "wall_time_s": round(time.time() - self.started, 3),
+            "hardware": {"host": platform.node(), "machine": platform.machine(), "cpus": os.cpu_count()},
+            **({"extra": self.extra} if self.extra else {}),
+        }
+        _write_json_atomic(self.path / MANIFEST, manifest)
+        os.replace(self.path, final)
+        _fsync_dir(final.parent)
+        self.committed = Artifact(self.kind, self.version, final, manifest)
+        self.registry.write_catalog()
+        return self.committed
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class ArtifactRegistry:
+    """All artifacts under one root."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root if root is not None else os.environ.get("P4D_HOME", "./artifacts")).resolve()
+
+    # ---- versions -------------------------------------------------------------------------
+    def version_for(
+        self, kind: str, config: dict[str, Any], parents: Iterable[Artifact | str] = (), schema_version: int = 1
+    ) -> str:
+        payload = {
+            "kind": kind,
+            "config": config,
+            "parents": _parent_refs(parents),
+            "schema_version": schema_version,
+            "code_version": code_version(),
+        }
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:12]
+
+    # ---- reading --------------------------------------------------------------------------
+    def _read_manifest(self, path: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads((path / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def find(self, kind: str, version: str) -> Artifact | None:
+        """The complete artifact ``kind@version``, or None."""
+        path = self.root / kind / version
+        manifest = self._read_manifest(path)
+        if manifest is None or manifest.get("status") != STATUS_COMPLETE:
+            return None
+        return Artifact(kind, version, path, manifest)
+
+    def list(self, kind: str | None = None) -> list[Artifact]:
+        """Complete artifacts, oldest first."""
+        kinds = [kind] if kind else sorted(p.name for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
+        out = []
+        for k in kinds:
+            for d in sorted((self.root / k).glob("*")):
+                if d.is_dir() and not d.name.startswith("."):
+                    a = self.find(k, d.name)
+                    if a is not None:
+                        out.append(a)
+        return sorted(out, key=lambda a: (a.manifest.get("created_at", ""), a.path.stat().st_mtime))
+
+    def incomplete(self, kind: str | None = None) -> list[Path]:
+        """Leftover temporary folders (killed or running writers)."""
+        pattern = f"{kind}/.tmp-*" if kind else "*/.tmp-*"
+        return sorted(p for p in self.root.glob(pattern) if p.is_dir())
+
+    def resolve(self, spec: str | Artifact, schema_version: int | None = None) -> Artifact:
+        """``kind@latest`` / ``kind@<version>`` → a complete artifact, or a clear ArtifactError."""
+        if isinstance(spec, Artifact):
+            spec = spec.ref
+        kind, version = parse_ref(spec)
+        if version == "latest":
+            found = self.list(kind)
+            if not found:
+                leftovers = self.incomplete(kind)
+                hint = f" ({len(leftovers)} incomplete run(s) under {self.root / kind})" if leftovers else ""
+                raise ArtifactError(
+                    f"no complete '{kind}' artifact under {self.root}{hint}; run the stage that produces it first"
+                )
+            art = found[-1]
+        else:
+            path = self.root / kind / version
+            art = self.find(kind, version)
+            if art is None:
+                tmp = list((self.root / kind).glob(f".tmp-{version}-*")) if (self.root / kind).exists() else []
+                if tmp or path.exists():
+                    raise ArtifactError(
+                        f"artifact {kind}@{version} is incomplete ({tmp[0] if tmp else path}): its writer did not "
+                        "finish; rerun the stage to resume it"
+                    )
+                raise ArtifactError(f"artifact {kind}@{version} does not exist under {self.root}")
+        if schema_version is not None and art.manifest.get("schema_version") != schema_version:
+            raise ArtifactError(
+                f"artifact {art.ref} at {art.path} has schema version {art.manifest.get('schema_version')}, "
+                f"this code reads schema version {schema_version}; regenerate it with the current code"
+            )
+        return art
+
+    # ---- writing --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(
+        self,
+        kind: str,
+        config: dict[str, Any],
+        parents: Iterable[Artifact | str] = (),
+        schema_version: int = 1,
+        version: str | None = None,
+    ) -> Iterator[ArtifactWriter]:
+        """Build ``kind@version`` under a lock; resume a killed writer's folder if one is left.
+
+        The body must call ``commit()``; if it raises or returns without committing, the
+        temporary folder is kept for the next run to resume.
+        """
+        parents = list(parents)
+        version = version or self.version_for(kind, config, parents, schema_version)
+        if self.find(kind, version) is not None:
+            raise ArtifactError(f"{kind}@{version} is already complete at {self.root / kind / version}")
+        kind_dir = self.root / kind
+        kind_dir.mkdir(parents=True, exist_ok=True)
+        lock_path = kind_dir / f".lock-{version}"
+        with open(lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ArtifactError(
+                    f"another process is writing {kind}@{version} (lock {lock_path} is held); wait for it to finish"
+                ) from None
+            try:
+                if self.find(kind, version) is not None:  # finished by the previous lock holder
+                    raise ArtifactError(f"{kind}@{version} was completed by another process")
+                leftovers = sorted(kind_dir.glob(f".tmp-{version}-*"), key=lambda p: p.stat().st_mtime)
+                resumed = bool(leftovers)
+                if leftovers:
+                    path = leftovers[-1]
+                    for old in leftovers[:-1]:
+                        shutil.rmtree(old, ignore_errors=True)
+                    stale = path / MANIFEST
+                    if stale.exists():  # killed between manifest and rename: rewritten on commit
+                        stale.unlink()
+                else:
+                    path = kind_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+                    path.mkdir()
+                w = ArtifactWriter(
+                    registry=self,
+                    kind=kind,
+                    version=version,
+                    config=config,
+                    parents=_parent_refs(parents),
+                    schema_version=schema_version,
+                    path=path,
+                    resumed=resumed,
+                )
+                yield w
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with contextlib.suppress(OSError):
+            if self.find(kind, version) is not None:
+                lock_path.unlink()
+
+    def discard_incomplete(self, kind: str | None = None) -> list[Path]:
+        """Delete leftover temporary folders whose writers are not running (lock free)."""
+        removed = []
+        for tmp in self.incomplete(kind):
+            version = tmp.name.split("-")[1]
+            lock_path = tmp.parent / f".lock-{version}"
+            with open(lock_path, "a+") as lock:
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        return removed
+
+    # ---- lineage --------------------------------------------------------------------------
+    def ancestors(self, spec: str | Artifact) -> list[Artifact]:
+        """Every artifact this one was made from, nearest first (breadth-first, no repeats)."""
+        start = self.resolve(spec)
+        seen, out, queue = {start.ref}, [], list(start.parents)
+        while queue:
+            ref = queue.pop(0)
+            if ref in seen:
+                continue
+            seen.add(ref)
+            kind, version = parse_ref(ref)
+            art = self.find(kind, version)
+            if art is None:
+                raise ArtifactError(f"{start.ref} names parent {ref}, which is missing or incomplete under {self.root}")
+            out.append(art)
+            queue.extend(art.parents)
+        return out
+
+    def descendants(self, spec: str | Artifact) -> list[Artifact]:
+        """Every artifact made (directly or not) from this one."""
+        start = self.resolve(spec)
+        children: dict[str, list[Artifact]] = {}
+        for a in self.list():
+            for p in a.parents:
+                children.setdefault(p, []).append(a)
+        seen, out, queue = {start.ref}, [], [start.ref]
+        while queue:
+            for child in children.get(queue.pop(0), []):
+                if child.ref not in seen:
+                    seen.add(child.ref)
+                    out.append(child)
+                    queue.append(child.ref)
+        return out
+
+    # ---- catalog --------------------------------------------------------------------------
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.parquet"
+
+    def catalog_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for a in self.list():
+            m = a.manifest
+            rows.append(
+                {
+                    "kind": a.kind,
+                    "version": a.version,
+                    "status": m.get("status", STATUS_COMPLETE),
+                    "created_at": m.get("created_at"),
+                    "parents": a.parents,
+                    "config_hash": m.get("config_hash"),
+                    "code_version": m.get("code_version"),
+                    "git_commit": m.get("git_commit"),
+                    "schema_version": m.get("schema_version"),
+                    "counts": canonical_json(m.get("counts", {})),
+                    "metrics": canonical_json(_headline(m.get("metrics", {}))),
+                    "wall_time_s": m.get("wall_time_s"),
+                    "bytes": _dir_bytes(a.path),
+                    "path": str(a.path),
+                }
+            )
+        for tmp in self.incomplete():
+            version = tmp.name.split("-")[1]
+            rows.append(
+                {
+                    "kind": tmp.parent.name,
+                    "version": version,
+                    "status": STATUS_INCOMPLETE,
+                    "created_at": _dt.datetime.fromtimestamp(tmp.stat().st_mtime, _dt.timezone.utc).isoformat(
+                        timespec="seconds"
+                    ),
+                    "parents": [],
+                    "config_hash": None,
+                    "code_version": None,
+                    "git_commit": None,
+                    "schema_version": None,
+                    "counts": "{}",
+                    "metrics": "{}",
+                    "wall_time_s": None,
+                    "bytes": _dir_bytes(tmp),
+                    "path": str(tmp),
+                }
+            )
+        return rows
+
+    def write_catalog(self) -> Path:
+        """Rebuild ``catalog.parquet`` from the manifests (atomic replace)."""
+        from storage_schemas.catalog import write_catalog
+
+        return write_catalog(self.catalog_rows(), self.catalog_path)
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Scalar metrics only (nested tables stay in the manifest)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
