@@ -14,7 +14,6 @@ PYTEST_ARGS ?=
 export P4D_HOME ?= $(CURDIR)/artifacts
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export PREFECT_API_URL ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
@@ -66,6 +65,38 @@ param-counts: setup
 
 contact-sheet: setup
 	$(PY) -m pipeline_tasks.genhead_previews --out outputs/previews
+
+# ---- Prefect server, deployments, worker (state under .prefect/) -------------------------------
+PREFECT := $(VENV)/bin/prefect
+WITH_SERVER := PREFECT_API_URL=$(SERVER_URL)
+
+server: setup
+	@mkdir -p $(PREFECT_HOME)
+	@if curl -sf $(SERVER_URL)/health >/dev/null 2>&1; then echo "Prefect server already up at $(SERVER_URL)"; else \
+	  setsid nohup $(PREFECT) server start --host 127.0.0.1 --port $(PREFECT_PORT) > $(PREFECT_HOME)/server.log 2>&1 & \
+	  echo $$! > $(PREFECT_HOME)/server.pid; \
+	  for i in $$(seq 1 90); do curl -sf $(SERVER_URL)/health >/dev/null 2>&1 && break; sleep 1; done; \
+	  curl -sf $(SERVER_URL)/health >/dev/null || { echo "server did not start; see $(PREFECT_HOME)/server.log"; exit 1; }; \
+	  echo "Prefect server at $(SERVER_URL) (UI http://127.0.0.1:$(PREFECT_PORT)), log $(PREFECT_HOME)/server.log"; fi
+
+deploy: setup
+	@curl -sf $(SERVER_URL)/health >/dev/null || { echo "no Prefect server at $(SERVER_URL): run 'make server' first"; exit 1; }
+	@$(WITH_SERVER) $(PREFECT) work-pool inspect $(WORK_POOL) >/dev/null 2>&1 || $(WITH_SERVER) $(PREFECT) work-pool create $(WORK_POOL) --type process
+	$(WITH_SERVER) P4D_PROJECT_DIR=$(CURDIR) $(PREFECT) --no-prompt deploy --all
+	@if [ -f $(PREFECT_HOME)/worker.pid ] && kill -0 $$(cat $(PREFECT_HOME)/worker.pid) 2>/dev/null; then echo "worker already running"; else \
+	  $(WITH_SERVER) setsid nohup $(PREFECT) worker start --pool $(WORK_POOL) > $(PREFECT_HOME)/worker.log 2>&1 & \
+	  echo $$! > $(PREFECT_HOME)/worker.pid; echo "worker started (log $(PREFECT_HOME)/worker.log)"; fi
+
+DEPLOYMENT ?= portrait4d-pipeline/$(PRESET)
+run: setup
+	$(WITH_SERVER) $(PREFECT) deployment run '$(DEPLOYMENT)' --watch
+
+stop:
+	@# the worker first: a worker orphaned by its server ignores SIGTERM
+	@for name in worker server; do f=$(PREFECT_HOME)/$$name.pid; if [ -f $$f ]; then pid=$$(cat $$f); \
+	  kill -TERM -$$pid 2>/dev/null || kill -TERM $$pid 2>/dev/null; \
+	  for i in $$(seq 1 20); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+	  kill -KILL -$$pid 2>/dev/null || true; rm -f $$f; echo "stopped $$name"; fi; done
 
 clean:
 	rm -rf artifacts .prefect outputs

@@ -54,6 +54,7 @@ class PsiConfig(_Strict):
     motion_dim: int = 64  # E_mot embedding size
     motion_token_grid: int = 4  # motion tokens per side (8 → 64 tokens in the paper)
     motion_hidden: int = 128
+    global_backbone: str = "resnet34"  # timm ResNet of the global encoder (the paper: resnet34)
     global_channels: int = 64  # ASPP output channels (256 in the paper)
     aspp_rates: list[int] = [12, 24, 36]
     aspp_dropout: float = 0.5

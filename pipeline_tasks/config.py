@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.config import LossConfig, ModelConfig
+from pipeline_tasks.ingest.config import IngestConfig
 
 CONFIG_DIR = Path(os.environ.get("P4D_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
 
@@ -36,7 +37,10 @@ class GenHeadConfig(_Strict):
     backend: str = "procedural"
     p_neutral: float = 0.25  # expression sampling: neutral / one strong expression / mixture
     p_single: float = 0.35
-    render_batch: int = 16
+    render_batch: int = 16  # identities per generator call (× views_per_identity images)
+    resolution: int | None = None  # image size; None → model.psi.image_resolution
+    sharpness: float = 200.0  # procedural generator: SDF → density sharpness
+    preview_identities: int = 16  # rows of the contact sheet
 
 
 class VideosConfig(_Strict):
@@ -48,19 +52,33 @@ class VideosConfig(_Strict):
     seed: int = 100_000  # disjoint from genhead.seed's identities
     camera_motion: bool = True
     crf: int = 18
+    resolution: int | None = None  # frame size; None → model.psi.image_resolution
+    max_yaw_degrees: float = 30.0  # head sway amplitude bound
 
 
-class TrainConfig(_Strict):
+class TrainLoopConfig(_Strict):
+    """What every training loop of the project reads (pipeline_tasks/training/): optimiser, EMA,
+    checkpoint/log cadence, seed. Stage sections add their own fields."""
+
     steps: int = 300
     batch_size: int = 8
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
-    ema_halflife_steps: float = 50.0
-    checkpoint_every: int = 100
+    adam_eps: float = 1e-8
+    ema_halflife_steps: float = 50.0  # EMA of weights; half-life in optimiser steps (0 → no averaging)
+    ema_rampup: float | None = 0.05  # half-life ≤ step·rampup early on (official: 0.05); None → off
+    checkpoint_every: int = 100  # resumable checkpoints in the artifact's temporary folder
+    keep_checkpoints: int = 2  # newest resumable checkpoints kept
     sample_every: int = 100
     log_every: int = 10
     val_every: int = 100
     seed: int = 0
+
+
+class TrainConfig(TrainLoopConfig):
+    """Ψ / Ψ3d training (official Adam eps 1e-5, facts §6)."""
+
+    adam_eps: float = 1e-5
     losses: LossConfig = LossConfig()
     nproc_per_node: int = 1
 
@@ -71,15 +89,29 @@ class Psi3dTrainConfig(TrainConfig):
     val_identities: int = 16  # held-out identities (the last ones of the store)
 
 
-class MotionEncoderConfig(_Strict):
-    """Stage 2b: the synthetic analyser (expression/gaze head + identity head)."""
+class MotionEncoderConfig(TrainLoopConfig):
+    """Stage 2b: E_mot. ``synthetic``: the analyser CNN trained here on GenHead samples (expression/gaze
+    head whose penultimate features are the embedding, of size ``model.psi.motion_dim``, + identity
+    head). ``pdfgc``: the published PD-FGC encoder with user-supplied weights (548-d; then
+    ``model.psi.motion_dim`` must be 548)."""
 
+    backend: str = "synthetic"  # synthetic | pdfgc
+    pdfgc_weights: str | None = None  # path to PD-FGC motion_model.pth (backend pdfgc)
     steps: int = 300
-    batch_size: int = 32
+    batch_size: int = 32  # images per step: batch_size/2 samples × 2 views each
     lr: float = 1e-3
+    ema_halflife_steps: float = 20.0
+    input_size: int = 64  # analyser input resolution (any image size is resized to it)
+    width: int = 32  # base conv width of the analyser
     identity_dim: int = 64
-    val_identities: int = 16
-    seed: int = 0
+    identity_weight: float = 0.2  # weight of the supervised-contrastive identity loss
+    temperature: float = 0.1  # of the identity loss
+    brightness_jitter: float = 0.1  # per-image gain U(1±j) augmentation
+    val_identities: int = 16  # held-out identities (the last ones of the store)
+    val_max_samples: int = 512  # cap on held-out samples evaluated (all their views are used)
+    checkpoint_every: int = 100
+    log_every: int = 10
+    val_every: int = 100
 
 
 class PseudoMVConfig(_Strict):
@@ -88,10 +120,10 @@ class PseudoMVConfig(_Strict):
     views_per_frame: int = 4  # K
     frame_batch: int = 8
     videos: str | None = None  # folder or glob of user videos; None → the synthetic videos
-    max_frames: int | None = None
-    frame_stride: int = 1
     seed: int = 0
     shard_videos: int = 1  # videos per Prefect task
+    shard_frames: int = 16  # frames per Zarr shard
+    ingest: IngestConfig = IngestConfig()  # decoding (stride, max_frames, fps) and real-video ingestion
 
 
 class PsiTrainConfig(TrainConfig):

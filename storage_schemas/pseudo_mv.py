@@ -102,6 +102,11 @@ def write_video(
     group.attrs["complete"] = True
 
 
+def open_group_frames(store_path: str | Path, video_id: str) -> int:
+    """Frame count of a written video group."""
+    return int(open_group(store_path, mode="r+")[video_id].attrs["frames"])
+
+
 def set_index(store_path: str | Path, entries: list[dict[str, Any]]) -> None:
     """Root index: one entry per input video (id, source, frames, status, reason)."""
     root = open_group(store_path, mode="r+")

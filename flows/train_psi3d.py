@@ -1,0 +1,33 @@
+"""Flow of stage 2a: train (or reuse, or resume) Ψ3d on GenHead samples.
+
+    python -m flows.train_psi3d --preset tiny [--samples genhead_samples@latest] [--set psi3d.steps=100]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from pipeline_tasks.config import load_config
+from pipeline_tasks.reports import artifact_markdown
+from pipeline_tasks.train_psi3d import train_psi3d_task
+from storage_schemas.artifacts import ArtifactRegistry
+
+
+@flow(name="train-psi3d", log_prints=True)
+def train_psi3d_flow(preset: str = "tiny", overrides: list[str] | None = None, samples: str = "genhead_samples@latest") -> str:
+    """Returns the ``psi3d@<version>`` reference."""
+    art = train_psi3d_task(load_config(preset, overrides), samples, ArtifactRegistry())
+    create_markdown_artifact(artifact_markdown(art, "Ψ3d"), key="psi3d", description=f"Ψ3d {art.ref}")
+    return art.ref
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--samples", default="genhead_samples@latest")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value (repeatable)")
+    a = ap.parse_args()
+    print(train_psi3d_flow(a.preset, a.overrides, a.samples))

@@ -1,0 +1,36 @@
+"""Image metrics on [−1, 1] NCHW tensors: PSNR and SSIM per image (LPIPS lives in models.losses)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Per-image PSNR in dB with the images mapped to [0, 1]: ``[B]``."""
+    mse = ((pred.float() - target.float()) / 2).square().flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / (mse + eps))
+
+
+def _gaussian(window: int, sigma: float, device, dtype) -> torch.Tensor:
+    x = torch.arange(window, device=device, dtype=dtype) - (window - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004, Gaussian window, images mapped to [0, 1]): ``[B]``."""
+    x = (pred.float() + 1) / 2
+    y = (target.float() + 1) / 2
+    c = x.shape[1]
+    window = min(window, x.shape[-1], x.shape[-2])
+    k = _gaussian(window, sigma, x.device, x.dtype).expand(c, 1, window, window)
+    mu_x = F.conv2d(x, k, groups=c)
+    mu_y = F.conv2d(y, k, groups=c)
+    sxx = F.conv2d(x * x, k, groups=c) - mu_x**2
+    syy = F.conv2d(y * y, k, groups=c) - mu_y**2
+    sxy = F.conv2d(x * y, k, groups=c) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return s.flatten(1).mean(1)

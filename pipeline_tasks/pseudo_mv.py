@@ -1,0 +1,340 @@
+"""Stage 3: monocular videos → pseudo multi-view Zarr groups (DESIGN.md §1, §5).
+
+For each video: decode (decord) → frames and cameras (the sidecar's ground truth for synthetic
+videos; ingestion's estimates for user videos) → Ψ3d on batches of frames → one tri-plane per
+frame → K views per frame at cameras sampled from the training ranges (seeded per video and
+frame) in one batched render → E_mot on frames and views → one Zarr group per video.
+
+Runs under ``torch.inference_mode`` (bf16 autocast on a GPU). Resumable per video: a finished
+group is never redone. A video that cannot be used is recorded in the root index with its reason
+and the others still convert. ``convert`` takes a ``map_shards`` callable so the Prefect flow
+can run one task per shard of videos; by default shards run here, one after the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.cameras import CameraRanges, sample_cameras
+from models.psi.network import Psi
+from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.ingest import IngestionError, expand_video_inputs, iter_ingest
+from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
+from pipeline_tasks.stage import run_once
+from pipeline_tasks.synthetic_videos import list_videos, read_sidecar
+from pipeline_tasks.train_motion_encoder import load_motion_encoder
+from pipeline_tasks.train_psi3d import load_psi3d, to_model_images
+from pipeline_tasks.training.device import resolve_device
+from storage_schemas import pseudo_mv as pm
+from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
+
+KIND = "pseudo_mv"
+SCHEMA_VERSION = pm.SCHEMA_VERSION
+STORE = "store.zarr"
+
+
+@dataclass
+class VideoInput:
+    """One video to convert: a synthetic one (mp4 + ground-truth sidecar) or a user's file."""
+
+    video_id: str
+    path: str
+    sidecar: str | None = None
+    sha256: str | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        return self.sidecar is not None
+
+
+@dataclass
+class ConversionStats:
+    frames: int = 0
+    views: int = 0
+    seconds: float = 0.0
+    converted: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def user_video_inputs(spec: str) -> list[VideoInput]:
+    """User videos from a folder or glob; ids are the file stem plus a short content hash."""
+    out = []
+    for p in expand_video_inputs(spec):
+        digest = file_hash(p) if p.is_file() and p.stat().st_size else hashlib.sha256(str(p).encode()).hexdigest()
+        out.append(VideoInput(f"{p.stem}-{digest[:8]}", str(p), None, digest))
+    return out
+
+
+def synthetic_video_inputs(art: Artifact) -> list[VideoInput]:
+    return [VideoInput(r["name"], r["mp4"], r["sidecar"]) for r in list_videos(art)]
+
+
+def stage_config(cfg: PipelineConfig, inputs: Sequence[VideoInput]) -> dict[str, Any]:
+    """Versioned inputs: the pseudo_mv section, the image size, and (user videos) their content hashes."""
+    conf = {**cfg.stage_config("pseudo_mv"), "resolution": cfg.model.psi.image_resolution}
+    user = [(v.video_id, v.sha256) for v in inputs if not v.synthetic]
+    if user:
+        conf["user_videos"] = user
+    return conf
+
+
+def view_cameras(video_id: str, frame_indices: np.ndarray, k: int, seed: int) -> torch.Tensor:
+    """K training-range cameras per frame, ``[T, K, 25]``, seeded by (seed, video, frame)."""
+    base = int(hashlib.sha256(f"{seed}:{video_id}".encode()).hexdigest()[:12], 16)
+    cams = [sample_cameras(k, torch.Generator().manual_seed(base + int(f) * 7919), CameraRanges())[0] for f in frame_indices]
+    return torch.stack(cams)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_u8_images(x: torch.Tensor) -> np.ndarray:
+    """[..., 3, H, W] in [−1, 1] → uint8 [..., H, W, 3]."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
+def _to_u8_alpha(a: torch.Tensor, size: int) -> np.ndarray:
+    """[N, 1, h, w] in [0, 1] → uint8 [N, size, size]."""
+    if a.shape[-1] != size:
+        a = F.interpolate(a.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return (a.float().clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].cpu().numpy()
+
+
+@torch.inference_mode()
+def render_video(
+    psi3d: Psi,
+    e_mot,
+    video_id: str,
+    frames: np.ndarray,
+    frame_cameras: np.ndarray,
+    frame_indices: np.ndarray,
+    k: int,
+    seed: int,
+    batch: int,
+    device: torch.device,
+    frame_alpha: np.ndarray | None = None,
+    progress: tqdm | None = None,
+) -> dict[str, np.ndarray]:
+    """All arrays of one pseudo_mv video group. Without ``frame_alpha`` the frame's alpha is Ψ3d's
+    render at the frame's own camera."""
+    t, res = len(frames), frames.shape[1]
+    cams_k = view_cameras(video_id, frame_indices, k, seed)
+    out: dict[str, list[np.ndarray]] = {n: [] for n in ("views", "view_alpha", "frame_motion", "view_motion", "alpha")}
+    for s in range(0, t, batch):
+        sl = slice(s, min(s + batch, t))
+        b = sl.stop - sl.start
+        src = to_model_images(frames[sl]).to(device)
+        cams = cams_k[sl].to(device)
+        with _autocast(device):
+            planes = psi3d(src)
+            # the K novel views and the frame's own camera in one batched render of each tri-plane
+            own = torch.from_numpy(frame_cameras[sl]).float().to(device)[:, None]
+            r = psi3d.render(planes, torch.cat([cams, own], dim=1), perturb=False)
+            views = r["image"][:, :k].float().clamp(-1, 1)
+            m_frames = e_mot.encode(src)
+            m_views = e_mot.encode(views.reshape(b * k, *views.shape[2:])).reshape(b, k, -1)
+        out["views"].append(_to_u8_images(views))
+        out["view_alpha"].append(_to_u8_alpha(r["alpha"][:, :k].reshape(b * k, *r["alpha"].shape[2:]), res).reshape(b, k, res, res))
+        out["alpha"].append(_to_u8_alpha(r["alpha"][:, k], res))
+        out["frame_motion"].append(m_frames.float().cpu().numpy())
+        out["view_motion"].append(m_views.float().cpu().numpy())
+        if progress is not None:
+            progress.update(b)
+    arrays = {n: np.concatenate(v) for n, v in out.items()}
+    if frame_alpha is not None:
+        arrays["alpha"] = frame_alpha
+    arrays.update(frames=frames, frame_cameras=frame_cameras.astype(np.float32), view_cameras=cams_k.numpy().astype(np.float32))
+    return arrays
+
+
+def _decode_synthetic(v: VideoInput, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    side = read_sidecar(v.sidecar)
+    info = probe(v.path)
+    ic = cfg.pseudo_mv.ingest
+    idx, fps = select_frames(v.path, info.n_source_frames, info.source_fps, ic.target_fps, ic.frame_stride, ic.max_frames)
+    frames = np.concatenate([f for _, f in iter_batches(v.path, idx, ic.decode_batch, info.codec)])
+    cams = np.asarray(side["cameras"], dtype=np.float32)
+    if len(cams) != info.n_source_frames:
+        raise IngestionError(Path(v.path), f"sidecar {v.sidecar} has {len(cams)} cameras for {info.n_source_frames} frames")
+    res = cfg.model.psi.image_resolution
+    if frames.shape[1:3] != (res, res):
+        raise IngestionError(Path(v.path), f"frames are {frames.shape[2]}x{frames.shape[1]}, preset {cfg.preset!r} needs {res}x{res}")
+    attrs = {
+        "source_file": str(v.path), "source_hash": info.sha256, "fps": fps, "crop": None,
+        "camera_source": "ground_truth", "quality_flags": {}, "alpha_source": "psi3d_render",
+        "sidecar": str(v.sidecar), "identity": side.get("identity"),
+    }
+    return frames, cams[idx], idx, attrs
+
+
+def convert_videos(
+    cfg: PipelineConfig,
+    inputs: Sequence[VideoInput],
+    store_path: Path,
+    psi3d_art: Artifact,
+    motion_art: Artifact,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> ConversionStats:
+    """Convert ``inputs`` into ``store_path`` (one group each), skipping finished ones. One shard's work."""
+    c = cfg.pseudo_mv
+    device = resolve_device(cfg.device)
+    done = set(pm.completed_videos(store_path))
+    todo = [v for v in inputs if v.video_id not in done]
+    stats = ConversionStats()
+    if not todo:
+        return stats
+    psi3d = load_psi3d(psi3d_art, cfg.model, device)
+    e_mot = load_motion_encoder(motion_art, device)
+    res = cfg.model.psi.image_resolution
+    user = [v for v in todo if not v.synthetic]
+    ingested: dict[str, Any] = {}
+    if user:
+        by_path = {str(Path(v.path)): v for v in user}
+        for path, result, reason in iter_ingest([v.path for v in user], res, c.ingest, cache_dir):
+            v = by_path[str(Path(path))]
+            if result is None:
+                stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "skipped", "reason": reason})
+            else:
+                ingested[v.video_id] = result.subset(result.usable)
+    bar = tqdm(desc="pseudo_mv frames", unit="frame", disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    for v in todo:
+        if any(s["video_id"] == v.video_id for s in stats.skipped):
+            continue
+        try:
+            if v.synthetic:
+                frames, cams, idx, attrs = _decode_synthetic(v, cfg)
+                alpha = None
+            else:
+                r = ingested[v.video_id]
+                frames, cams, idx, alpha = r.frames, r.cameras, r.frame_indices, r.alpha
+                attrs = {**r.attrs(), "crop": r.crop.tolist(), "quality_flags": r.flags.tolist(), "alpha_source": "segmentation"}
+        except IngestionError as exc:
+            stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "skipped", "reason": str(exc)})
+            continue
+        arrays = render_video(psi3d, e_mot, v.video_id, frames, cams, idx, c.views_per_frame, c.seed, c.frame_batch,
+                              device, alpha, bar)
+        attrs["frame_indices"] = [int(i) for i in idx]
+        pm.write_video(store_path, v.video_id, arrays, attrs, shard_frames=c.shard_frames)
+        stats.frames += len(frames)
+        stats.views += len(frames) * c.views_per_frame
+        stats.converted.append({"video_id": v.video_id, "source_file": v.path, "frames": int(len(frames)), "status": "converted"})
+    bar.close()
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def shards(inputs: Sequence[VideoInput], per_shard: int) -> list[list[VideoInput]]:
+    per_shard = max(1, per_shard)
+    return [list(inputs[i : i + per_shard]) for i in range(0, len(inputs), per_shard)]
+
+
+def convert(
+    cfg: PipelineConfig,
+    psi3d: Artifact | str,
+    motion_encoder: Artifact | str,
+    videos: Artifact | str | None = None,
+    registry: ArtifactRegistry | None = None,
+    map_shards: Callable[[Callable[[list[VideoInput]], ConversionStats], list[list[VideoInput]]], list[ConversionStats]] | None = None,
+    progress: bool = True,
+) -> Artifact:
+    """Build (or reuse, or resume) the ``pseudo_mv`` artifact.
+
+    Video source: ``cfg.pseudo_mv.videos`` (a folder or glob of user videos) when set, else the
+    ``synthetic_videos`` artifact ``videos``.
+    """
+    from pipeline_tasks.synthetic_videos import KIND as VIDEOS_KIND
+    from pipeline_tasks.train_motion_encoder import SCHEMA_VERSION as ME_SCHEMA
+    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as P3_SCHEMA
+
+    registry = registry or ArtifactRegistry()
+    psi3d_art = registry.resolve(psi3d, schema_version=P3_SCHEMA)
+    me_art = registry.resolve(motion_encoder, schema_version=ME_SCHEMA)
+    parents = [psi3d_art, me_art]
+    if cfg.pseudo_mv.videos:
+        inputs = user_video_inputs(cfg.pseudo_mv.videos)
+    else:
+        vid_art = registry.resolve(videos or f"{VIDEOS_KIND}@latest")
+        parents.append(vid_art)
+        inputs = synthetic_video_inputs(vid_art)
+    if not inputs:
+        raise ValueError("stage 3 has no input videos")
+    cache_dir = registry.root / ".cache" / "ingest"
+
+    def build(w: ArtifactWriter) -> None:
+        store = w.path / STORE
+        pm.open_or_create(store, {"video_source": cfg.pseudo_mv.videos or "synthetic_videos"})
+        previous = {e["video_id"]: e for e in pm.read_index(store)} if (store / "zarr.json").exists() else {}
+        shard_fn = lambda items: convert_videos(cfg, items, store, psi3d_art, me_art, cache_dir, progress)  # noqa: E731
+        parts = shards(inputs, cfg.pseudo_mv.shard_videos)
+        results = map_shards(shard_fn, parts) if map_shards else [shard_fn(p) for p in parts]
+        entries = dict(previous)
+        for r in results:
+            for e in r.converted + r.skipped:
+                entries[e["video_id"]] = e
+        completed = set(pm.completed_videos(store))
+        index = []
+        for v in inputs:  # input order; finished groups from an earlier (killed) run count as converted
+            e = entries.get(v.video_id)
+            if e is None and v.video_id in completed:
+                e = {"video_id": v.video_id, "source_file": v.path, "frames": int(pm.open_group_frames(store, v.video_id)), "status": "converted"}
+            if e is not None:
+                index.append(e)
+        pm.set_index(store, index)
+        converted = [e for e in index if e["status"] == "converted"]
+        if not converted:
+            reasons = "; ".join(f"{e['source_file']}: {e.get('reason')}" for e in index)
+            raise ValueError(f"stage 3 converted no video ({reasons})")
+        pm.finalize(store)
+        pm.validate(store)
+        frames = sum(r.frames for r in results)
+        secs = sum(r.seconds for r in results)
+        w.counts.update({
+            "videos": len(converted), "skipped_videos": len(index) - len(converted),
+            "frames": int(sum(e["frames"] for e in converted)), "views_per_frame": cfg.pseudo_mv.views_per_frame,
+        })
+        if frames and secs > 0:
+            w.metrics.update({"frames_per_s": frames / secs, "views_per_s": frames * cfg.pseudo_mv.views_per_frame / secs})
+        (w.path / "index.json").write_text(json.dumps(index, indent=2))
+        if progress and frames:
+            print(f"pseudo_mv: {frames} frames, {frames * cfg.pseudo_mv.views_per_frame} views in {secs:.1f} s "
+                  f"({frames / secs:.1f} frames/s, {frames * cfg.pseudo_mv.views_per_frame / secs:.1f} views/s)")
+
+    return run_once(registry, KIND, stage_config(cfg, inputs), parents, SCHEMA_VERSION, build)
+
+
+def _run_shard(shard_fn: Callable[[list[VideoInput]], ConversionStats], items: list[VideoInput]) -> ConversionStats:
+    return shard_fn(items)
+
+
+def _task():
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(name="convert-video-shard", log_prints=True, cache_policy=NO_CACHE)(_run_shard)
+
+
+convert_shard_task = _task()
+
+
+def prefect_map_shards(shard_fn, parts: list[list[VideoInput]]) -> list[ConversionStats]:
+    """Run each shard of videos as a mapped Prefect task (inside a flow run) and wait for all."""
+    from prefect import unmapped
+
+    futures = convert_shard_task.map(unmapped(shard_fn), parts)
+    return [f.result() for f in futures]

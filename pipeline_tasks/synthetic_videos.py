@@ -1,0 +1,205 @@
+"""Synthetic monocular talking-head videos: the default input of stage 3 (artifact ``synthetic_videos``).
+
+Video i shows identity ``identity_ids(videos.seed, n_videos)[i]`` (disjoint from stage 1's ids:
+different base seed) talking for ``n_frames`` frames: smooth speech-like expression trajectories,
+head sway within ±``max_yaw_degrees``, and a fixed or slowly drifting camera
+(``models.genhead.motion``). Frames are written as H.264 mp4 (PyAV, yuv420p, ``crf``) and a JSON
+sidecar holds the ground truth per frame.
+
+Artifact layout (``<root>/synthetic_videos/<version>/``)::
+
+    videos/video_0000.mp4       H.264, n_frames × resolution², fps
+    videos/video_0000.json      sidecar (SIDECAR_FORMAT, see ``render_video``)
+    index.json                  [{name, identity, n_frames, fps, width, height, mp4, sidecar}]
+    previews/frames.png         every video's frames 0, T/4, T/2, 3T/4, T−1
+
+Version config: ``cfg.stage_config("videos")`` + ``resolution`` + the generator's ``config()``.
+Resumable per video: a video counts as done when its sidecar exists (written after the mp4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from models.genhead import params as P
+from models.genhead.ground_truth import identity_from_seed, identity_ids
+from models.genhead.motion import camera_path, talking_trajectory
+from models.genhead.procedural import ProceduralGenHead
+from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.genhead_previews import grid, to_uint8
+from pipeline_tasks.stage import run_once
+from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
+
+KIND = "synthetic_videos"
+SCHEMA_VERSION = 1
+SIDECAR_FORMAT = "p4d-synthetic-video/1"
+INDEX = "index.json"
+
+
+def stage_resolution(cfg: PipelineConfig) -> int:
+    return int(cfg.videos.resolution or cfg.model.psi.image_resolution)
+
+
+def artifact_config(cfg: PipelineConfig) -> dict[str, Any]:
+    gen = ProceduralGenHead(sharpness=cfg.genhead.sharpness)
+    return {**cfg.stage_config("videos"), "resolution": stage_resolution(cfg), "generator": gen.config()}
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
+    """Write ``frames [T,H,W,3]`` uint8 as H.264 (yuv420p); atomic (temp file, then rename)."""
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"H.264 yuv420p needs even frame sizes, got {w}×{h}")
+    tmp = path.with_name(path.name + ".part")
+    with av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=int(fps))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+
+
+def render_video(gen: ProceduralGenHead, identity: int, n_frames: int, fps: int, resolution: int, moving_camera: bool = True,
+                 max_yaw_degrees: float = 30.0, batch: int = 16) -> tuple[np.ndarray, dict[str, Any]]:
+    """Frames ``[T,H,W,3]`` uint8 and the sidecar dict of one talking identity.
+
+    Sidecar: ``format``, ``identity``, ``fps``, ``n_frames``, ``width``, ``height``,
+    ``camera_source`` ("ground_truth"), ``cameras [T][25]`` (models.cameras labels),
+    ``camera_yaw_pitch_radius [T][3]``, ``expression [T][9]``, ``pose [T][3]``, ``gaze [T][2]``,
+    ``shape [16]``, ``z [24]``, ``parameter_names``.
+    """
+    ident = identity_from_seed(identity)
+    g = torch.Generator().manual_seed((int(identity) * 2654435761 + 97) % (2**62))  # not any identity's seed
+    traj = talking_trajectory(n_frames, fps, g, max_yaw=float(np.radians(max_yaw_degrees)))
+    cams, ypr = camera_path(n_frames, fps, g, moving=moving_camera)
+    frames = []
+    for s in range(0, n_frames, batch):
+        sl = slice(s, min(s + batch, n_frames))
+        m = sl.stop - sl.start
+        out = gen.render(ident.shape[None].expand(m, -1), traj["expression"][sl], traj["pose"][sl], traj["gaze"][sl],
+                         ident.z[None].expand(m, -1), cams[sl], resolution)
+        frames.append(to_uint8(out.rgb))
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "identity": int(identity),
+        "fps": int(fps),
+        "n_frames": int(n_frames),
+        "width": int(resolution),
+        "height": int(resolution),
+        "camera_source": "ground_truth",
+        "camera_convention": "models.cameras 25-vector: cam2world 4x4 row-major + normalised K 3x3 (DESIGN.md §6)",
+        "cameras": cams.tolist(),
+        "camera_yaw_pitch_radius": ypr.tolist(),
+        "expression": traj["expression"].tolist(),
+        "pose": traj["pose"].tolist(),
+        "gaze": traj["gaze"].tolist(),
+        "shape": ident.shape.tolist(),
+        "z": ident.z.tolist(),
+        "parameter_names": P.parameter_names(),
+    }
+    return np.concatenate(frames), sidecar
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """Load and check a sidecar; raises ``ValueError`` naming the file when it is not one."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    if data.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"{path}: not a synthetic-video sidecar (format {data.get('format')!r}, want {SIDECAR_FORMAT!r})")
+    for key in ("cameras", "expression", "pose", "gaze"):
+        if len(data[key]) != data["n_frames"]:
+            raise ValueError(f"{path}: {key} has {len(data[key])} rows for {data['n_frames']} frames")
+    return data
+
+
+def write_videos(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Render every video not yet present under ``out_dir``; returns counts and throughput."""
+    v = cfg.videos
+    res = stage_resolution(cfg)
+    if res % 32:
+        # decord 0.6.0 returns mis-shaped frames for small widths that are not multiples of 32
+        # (e.g. 48×48 decodes as [48, 48, 4]); measured 2025, see tests/genhead/test_stages.py
+        raise ValueError(f"videos.resolution must be a multiple of 32 so that decord decodes it correctly, got {res}")
+    gen = ProceduralGenHead(sharpness=cfg.genhead.sharpness)
+    vdir = out_dir / "videos"
+    vdir.mkdir(parents=True, exist_ok=True)
+    ids = identity_ids(v.seed, v.n_videos)
+    index, strips, frames_done, t0 = [], [], 0, time.time()
+    for i, identity in enumerate(tqdm(ids, desc="synthetic videos", unit="video", disable=not progress)):
+        name = f"video_{i:04d}"
+        mp4, side = vdir / f"{name}.mp4", vdir / f"{name}.json"
+        if side.exists() and mp4.exists():
+            frames = None
+        else:
+            frames, sidecar = render_video(gen, identity, v.n_frames, v.fps, res, v.camera_motion, v.max_yaw_degrees)
+            write_mp4(mp4, frames, v.fps, v.crf)
+            sidecar["mp4"] = mp4.name
+            tmp = side.with_name(side.name + ".part")
+            tmp.write_text(json.dumps(sidecar))
+            os.replace(tmp, side)
+            frames_done += v.n_frames
+        index.append({"name": name, "identity": identity, "n_frames": v.n_frames, "fps": v.fps, "width": res, "height": res,
+                      "mp4": f"videos/{mp4.name}", "sidecar": f"videos/{side.name}"})
+        if frames is not None:
+            pick = np.linspace(0, v.n_frames - 1, 5).round().astype(int)
+            strips.append(frames[pick])
+    (out_dir / INDEX).write_text(json.dumps(index, indent=1))
+    if strips:
+        (out_dir / "previews").mkdir(exist_ok=True)
+        grid(np.stack(strips), pad=1).save(out_dir / "previews" / "frames.png")
+    seconds = time.time() - t0
+    return {"videos": len(ids), "frames": len(ids) * v.n_frames, "rendered_frames": frames_done, "seconds": round(seconds, 2),
+            "frames_per_s": round(frames_done / seconds, 2) if frames_done else None, "resolution": res}
+
+
+def run_videos_stage(cfg: PipelineConfig, registry: ArtifactRegistry | None = None, progress: bool = True) -> Artifact:
+    """The complete ``synthetic_videos`` artifact for ``cfg`` (built if needed), without Prefect."""
+    registry = registry or ArtifactRegistry()
+
+    def build(w: ArtifactWriter) -> None:
+        stats = write_videos(cfg, w.path, progress)
+        w.counts.update({"videos": stats["videos"], "frames": stats["frames"]})
+        w.metrics.update({"frames_per_s": stats["frames_per_s"], "render_seconds": stats["seconds"]})
+        w.extra.update({"resolution": stats["resolution"], "index": INDEX, "sidecar_format": SIDECAR_FORMAT})
+
+    return run_once(registry, KIND, artifact_config(cfg), [], SCHEMA_VERSION, build)
+
+
+def list_videos(art: Artifact) -> list[dict[str, Any]]:
+    """The index of a ``synthetic_videos`` artifact with absolute ``mp4``/``sidecar`` paths."""
+    rows = json.loads((Path(art.path) / INDEX).read_text())
+    return [{**r, "mp4": str(Path(art.path) / r["mp4"]), "sidecar": str(Path(art.path) / r["sidecar"])} for r in rows]
+
+
+try:
+    from prefect import task
+    from prefect.artifacts import create_markdown_artifact
+except ImportError:  # pragma: no cover
+    task = None
+
+if task is not None:
+
+    @task(name="synthetic-videos")
+    def synthetic_videos_task(cfg: PipelineConfig) -> str:
+        art = run_videos_stage(cfg)
+        c, m = art.manifest.get("counts", {}), art.manifest.get("metrics", {})
+        create_markdown_artifact(
+            markdown=f"## synthetic_videos `{art.ref}`\n\n| videos | frames | frames/s |\n|---|---|---|\n"
+            f"| {c.get('videos')} | {c.get('frames')} | {m.get('frames_per_s')} |\n",
+            key="synthetic-videos",
+            description="Synthetic monocular videos",
+        )
+        return art.ref

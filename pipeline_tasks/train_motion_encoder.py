@@ -1,0 +1,418 @@
+"""Stage 2b: the motion encoder E_mot (DESIGN.md §1).
+
+Backend ``synthetic``: train the synthetic analyser (models/motion/synthetic_analyser.py) on a
+``genhead_samples`` artifact. One step: ``batch_size/2`` training samples × 2 distinct views each,
+a small brightness jitter, loss = MSE on standardised expression β + gaze, plus
+``identity_weight`` × a supervised-contrastive loss on identity labels (views of one identity are
+positives). Adam, EMA of weights; resumable from checkpoints in the artifact's temporary folder
+(``checkpoints/``), TensorBoard events + scalars.jsonl/csv (``logs/``).
+
+Held out: the samples of the last ``val_identities`` identities of the store (by identity label,
+in store order). Reported: R² per expression parameter and gaze angle (all views of the held-out
+samples), identity retrieval top-1 (nearest other held-out image by cosine has the same
+identity) with its chance level, and a linear-probe R² of the embedding itself (ridge regression
+fitted on training samples) — the number that matters for Ψ, since Ψ only sees the embedding.
+
+Backend ``pdfgc``: nothing is trained; the stage loads the user's PD-FGC weights (a clear error if
+absent) and publishes them as the same kind of artifact, so downstream code always calls
+:func:`load_motion_encoder`.
+
+Artifact ``motion_encoder/<version>/``: ``checkpoint.pt`` (EMA weights + constructor kwargs,
+``models.motion.load_motion_encoder`` reads it), ``metrics.json``, ``curves.png``,
+``samples/val_predictions.png``, ``logs/`` (events, ``scalars.jsonl``, ``scalars.csv``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.motion import build_motion_encoder, freeze, load_motion_encoder as _load_from_path, save_motion_encoder
+from models.motion.base import CHECKPOINT_NAME, MotionEncoder
+from models.motion.synthetic_analyser import SyntheticAnalyser, supervised_contrastive_loss
+from pipeline_tasks.config import MotionEncoderConfig, PipelineConfig
+from pipeline_tasks.stage import run_once
+from pipeline_tasks.training.checkpoint import TrainingState
+from pipeline_tasks.training.device import resolve_device
+from pipeline_tasks.training.ema import EMA
+from pipeline_tasks.training.grid import save_image_grid
+from pipeline_tasks.training.logs import plot_curves
+from pipeline_tasks.training.sampler import SeededSampler
+from pipeline_tasks.training_loop import run_loop
+from storage_schemas import genhead_samples as gs
+from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
+
+KIND = "motion_encoder"
+SCHEMA_VERSION = 1
+
+
+class TrainingInterrupted(InterruptedError):
+    """Training stopped on purpose before its last step (``stop_after``); the run is resumable."""
+
+
+# ---------------------------------------------------------------- data
+def to_model_images(u8: np.ndarray) -> torch.Tensor:
+    """uint8 ``[..., H, W, 3]`` → float ``[..., 3, H, W]`` in [−1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(u8)).float().div_(127.5).sub_(1.0).movedim(-1, -3)
+
+
+class LabelledViews:
+    """Images and labels of a ``genhead_samples`` store. Labels are held in memory; images too when
+    they fit in ``in_memory_limit_mb``, else they are read per batch (one chunk per sample)."""
+
+    def __init__(self, store_path: str | Path, in_memory_limit_mb: float = 2048):
+        self.store_path = Path(store_path)
+        group = gs.open_read(self.store_path)
+        self.images = group["images"]
+        self.n, self.views, self.resolution = self.images.shape[0], self.images.shape[1], self.images.shape[2]
+        if self.n == 0:
+            raise ValueError(f"{self.store_path} holds no samples")
+        self.expression = np.asarray(group["expression"][:], np.float32)
+        self.gaze = np.asarray(group["gaze"][:], np.float32)
+        self.identity = np.asarray(group["identity"][:], np.int64)
+        names = dict(group.attrs).get("parameter_names", {})
+        self.expression_names = list(names.get("expression") or [f"expression_{i}" for i in range(self.expression.shape[1])])
+        self.gaze_names = list(names.get("gaze") or [f"gaze_{i}" for i in range(self.gaze.shape[1])])
+        if len(self.expression_names) != self.expression.shape[1] or len(self.gaze_names) != self.gaze.shape[1]:
+            raise ValueError(f"{self.store_path}: parameter_names do not match the expression/gaze array widths")
+        if self.images.nbytes / 2**20 <= in_memory_limit_mb:
+            self.images = self.images[:]
+
+    def get_images(self, ids: np.ndarray) -> np.ndarray:
+        """``[len(ids), V, H, W, 3]`` uint8 in the order of ``ids``."""
+        ids = np.asarray(ids)
+        if isinstance(self.images, np.ndarray):
+            return self.images[ids]
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        return self.images.get_orthogonal_selection((uniq,))[inverse]
+
+    def split(self, val_identities: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train sample ids, held-out sample ids): held out = samples of the last ``val_identities`` identities."""
+        _, first = np.unique(self.identity, return_index=True)
+        order = self.identity[np.sort(first)]  # identities in store order
+        if len(order) < 2:
+            raise ValueError(f"{self.store_path}: needs ≥ 2 identities to hold some out, has {len(order)}")
+        k = min(max(int(val_identities), 1), len(order) - 1)
+        held = np.isin(self.identity, order[-k:])
+        return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+# ---------------------------------------------------------------- metrics
+def r2_scores(pred: np.ndarray, true: np.ndarray) -> list[float | None]:
+    """Coefficient of determination per column; None where the truth is constant (undefined)."""
+    out: list[float | None] = []
+    for j in range(true.shape[1]):
+        ss_tot = float(((true[:, j] - true[:, j].mean()) ** 2).sum())
+        ss_res = float(((true[:, j] - pred[:, j]) ** 2).sum())
+        out.append(None if ss_tot <= 1e-12 else 1.0 - ss_res / ss_tot)
+    return out
+
+
+def retrieval_top1(emb: torch.Tensor, labels: np.ndarray) -> tuple[float | None, float | None]:
+    """Top-1 accuracy of the nearest other item by cosine (queries that have a positive) and chance level."""
+    labels_t = torch.as_tensor(labels)
+    sim = F.normalize(emb.float(), dim=-1) @ F.normalize(emb.float(), dim=-1).t()
+    sim.fill_diagonal_(-float("inf"))
+    same = labels_t[:, None] == labels_t[None, :]
+    same.fill_diagonal_(False)
+    has = same.any(1)
+    if not bool(has.any()):
+        return None, None
+    nn_idx = sim.argmax(1)
+    hit = same[torch.arange(len(labels_t)), nn_idx]
+    chance = same.sum(1).float() / max(len(labels_t) - 1, 1)
+    return float(hit[has].float().mean()), float(chance[has].mean())
+
+
+def _ridge_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, lam: float = 1e-2) -> torch.Tensor:
+    mu, sd = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    a = torch.cat([(train_x - mu) / sd, torch.ones(len(train_x), 1)], 1).double()
+    w = torch.linalg.solve(a.t() @ a + lam * len(a) * torch.eye(a.shape[1], dtype=a.dtype), a.t() @ train_y.double())
+    b = torch.cat([(test_x - mu) / sd, torch.ones(len(test_x), 1)], 1).double()
+    return (b @ w).float()
+
+
+@torch.no_grad()
+def _embed_all(encoder: MotionEncoder, data: LabelledViews, ids: np.ndarray, device, batch: int = 32, identity: bool = False):
+    """Embeddings (and analyser predictions) of every view of samples ``ids``; rows ordered sample-major."""
+    motion, ident, preds = [], [], []
+    for i in range(0, len(ids), max(1, batch // data.views)):
+        chunk = ids[i : i + max(1, batch // data.views)]
+        x = to_model_images(data.get_images(chunk)).flatten(0, 1).to(device)
+        if isinstance(encoder, SyntheticAnalyser):
+            out = encoder.forward_all(x)
+            motion.append(out["motion"].cpu())
+            pred = encoder.unstandardise(out["pred_std"])
+            preds.append(torch.cat([pred["expression"], pred["gaze"]], 1).cpu())
+            ident.append(out["identity"].cpu())
+        else:
+            motion.append(encoder.encode(x).cpu())
+    cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
+    return cat(motion), cat(preds), cat(ident)
+
+
+@torch.no_grad()
+def evaluate_motion_encoder(
+    encoder: MotionEncoder, data: LabelledViews, train_ids: np.ndarray, val_ids: np.ndarray, device, probe_samples: int = 512
+) -> dict[str, Any]:
+    """Held-out R² per parameter (analyser heads), identity retrieval, linear-probe R² of the embedding."""
+    was_training = encoder.training
+    encoder.eval()
+    v = data.views
+    labels = np.concatenate([data.expression, data.gaze], 1)
+    names = data.expression_names + data.gaze_names
+    val_motion, val_pred, val_ident = _embed_all(encoder, data, val_ids, device)
+    val_true = np.repeat(labels[val_ids], v, axis=0)
+    out: dict[str, Any] = {"n_val_samples": int(len(val_ids)), "n_val_images": int(len(val_ids) * v)}
+    e = len(data.expression_names)
+    if val_pred is not None:
+        r2 = r2_scores(val_pred.numpy(), val_true)
+        out["r2"] = dict(zip(names, r2))
+        exp_r2 = [x for x in r2[:e] if x is not None]
+        gaze_r2 = [x for x in r2[e:] if x is not None]
+        out["r2_expression_mean"] = float(np.mean(exp_r2)) if exp_r2 else None
+        out["r2_gaze_mean"] = float(np.mean(gaze_r2)) if gaze_r2 else None
+        out["mae_expression"] = float(np.abs(val_pred.numpy()[:, :e] - val_true[:, :e]).mean())
+    if val_ident is not None:
+        top1, chance = retrieval_top1(val_ident, np.repeat(data.identity[val_ids], v))
+        out["identity_retrieval_top1"] = top1
+        out["identity_retrieval_chance"] = chance
+    probe_ids = train_ids[np.linspace(0, len(train_ids) - 1, min(probe_samples, len(train_ids))).astype(int)]
+    tr_motion, _, _ = _embed_all(encoder, data, np.unique(probe_ids), device)
+    tr_true = torch.from_numpy(np.repeat(labels[np.unique(probe_ids)], v, axis=0))
+    probe = _ridge_probe(tr_motion, tr_true, val_motion).numpy()
+    probe_r2 = r2_scores(probe, val_true)
+    out["probe_r2"] = dict(zip(names, probe_r2))
+    pe = [x for x in probe_r2[:e] if x is not None]
+    out["probe_r2_expression_mean"] = float(np.mean(pe)) if pe else None
+    encoder.train(was_training)
+    return out
+
+
+# ---------------------------------------------------------------- the stage
+def stage_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """What the artifact version hashes: the motion_encoder section and the embedding size."""
+    return {**cfg.stage_config("motion_encoder"), "motion_dim": cfg.model.psi.motion_dim}
+
+
+def train_motion_encoder(
+    cfg: PipelineConfig,
+    samples_artifact: Artifact | str = "genhead_samples@latest",
+    registry: ArtifactRegistry | None = None,
+    stop_after: int | None = None,
+) -> Artifact:
+    """Train (or reuse, or resume) the ``motion_encoder`` artifact for ``samples_artifact``.
+
+    ``stop_after``: stop after that many steps in this call (as a kill would) and raise
+    :class:`TrainingInterrupted`; the next call resumes from the last checkpoint.
+    """
+    registry = registry or ArtifactRegistry()
+    me = cfg.motion_encoder
+    if me.backend == "pdfgc":
+        return run_once(registry, KIND, stage_config(cfg), [], SCHEMA_VERSION, lambda w: _publish_pdfgc(cfg, w))
+    if me.backend != "synthetic":
+        raise ValueError(f"motion_encoder.backend={me.backend!r}; use 'synthetic' or 'pdfgc'")
+    samples = registry.resolve(samples_artifact, schema_version=gs.SCHEMA_VERSION)
+    gs.validate(samples.path / "store.zarr")
+    return run_once(
+        registry, KIND, stage_config(cfg), [samples], SCHEMA_VERSION, lambda w: _train(cfg, samples, w, stop_after)
+    )
+
+
+def _publish_pdfgc(cfg: PipelineConfig, w: ArtifactWriter) -> None:
+    me = cfg.motion_encoder
+    enc = build_motion_encoder("pdfgc", weights=me.pdfgc_weights)
+    if cfg.model.psi.motion_dim != enc.embedding_dim:
+        raise ValueError(
+            f"motion_encoder.backend=pdfgc gives {enc.embedding_dim}-d embeddings but model.psi.motion_dim is "
+            f"{cfg.model.psi.motion_dim}; set model.psi.motion_dim={enc.embedding_dim}"
+        )
+    save_motion_encoder(w.path / CHECKPOINT_NAME, enc, extra={"weights": me.pdfgc_weights})
+    metrics = {"backend": "pdfgc", "embedding_dim": enc.embedding_dim}
+    (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    w.metrics.update(metrics)
+
+
+def _jitter(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    if amount <= 0:
+        return x
+    gain = 1.0 + amount * (2.0 * torch.rand(x.shape[0], 1, 1, 1, generator=gen) - 1.0)
+    return ((x + 1.0) * gain.to(x) - 1.0).clamp(-1.0, 1.0)
+
+
+def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None) -> None:
+    me: MotionEncoderConfig = cfg.motion_encoder
+    device = resolve_device(cfg.device)
+    data = LabelledViews(samples.path / "store.zarr")
+    train_ids, val_ids = data.split(me.val_identities)
+    val_eval_ids = val_ids[: me.val_max_samples]
+    if me.batch_size < 2:
+        raise ValueError(f"motion_encoder.batch_size must be ≥ 2 (two views per sample), got {me.batch_size}")
+
+    torch.manual_seed(me.seed)
+    model = SyntheticAnalyser(
+        motion_dim=cfg.model.psi.motion_dim,
+        identity_dim=me.identity_dim,
+        input_size=me.input_size,
+        width=me.width,
+        expression_names=data.expression_names,
+        gaze_names=data.gaze_names,
+    )
+    labels = np.concatenate([data.expression, data.gaze], 1)[train_ids]
+    model.set_target_stats(torch.from_numpy(labels.mean(0)), torch.from_numpy(labels.std(0)))
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=me.lr, betas=tuple(me.betas), eps=me.adam_eps)
+    ema = EMA(model, me.ema_halflife_steps, me.ema_rampup)
+    sampler = SeededSampler(train_ids, me.batch_size // 2, me.seed)
+    gen = torch.Generator().manual_seed(me.seed + 1)
+    state = TrainingState(models={"analyser": model}, optimizers={"analyser": opt}, emas={"analyser": ema}, sampler=sampler, generators={"augment": gen})
+    target = torch.from_numpy(np.concatenate([data.expression, data.gaze], 1))
+    identity = torch.from_numpy(data.identity)
+
+    def step_fn(step: int) -> dict[str, float]:
+        model.train()
+        ids = sampler.next_batch()
+        va = sampler.rng.integers(0, data.views, len(ids))
+        vb = (va + sampler.rng.integers(1, data.views, len(ids))) % data.views if data.views > 1 else va
+        imgs = data.get_images(ids)
+        r = np.arange(len(ids))
+        x = to_model_images(np.concatenate([imgs[r, va], imgs[r, vb]]))
+        x = _jitter(x, me.brightness_jitter, gen).to(device)
+        ids2 = np.concatenate([ids, ids])
+        y = target[ids2].to(device)
+        out = model.forward_all(x)
+        e = len(data.expression_names)
+        y_std = model.standardise(y[:, :e], y[:, e:])
+        err = (out["pred_std"] - y_std) ** 2
+        loss_motion = err.mean()
+        loss_id = supervised_contrastive_loss(out["identity"], identity[ids2].to(device), me.temperature)
+        loss = loss_motion + me.identity_weight * loss_id
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema.update(model, step + 1)
+        err = err.detach()
+        return {
+            "loss": loss.item(),
+            "loss_motion": loss_motion.item(),
+            "loss_identity": loss_id.item(),
+            "loss_expression": err[:, :e].mean().item(),
+            "loss_gaze": err[:, e:].mean().item() if err.shape[1] > e else 0.0,
+        }
+
+    def val_fn(step: int) -> dict[str, float]:
+        m = evaluate_motion_encoder(ema.module, data, train_ids, val_eval_ids, device, probe_samples=128)
+        return {k: m[k] for k in ("r2_expression_mean", "r2_gaze_mean", "identity_retrieval_top1", "probe_r2_expression_mean") if m.get(k) is not None}
+
+    steps_done, rows = run_loop(
+        me, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, None, desc="motion_encoder", stop_after=stop_after
+    )
+    if steps_done < me.steps:
+        raise TrainingInterrupted(f"motion_encoder stopped after {steps_done}/{me.steps} steps; rerun to resume from {w.path}")
+
+    final = ema.module.eval()
+    metrics = evaluate_motion_encoder(final, data, train_ids, val_eval_ids, device)
+    metrics.update({"steps": me.steps, "embedding_dim": final.embedding_dim, "backend": "synthetic"})
+    save_motion_encoder(w.path / CHECKPOINT_NAME, final.cpu(), extra={"samples": samples.ref, "steps": me.steps})
+    final.to(device)
+    (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if rows:
+        plot_curves(rows, w.path / "curves.png", title=f"motion encoder ({cfg.preset}, {samples.ref})")
+    _sample_grid(final, data, val_ids, device, w.path / "samples" / "val_predictions.png")
+    shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
+    w.metrics.update(metrics)
+    w.counts.update({"steps": me.steps, "train_samples": int(len(train_ids)), "val_samples": int(len(val_ids)), "views": int(data.views)})
+    r2 = metrics.get("r2", {})
+    print("motion_encoder: held-out R² " + ", ".join(f"{k} {v:.2f}" for k, v in r2.items() if v is not None)
+          + f"; identity top-1 {metrics.get('identity_retrieval_top1')} (chance {metrics.get('identity_retrieval_chance')})")
+
+
+@torch.no_grad()
+def _sample_grid(model: SyntheticAnalyser, data: LabelledViews, val_ids: np.ndarray, device, path: Path, n: int = 6) -> None:
+    """Held-out samples (rows) × views; row titles: the strongest true expression, true/predicted."""
+    ids = val_ids[:n]
+    imgs = to_model_images(data.get_images(ids))  # [n, V, 3, H, W]
+    pred = model.predict(imgs.flatten(0, 1).to(device))["expression"].cpu().reshape(len(ids), data.views, -1).mean(1)
+    titles = []
+    for k, i in enumerate(ids):
+        j = int(np.argmax(data.expression[i]))
+        titles.append(f"id {int(data.identity[i])}: {data.expression_names[j]} {data.expression[i, j]:.2f}/{float(pred[k, j]):.2f}")
+    save_image_grid(imgs, path, row_titles=titles, col_titles=[f"view {v}" for v in range(data.views)],
+                    title="held-out: strongest expression true/pred (mean over views)")
+
+
+# ---------------------------------------------------------------- loading (frozen, downstream)
+def load_motion_encoder(
+    artifact_or_path: Artifact | str | Path, device: str | torch.device = "cpu", registry: ArtifactRegistry | None = None
+) -> MotionEncoder:
+    """Frozen E_mot (eval, ``requires_grad=False``) from an Artifact, a ``motion_encoder@<version|latest>``
+    reference, an artifact folder or its ``checkpoint.pt``."""
+    if isinstance(artifact_or_path, str) and "@" in artifact_or_path and not Path(artifact_or_path).exists():
+        artifact_or_path = (registry or ArtifactRegistry()).resolve(artifact_or_path, schema_version=SCHEMA_VERSION)
+    return _load_from_path(artifact_or_path, device)
+
+
+def motion_encoder_from_config(
+    cfg: PipelineConfig, registry: ArtifactRegistry | None = None, ref: str | Artifact = "motion_encoder@latest", device="cpu"
+) -> MotionEncoder:
+    """E_mot as the config says: ``pdfgc`` → the user's PD-FGC weights directly; ``synthetic`` → the artifact ``ref``."""
+    if cfg.motion_encoder.backend == "pdfgc":
+        return freeze(build_motion_encoder("pdfgc", weights=cfg.motion_encoder.pdfgc_weights).to(device))
+    return load_motion_encoder(ref, device, registry)
+
+
+# ---------------------------------------------------------------- reports
+def _fmt(v: Any) -> str:
+    return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def r2_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows ``{parameter, r2_head, r2_probe}`` for a Prefect table artifact (None where undefined)."""
+    head, probe = metrics.get("r2", {}), metrics.get("probe_r2", {})
+    return [{"parameter": k, "r2_head": head.get(k), "r2_probe": probe.get(k)} for k in head]
+
+
+def summary_markdown(art: Artifact) -> str:
+    """Markdown summary of a ``motion_encoder`` artifact: headline metrics and the per-parameter R² table."""
+    m = art.manifest.get("metrics", {})
+    lines = [
+        f"## motion encoder `{art.ref}`",
+        "",
+        f"- backend: **{m.get('backend', '?')}**, embedding: {m.get('embedding_dim', '?')}-d, parents: {', '.join(art.parents) or '–'}",
+        f"- path: `{art.path}`",
+    ]
+    if "r2" in m:
+        lines += [
+            f"- held-out samples: {m.get('n_val_samples')} ({m.get('n_val_images')} images), steps: {m.get('steps')}",
+            f"- mean R² expression: **{_fmt(m.get('r2_expression_mean'))}** (heads), {_fmt(m.get('probe_r2_expression_mean'))} "
+            "(linear probe of the embedding); gaze: " + _fmt(m.get("r2_gaze_mean")),
+            f"- identity retrieval top-1: **{_fmt(m.get('identity_retrieval_top1'))}** (chance {_fmt(m.get('identity_retrieval_chance'))})",
+            "",
+            "| parameter | R² (head) | R² (probe) |",
+            "|---|---:|---:|",
+            *(f"| {r['parameter']} | {_fmt(r['r2_head'])} | {_fmt(r['r2_probe'])} |" for r in r2_table(m)),
+            "",
+            "R² is undefined (–) for parameters that are constant in the held-out data.",
+        ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- Prefect task
+def _task():
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE  # versions and resumption are the registry's job
+
+    return task(name="train-motion-encoder", retries=0, log_prints=True, cache_policy=NO_CACHE)(train_motion_encoder)
+
+
+try:  # the @task wrapper; the plain function above needs no Prefect
+    train_motion_encoder_task = _task()
+except ImportError:  # pragma: no cover - Prefect is a dependency, but keep the plain function importable
+    train_motion_encoder_task = None

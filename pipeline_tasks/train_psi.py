@@ -1,0 +1,295 @@
+"""Stage 4: Ψ by cross-view self-reenactment on pseudo multi-view videos (DESIGN.md §1).
+
+One training sample, exactly as the design states:
+
+1. a video and a source frame Î_s;
+2. a time step t of the same video and two of its pseudo views p ≠ q: driving input I_d(θ_p),
+   target I_d(θ_q);
+3. with probability ``p_target_real`` the target is replaced by the real frame Î_d (and θ_q by its
+   camera); with probability ``p_driving_real`` the driving input is replaced by Î_d;
+4. v_s = E_mot(Î_s), v_d = E_mot(driving input) — E_mot is frozen; its embeddings of every frame
+   and view were computed in stage 3 and are read from the store;
+5. I_re = R(Ψ(Î_s, v_s, v_d), θ_q);
+6. real target → L1 + LPIPS + identity + adversarial; pseudo target → LPIPS only.
+
+Ψ starts from Ψ3d (every weight but the motion cross-attention parts), so at step 0 it renders
+what Ψ3d renders; cross-attention parameters get their own learning-rate multiplier. The last
+``val_videos`` videos are held out: their self-reenactment loss is measured at step 0 and during
+training, and the manifest records both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.checkpoints import load_checkpoint, save_checkpoint
+from models.config import ModelConfig
+from models.psi import build_psi, init_psi_from_psi3d, param_groups
+from models.psi.network import Psi
+from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.metrics import psnr
+from pipeline_tasks.psi_objective import PsiObjective
+from pipeline_tasks.stage import run_once
+from pipeline_tasks.train_motion_encoder import load_motion_encoder
+from pipeline_tasks.train_psi3d import CHECKPOINT, to_model_alpha, to_model_images
+from pipeline_tasks.training.checkpoint import TrainingState
+from pipeline_tasks.training.device import resolve_device
+from pipeline_tasks.training.ema import EMA
+from pipeline_tasks.training.grid import save_image_grid
+from pipeline_tasks.training.logs import plot_curves
+from pipeline_tasks.training.sampler import SeededSampler
+from pipeline_tasks.training_loop import run_loop
+from storage_schemas import pseudo_mv as pm
+from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
+
+KIND = "psi"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class SamplePlan:
+    """The random choices of one batch (arrays of length B)."""
+
+    video: np.ndarray
+    source_t: np.ndarray
+    t: np.ndarray
+    view_p: np.ndarray
+    view_q: np.ndarray
+    target_real: np.ndarray  # bool: target replaced by the real frame
+    driving_real: np.ndarray  # bool: driving input replaced by the real frame
+
+
+def draw_plan(
+    rng: np.random.Generator, videos: np.ndarray, lengths: np.ndarray, k: int, p_target_real: float, p_driving_real: float
+) -> SamplePlan:
+    """Draw a batch's (video, source frame, time step, views p ≠ q, replacements) — DESIGN.md §1 steps 1–3."""
+    b = len(videos)
+    n = lengths[videos]
+    source_t = (rng.random(b) * n).astype(np.int64)
+    t = (rng.random(b) * n).astype(np.int64)
+    if k >= 2:
+        p = rng.integers(0, k, b)
+        q = (p + rng.integers(1, k, b)) % k
+    else:
+        p = q = np.zeros(b, np.int64)
+    return SamplePlan(
+        video=videos, source_t=source_t, t=t, view_p=p, view_q=q,
+        target_real=rng.random(b) < p_target_real, driving_real=rng.random(b) < p_driving_real,
+    )
+
+
+class PseudoMVVideos:
+    """Video groups of a ``pseudo_mv`` store, in memory (the tiny/small stores fit)."""
+
+    NAMES = ("frames", "alpha", "frame_cameras", "frame_motion", "views", "view_alpha", "view_cameras", "view_motion")
+
+    def __init__(self, store_path: Path, video_ids: list[str]):
+        root = pm.open_read(store_path)
+        self.ids = video_ids
+        self.data = [{n: root[v][n][:] for n in self.NAMES} for v in video_ids]
+        self.lengths = np.array([len(d["frames"]) for d in self.data])
+        self.k = self.data[0]["views"].shape[1]
+
+    def batch(self, plan: SamplePlan, device) -> dict[str, torch.Tensor]:
+        """Tensors of a plan: source, driving input, target (+ alpha, camera) and the two motions."""
+        src, drv, tgt, alpha, cams, m_s, m_d = [], [], [], [], [], [], []
+        for i in range(len(plan.video)):
+            d = self.data[plan.video[i]]
+            s, t, p, q = plan.source_t[i], plan.t[i], plan.view_p[i], plan.view_q[i]
+            src.append(d["frames"][s])
+            m_s.append(d["frame_motion"][s])
+            if plan.driving_real[i]:
+                drv.append(d["frames"][t])
+                m_d.append(d["frame_motion"][t])
+            else:
+                drv.append(d["views"][t, p])
+                m_d.append(d["view_motion"][t, p])
+            if plan.target_real[i]:
+                tgt.append(d["frames"][t]); alpha.append(d["alpha"][t]); cams.append(d["frame_cameras"][t])
+            else:
+                tgt.append(d["views"][t, q]); alpha.append(d["view_alpha"][t, q]); cams.append(d["view_cameras"][t, q])
+        f = lambda xs: torch.from_numpy(np.stack(xs)).float().to(device)  # noqa: E731
+        return {
+            "source": to_model_images(np.stack(src)).to(device),
+            "driving": to_model_images(np.stack(drv)).to(device),
+            "target": to_model_images(np.stack(tgt)).to(device),
+            "target_alpha": to_model_alpha(np.stack(alpha)).to(device),
+            "cameras": f(cams),
+            "motion_source": f(m_s),
+            "motion_driving": f(m_d),
+            "real": torch.from_numpy(plan.target_real.copy()).to(device),
+        }
+
+
+def split_videos(index: list[dict], n_val: int) -> tuple[list[str], list[str]]:
+    ids = [e["video_id"] for e in index if e.get("status") == "converted"]
+    if len(ids) < 2:
+        return ids, ids  # one video: validate on it (reported as such)
+    n_val = min(max(n_val, 1), len(ids) - 1)
+    return ids[:-n_val], ids[-n_val:]
+
+
+def validation_plan(data: PseudoMVVideos, n_per_video: int = 8, seed: int = 12345) -> SamplePlan:
+    """Fixed self-reenactment samples of held-out videos: real driving frame, real target frame."""
+    rng = np.random.default_rng(seed)
+    videos = np.repeat(np.arange(len(data.ids)), n_per_video)
+    plan = draw_plan(rng, videos, data.lengths, data.k, 1.0, 1.0)
+    return plan
+
+
+@torch.no_grad()
+def reenactment_metrics(psi: Psi, data: PseudoMVVideos, plan: SamplePlan, objective: PsiObjective, device, batch: int = 8) -> dict[str, float]:
+    """Held-out self-reenactment: L1 + LPIPS loss and PSNR of Ψ's render against the real frame."""
+    was_training = psi.training
+    psi.eval()
+    losses, psnrs = [], []
+    for s in range(0, len(plan.video), batch):
+        sub = SamplePlan(**{k: v[s : s + batch] for k, v in plan.__dict__.items()})
+        b = data.batch(sub, device)
+        out = psi.render(psi(b["source"], b["motion_source"], b["motion_driving"]), b["cameras"], perturb=False)
+        l1 = (out["image"] - b["target"]).abs().mean()
+        losses.append(float(l1 + objective.lpips(out["image"], b["target"])) * len(sub.video))
+        psnrs.append(psnr(out["image"], b["target"]))
+    psi.train(was_training)
+    return {"reenactment_loss": sum(losses) / len(plan.video), "psnr": float(torch.cat(psnrs).mean())}
+
+
+def stage_config(cfg: PipelineConfig) -> dict:
+    return cfg.stage_config("psi", "model", "device")
+
+
+def train_psi(
+    cfg: PipelineConfig,
+    pseudo_mv: Artifact | str,
+    psi3d: Artifact | str,
+    motion_encoder: Artifact | str,
+    registry: ArtifactRegistry | None = None,
+    stop_after: int | None = None,
+) -> Artifact:
+    """Train (or reuse, or resume) the ``psi`` artifact."""
+    from pipeline_tasks.train_motion_encoder import SCHEMA_VERSION as ME_SCHEMA
+    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as P3_SCHEMA
+
+    registry = registry or ArtifactRegistry()
+    pmv = registry.resolve(pseudo_mv, schema_version=pm.SCHEMA_VERSION)
+    p3 = registry.resolve(psi3d, schema_version=P3_SCHEMA)
+    me = registry.resolve(motion_encoder, schema_version=ME_SCHEMA)
+    pm.validate(pmv.path / "store.zarr")
+    return run_once(registry, KIND, stage_config(cfg), [pmv, p3, me], SCHEMA_VERSION,
+                    lambda w: _train(cfg, pmv, p3, me, w, stop_after))
+
+
+def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: ArtifactWriter, stop_after: int | None) -> None:
+    tc = cfg.psi
+    device = resolve_device(cfg.device)
+    store = pmv.path / "store.zarr"
+    train_ids, val_ids = split_videos(pm.read_index(store), tc.val_videos)
+    train = PseudoMVVideos(store, train_ids)
+    val = PseudoMVVideos(store, val_ids)
+    if train.data[0]["frames"].shape[1] != cfg.model.psi.image_resolution:
+        raise ValueError(f"{pmv.ref}: frames are {train.data[0]['frames'].shape[1]}², preset {cfg.preset!r} needs "
+                         f"{cfg.model.psi.image_resolution}²")
+
+    torch.manual_seed(tc.seed)
+    psi = build_psi(cfg.model).to(device)
+    psi3d_ckpt = load_checkpoint(p3.path / CHECKPOINT, expected=cfg.model, map_location=device)
+    not_copied = init_psi_from_psi3d(psi, psi3d_ckpt.state_dicts["psi"])
+    e_mot = load_motion_encoder(me, device) if tc.losses.identity_backend == "synthetic" else None
+    embedder = e_mot.identity_embedder() if e_mot is not None else None
+    objective = PsiObjective(cfg.model, tc.losses, identity_embedder=embedder, lr=tc.lr).to(device)
+    opt = torch.optim.Adam(param_groups(psi, tc.lr, tc.cross_attention_lr_mult), lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
+    ema = EMA(psi, tc.ema_halflife_steps, tc.ema_rampup)
+    sampler = SeededSampler(np.arange(len(train.ids)), tc.batch_size, tc.seed)
+    gen = torch.Generator().manual_seed(tc.seed + 1)
+    state = TrainingState(models={"psi": psi}, optimizers={"psi": opt}, emas={"psi": ema}, sampler=sampler, generators={"render": gen})
+    if objective.discriminator is not None:
+        state.models["D"] = objective.discriminator
+        state.optimizers["D"] = objective.d_optimizer
+    vplan = validation_plan(val)
+    step0_path = w.path / "step0_metrics.json"
+    if step0_path.exists():  # resumed: the step-0 measurement was taken before the kill
+        step0 = json.loads(step0_path.read_text())
+    else:
+        step0 = reenactment_metrics(psi, val, vplan, objective, device)
+        step0_path.write_text(json.dumps(step0))
+
+    def step_fn(step: int) -> dict[str, float]:
+        videos = sampler.next_batch()
+        plan = draw_plan(sampler.rng, videos, train.lengths, train.k, tc.p_target_real, tc.p_driving_real)
+        b = train.batch(plan, device)
+        out = psi.render(psi(b["source"], b["motion_source"], b["motion_driving"]), b["cameras"], generator=gen)
+        loss, log = objective.generator_loss(out, b["target"], b["target_alpha"], b["cameras"], b["real"], step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema.update(psi, step + 1)
+        real = b["real"]
+        if real.any():
+            fake = {k: out[k][real] for k in ("image", "image_raw")}
+            log.update(objective.discriminator_step(fake, b["target"][real], b["cameras"][real], b["cameras"][real], step))
+        return {"loss": log.pop("total"), **log}
+
+    def val_fn(step: int) -> dict[str, float]:
+        return reenactment_metrics(ema.module, val, vplan, objective, device)
+
+    @torch.no_grad()
+    def sample_fn(step: int) -> None:
+        model = ema.module.eval()
+        n = min(4, len(vplan.video))
+        sub = SamplePlan(**{k: v[:n] for k, v in vplan.__dict__.items()})
+        sub.driving_real = np.zeros(n, bool)  # show a pseudo view as driving input
+        b = val.batch(sub, device)
+        planes = model(b["source"], b["motion_source"], b["motion_driving"])
+        pred = model.render(planes, b["cameras"], perturb=False)["image"].clamp(-1, 1)
+        d = val.data
+        side = torch.stack([to_model_images(d[v]["views"][t, q]) for v, t, q in zip(sub.video, sub.t, sub.view_q)]).to(device)
+        side_cams = torch.stack([torch.from_numpy(d[v]["view_cameras"][t, q]) for v, t, q in zip(sub.video, sub.t, sub.view_q)]).float().to(device)
+        pred_side = model.render(planes, side_cams, perturb=False)["image"].clamp(-1, 1)
+        rows = torch.stack([b["source"], b["driving"], pred, b["target"], pred_side, side], dim=1).cpu()
+        save_image_grid(rows, w.path / "samples" / f"step_{step:06d}.png",
+                        col_titles=["source", "driving", "Ψ (frame cam)", "real frame", "Ψ (novel cam)", "pseudo view"],
+                        title=f"Ψ step {step} (held-out videos)")
+
+    steps_done, rows = run_loop(tc, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, sample_fn,
+                                desc="psi", stop_after=stop_after)
+    if steps_done < tc.steps:
+        raise InterruptedError(f"psi stopped after {steps_done}/{tc.steps} steps")
+    final = reenactment_metrics(ema.module, val, vplan, objective, device)
+    save_checkpoint(w.path / CHECKPOINT, cfg.model, {"psi": ema.module}, extra={"kind": KIND, "steps": tc.steps, "not_copied_from_psi3d": not_copied})
+    plot_curves(rows, w.path / "curves.png", title=f"Ψ ({cfg.preset})")
+    metrics = {
+        "val_reenactment_loss_step0": step0["reenactment_loss"],
+        "val_reenactment_loss": final["reenactment_loss"],
+        "val_psnr_step0": step0["psnr"],
+        "val_psnr": final["psnr"],
+        "val_videos_held_out": val_ids != train_ids,
+    }
+    (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    w.metrics.update(metrics)
+    w.counts.update({"steps": tc.steps, "train_videos": len(train_ids), "val_videos": len(val_ids),
+                     "params_not_copied_from_psi3d": len(not_copied)})
+    print(f"psi: held-out self-reenactment loss {step0['reenactment_loss']:.4f} at step 0 → {final['reenactment_loss']:.4f} "
+          f"(PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB)")
+
+
+def load_psi(artifact: Artifact, model_cfg: ModelConfig | None = None, device="cpu") -> Psi:
+    """The published (EMA) Ψ of an artifact, in eval mode; refuses another preset."""
+    ckpt = load_checkpoint(artifact.path / CHECKPOINT, expected=model_cfg, map_location=device)
+    psi = build_psi(ckpt.config).to(device)
+    ckpt.load_into({"psi": psi})
+    return psi.eval()
+
+
+def _task():
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE  # versions and resumption are the registry's job
+
+    return task(name="train-psi", log_prints=True, cache_policy=NO_CACHE)(train_psi)
+
+
+train_psi_task = _task()

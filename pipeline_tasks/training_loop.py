@@ -1,0 +1,63 @@
+"""The resumable step loop shared by the Ψ3d and Ψ trainers.
+
+It owns the schedule (log / validate / sample / checkpoint every N steps), the progress bar and
+resumption: on start it restores the latest checkpoint in ``ckpt_dir`` (models, EMA, optimisers,
+sampler, every RNG), so a run killed at any point continues from its last checkpoint and reaches
+the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from pipeline_tasks.config import TrainConfig
+from pipeline_tasks.training.checkpoint import TrainingState
+from pipeline_tasks.training.logs import TrainingLogger, progress_bar
+
+
+def _due(step: int, every: int, last: int) -> bool:
+    return step == last or (every > 0 and step % every == 0)
+
+
+def run_loop(
+    train_cfg: TrainConfig,
+    state: TrainingState,
+    ckpt_dir: Path,
+    logger_dir: Path,
+    step_fn: Callable[[int], dict[str, float]],
+    val_fn: Callable[[int], dict[str, float]] | None = None,
+    sample_fn: Callable[[int], None] | None = None,
+    desc: str = "train",
+    stop_after: int | None = None,
+) -> tuple[int, list[dict[str, float]]]:
+    """Run steps ``resume..train_cfg.steps``; returns (steps done, logged rows).
+
+    ``step_fn(step)`` does one optimisation step (``step`` counts from 0) and returns scalars.
+    ``stop_after`` (tests) stops after that many steps in this call, as a kill would, right after
+    a checkpoint if one is due.
+    """
+    total = train_cfg.steps
+    start = state.resume(ckpt_dir)
+    logger = TrainingLogger(logger_dir, resume_step=start)
+    done_here = 0
+    with logger, progress_bar(total, initial=start, desc=desc) as bar:
+        for step in range(start, total):
+            scalars = step_fn(step)
+            n = step + 1
+            if _due(n, train_cfg.log_every, total):
+                logger.log(n, **scalars)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(scalars.items())[:3]})
+            if val_fn is not None and _due(n, train_cfg.val_every, total):
+                logger.log(n, **{f"val_{k}": v for k, v in val_fn(n).items()})
+            if sample_fn is not None and _due(n, train_cfg.sample_every, total):
+                sample_fn(n)
+            if _due(n, train_cfg.checkpoint_every, total):
+                state.save(ckpt_dir, n, keep=train_cfg.keep_checkpoints)
+            bar.update(1)
+            done_here += 1
+            if stop_after is not None and done_here >= stop_after:
+                logger.flush()
+                return n, logger.rows()
+        logger.flush()
+        return total, logger.rows()

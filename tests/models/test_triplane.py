@@ -1,0 +1,57 @@
+"""Tri-plane lookup and multi-view rendering of one tri-plane."""
+
+import pytest
+import torch
+
+from models import cameras as cams
+from models.config import RenderConfig
+from models.rendering.triplane import TriplaneRenderer, sample_triplane
+
+BOX = 0.65
+
+
+def coordinate_planes(res: int) -> torch.Tensor:
+    """Planes whose 2 channels hold the world coordinates of their two axes at each texel centre."""
+    c = ((torch.arange(res) + 0.5) / res * 2 - 1) * BOX  # texel centres, align_corners=False
+    rows, cols = torch.meshgrid(c, c, indexing="ij")  # grid y = row = 2nd axis, grid x = column = 1st axis
+    plane = torch.stack([cols, rows])  # ch0 = first named axis, ch1 = second
+    return plane.expand(3, 2, res, res)[None].clone()  # (x,y), (y,z), (z,x) all store (first, second)
+
+
+def test_triplane_returns_coordinates_at_random_points():
+    res = 16
+    planes = coordinate_planes(res).repeat(2, 1, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    inner = BOX * (1 - 1 / res)  # bilinear is exact for a linear function inside the outer texel centres
+    pts = (torch.rand(2, 200, 3, generator=g) * 2 - 1) * inner
+    f = sample_triplane(planes, pts, BOX)  # [B,3,M,2]
+    x, y, z = pts.unbind(-1)
+    expected = torch.stack([torch.stack([x, y], -1), torch.stack([y, z], -1), torch.stack([z, x], -1)], 1)
+    assert f.shape == (2, 3, 200, 2)
+    assert torch.allclose(f, expected, atol=1e-5)
+
+
+def test_triplane_zero_outside_box():
+    planes = torch.ones(1, 3, 4, 8, 8)
+    pts = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.0, 2 * BOX], [3 * BOX, 3 * BOX, 3 * BOX]]])
+    f = sample_triplane(planes, pts, BOX)
+    assert torch.allclose(f[0, :, 0], torch.ones(3, 4))
+    assert f[0, :, 2].abs().max() == 0  # outside every plane
+    assert torch.allclose(f[0, 0, 1], torch.ones(4)) and f[0, 1, 1].abs().max() == 0  # z out of range: (y,z), (z,x) are zero
+
+
+def test_multi_view_render_matches_single_views():
+    cfg = RenderConfig(neural_resolution=8, n_coarse=6, n_fine=6, feature_channels=5, decoder_hidden=8)
+    r = TriplaneRenderer(cfg, triplane_channels=4).eval()
+    torch.nn.init.normal_(r.decoder.sigma.weight)  # give it some density
+    planes = torch.randn(2, 3, 4, 16, 16)
+    labels = cams.sample_cameras(6, torch.Generator().manual_seed(1))[0].reshape(2, 3, 25)
+    multi = r(planes, labels, perturb=False)
+    assert multi["features"].shape == (6, 5, 8, 8) and multi["depth"].shape == (6, 1, 8, 8)
+    for b in range(2):
+        for k in range(3):
+            single = r(planes[b : b + 1], labels[b : b + 1, k], perturb=False)
+            for key in ("features", "alpha", "depth"):
+                assert torch.allclose(multi[key][b * 3 + k], single[key][0], atol=1e-5), key
+    with pytest.raises(ValueError, match="batch"):
+        r(planes, labels[:1])

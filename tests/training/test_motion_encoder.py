@@ -1,0 +1,207 @@
+"""Stage 2b: E_mot interface, PD-FGC loading, the synthetic analyser learning, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.motion import MotionEncoder, build_motion_encoder, load_motion_encoder as load_from_path
+from models.motion.synthetic_analyser import supervised_contrastive_loss
+from pipeline_tasks.train_motion_encoder import (
+    KIND,
+    TrainingInterrupted,
+    load_motion_encoder,
+    r2_scores,
+    retrieval_top1,
+    train_motion_encoder,
+)
+from storage_schemas.artifacts import ArtifactError, ArtifactRegistry
+
+
+
+# ---------------------------------------------------------------- interface
+def test_synthetic_encoder_any_resolution_and_identity_is_unit_norm():
+    enc = build_motion_encoder("synthetic", motion_dim=12, identity_dim=5, input_size=16, width=4)
+    assert isinstance(enc, MotionEncoder) and enc.embedding_dim == 12
+    for res in (16, 24, 64):
+        x = torch.rand(3, 3, res, res) * 2 - 1
+        assert enc.encode(x).shape == (3, 12)
+        ident = enc.identity_embedding(x)
+        assert ident.shape == (3, 5) and torch.allclose(ident.norm(dim=1), torch.ones(3), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
+        enc.encode(torch.zeros(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="unknown motion encoder backend 'fan'"):
+        build_motion_encoder("fan")
+
+
+def test_pdfgc_missing_weights_error_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere" / "motion_model.pth"
+    with pytest.raises(FileNotFoundError, match="motion_model.pth do not exist.*pdfgc_weights"):
+        build_motion_encoder("pdfgc", weights=missing)
+    with pytest.raises(FileNotFoundError, match="needs weights"):
+        build_motion_encoder("pdfgc")
+
+
+def test_pdfgc_loads_a_published_style_state_dict(tmp_path):
+    from models.motion.pdfgc import PDFGCEncoder
+
+    torch.manual_seed(1)
+    src = PDFGCEncoder(load=False)
+    state = {f"module.{k}": v for k, v in src.state_dict().items()}  # DataParallel prefix is accepted
+    state["extra_head.weight"] = torch.zeros(3)  # unexpected keys are ignored
+    torch.save(state, tmp_path / "motion_model.pth")
+    enc = build_motion_encoder("pdfgc", weights=tmp_path / "motion_model.pth")
+    for k, v in src.state_dict().items():
+        assert torch.equal(enc.state_dict()[k], v), k
+    enc.eval()
+    with torch.no_grad():
+        out = enc.encode(torch.zeros(1, 3, 96, 96))
+    assert out.shape == (1, 548) and enc.embedding_dim == 548
+    bad = {k: v for k, v in src.state_dict().items() if not k.startswith("to_mouth.")}
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"bad.pth is not a PD-FGC.*to_mouth"):
+        build_motion_encoder("pdfgc", weights=tmp_path / "bad.pth")
+
+
+def test_metric_helpers():
+    true = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    assert r2_scores(true, true) == [1.0, None]  # constant truth → undefined, not a fake number
+    assert r2_scores(np.full_like(true, 1.0), true)[0] == pytest.approx(0.0)
+    emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+    top1, chance = retrieval_top1(emb, np.array([0, 0, 1, 1, 2]))
+    assert top1 == 1.0 and chance == pytest.approx(0.25)
+    top1, _ = retrieval_top1(emb, np.array([0, 1, 0, 1, 2]))
+    assert top1 == 0.0
+    labels = torch.tensor([0, 0, 1, 1])
+    good = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1, 0.05], [0, 1], [0.05, 1]]), dim=1)
+    bad = good[[0, 2, 1, 3]]
+    assert supervised_contrastive_loss(good, labels) < supervised_contrastive_loss(bad, labels)
+
+
+# ---------------------------------------------------------------- the stage
+def test_analyser_learns_expressions_and_identity(registry_with_samples, make_cfg, encoded_names):
+    reg, samples = registry_with_samples
+    cfg = make_cfg(steps=70, val_every=1000, checkpoint_every=35)
+    art = train_motion_encoder(cfg, samples.ref, reg)
+    assert art.kind == KIND and art.parents == [samples.ref]
+    for name in ("checkpoint.pt", "metrics.json", "curves.png", "samples/val_predictions.png", "logs/scalars.csv", "logs/scalars.jsonl"):
+        assert (art.path / name).is_file(), name
+    assert list((art.path / "logs").glob("events.out.tfevents.*"))
+    assert not (art.path / "checkpoints").exists()  # resumable state is not part of the payload
+
+    m = json.loads((art.path / "metrics.json").read_text())
+    assert m["n_val_samples"] == 16  # 8 held-out identities × 2 samples
+    for name in encoded_names:
+        assert m["r2"][name] > 0.3, (name, m["r2"])
+    assert m["r2_expression_mean"] > 0.5
+    assert m["r2"]["cheek_puff"] is None  # constant in this data
+    assert m["identity_retrieval_top1"] > m["identity_retrieval_chance"] + 0.3
+    assert m["probe_r2_expression_mean"] > 0.3  # the embedding itself carries the expression
+    assert art.manifest["metrics"]["r2"] == m["r2"]
+
+    rows = [json.loads(x) for x in (art.path / "logs" / "scalars.jsonl").read_text().splitlines()]
+    assert any("val_r2_expression_mean" in r for r in rows)  # validation at the last step is logged
+    rows = [r for r in rows if "loss_motion" in r]
+    first = np.mean([r["loss_motion"] for r in rows[:2]])
+    last = np.mean([r["loss_motion"] for r in rows[-2:]])
+    assert last < 0.6 * first
+
+    enc = load_motion_encoder(art.ref, registry=reg)
+    assert enc.embedding_dim == cfg.model.psi.motion_dim
+    assert not enc.training and not any(p.requires_grad for p in enc.parameters())
+    parent = torch.nn.Sequential(enc)
+    parent.train()
+    assert not enc.training  # frozen stays in eval mode
+    x = torch.rand(2, 3, 48, 48) * 2 - 1
+    assert torch.equal(enc.encode(x), load_from_path(art.path).encode(x))
+
+    assert train_motion_encoder(cfg, samples.ref, reg).path == art.path  # complete → reused, not retrained
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path, registry_with_samples, make_cfg):
+    reg_b, samples_b = registry_with_samples
+    import shutil
+
+    reg_a = ArtifactRegistry(tmp_path / "uninterrupted")
+    with reg_a.writer("genhead_samples", {"blobs": 1}, schema_version=samples_b.manifest["schema_version"]) as w:
+        shutil.copytree(samples_b.path / "store.zarr", w.path / "store.zarr")
+        samples_a = w.commit()
+    cfg = make_cfg(steps=9, val_every=1000, checkpoint_every=4, log_every=1, input_size=16, batch_size=16)
+
+    art_a = train_motion_encoder(cfg, samples_a, reg_a)
+
+    with pytest.raises(TrainingInterrupted, match="6/9"):
+        train_motion_encoder(cfg, samples_b, reg_b, stop_after=6)  # killed at step 6, last checkpoint at 4
+    with pytest.raises(ArtifactError, match="no complete 'motion_encoder'"):
+        reg_b.resolve("motion_encoder@latest")
+    (tmp,) = reg_b.incomplete(KIND)
+    assert [p.name for p in (tmp / "checkpoints").iterdir()] == ["step_00000004.pt"]
+    art_b = train_motion_encoder(cfg, samples_b, reg_b)
+    assert art_b.version == art_a.version
+
+    sa = torch.load(art_a.path / "checkpoint.pt", weights_only=True)["state_dict"]
+    sb = torch.load(art_b.path / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    rows_a = (art_a.path / "logs" / "scalars.jsonl").read_text()
+    rows_b = (art_b.path / "logs" / "scalars.jsonl").read_text()
+    assert rows_a == rows_b  # steps 5–6 logged once, not twice
+
+
+def test_flow_publishes_r2_table(tmp_path, registry_with_samples, make_cfg):
+    """The Prefect flow end to end (temporary Prefect home and API, in a subprocess)."""
+    import os
+    import subprocess
+    import sys
+
+    reg, samples = registry_with_samples
+    cfg = make_cfg(steps=4, val_every=1000, checkpoint_every=1000, input_size=16, batch_size=8)
+    overrides = {k: v for k, v in {
+        "device": "cpu", "model.psi.motion_dim": cfg.model.psi.motion_dim,
+        **{f"motion_encoder.{k}": v for k, v in cfg.motion_encoder.model_dump().items() if k != "betas"},
+    }.items()}
+    code = (
+        "import json, sys; import models; from flows.train_motion_encoder import train_motion_encoder_flow;"
+        "from prefect.client.orchestration import get_client;"
+        f"ref = train_motion_encoder_flow('tiny', json.loads(sys.argv[1]), {samples.ref!r}, {str(reg.root)!r});"
+        "import asyncio\n"
+        "async def arts():\n"
+        "    async with get_client() as c:\n"
+        "        return {a.key: a.data for a in await c.read_artifacts()}\n"
+        "got = asyncio.run(arts()); print('REF', ref); print('KEYS', sorted(got));"
+        "print('MARKDOWN', json.dumps(got.get('motion-encoder-' + ref.split('@')[1])))"
+    )
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "HF_HUB_OFFLINE": "1", "PREFECT_LOGGING_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("REF "))
+    art = reg.resolve(ref)
+    assert art.kind == KIND and art.parents == [samples.ref]
+    keys = next(line for line in proc.stdout.splitlines() if line.startswith("KEYS "))
+    assert f"motion-encoder-{art.version}" in keys and f"motion-encoder-{art.version}-r2" in keys
+    markdown = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("MARKDOWN "))[9:])
+    assert "| jaw_open |" in markdown and art.ref in markdown  # the R² table
+
+
+def test_pdfgc_backend_publishes_the_same_kind_of_artifact(tmp_path):
+    from models.motion.pdfgc import PDFGCEncoder
+    from pipeline_tasks.config import load_config
+
+    weights = tmp_path / "motion_model.pth"
+    torch.save(PDFGCEncoder(load=False).state_dict(), weights)
+    reg = ArtifactRegistry(tmp_path / "artifacts")
+    wrong = load_config("tiny", {"motion_encoder.backend": "pdfgc", "motion_encoder.pdfgc_weights": str(weights)})
+    with pytest.raises(ValueError, match="model.psi.motion_dim=548"):
+        train_motion_encoder(wrong, registry=reg)
+    cfg = load_config("tiny", {"motion_encoder.backend": "pdfgc", "motion_encoder.pdfgc_weights": str(weights), "model.psi.motion_dim": 548})
+    art = train_motion_encoder(cfg, registry=reg)  # no genhead_samples needed
+    enc = load_motion_encoder(art)
+    assert enc.embedding_dim == 548 and not enc.training and not any(p.requires_grad for p in enc.parameters())
+    assert json.loads((art.path / "metrics.json").read_text())["backend"] == "pdfgc"
