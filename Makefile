@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 export P4D_HOME ?= $(CURDIR)/artifacts
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
@@ -21,10 +22,11 @@ PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)/api
 WORK_POOL ?= portrait4d-local
 
-.PHONY: setup lock pipeline test test-all inspect bench contact-sheet param-counts server deploy run stop clean help
+.PHONY: setup lock pipeline ablation test test-all inspect bench contact-sheet param-counts server deploy run stop clean help
 
 help:
 	@echo "make pipeline [PRESET=tiny] [SET='psi3d.steps=50 ...'] [VIDEOS='path/*.mp4']   whole DAG"
+	@echo "make ablation [PRESET=tiny] [SET=...]   the v2 ablation: pseudo multi-view vs monocular-only Ψ, per yaw bin"
 	@echo "make test | test-all | inspect | bench | contact-sheet | param-counts"
 	@echo "make server | deploy | run | stop      local Prefect server, deployments, a worker"
 	@echo "make clean                             remove artifacts and Prefect state (not .venv)"
@@ -47,6 +49,10 @@ lock: setup
 
 pipeline: setup
 	$(PY) -m flows.pipeline --preset $(PRESET) $(if $(SET),--set "$(SET)") $(if $(VIDEOS),--videos "$(VIDEOS)")
+
+# The v2 ablation (stage 4 again with monocular frames only, both evaluated); reuses the pipeline's artifacts.
+ablation: setup
+	$(PY) -m flows.ablation --preset $(PRESET) $(if $(SET),--set "$(SET)")
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""The whole DAG: stages 1–4 in order, each consuming the artifact the previous one made.
+"""The whole DAG: stages 1–5 in order, each consuming the artifact the previous one made.
 
     python -m flows.pipeline --preset tiny [--set "psi3d.steps=100 psi.steps=50"] [--videos 'clips/*.mp4']
 
@@ -15,6 +15,7 @@ import time
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.evaluate import evaluate_flow
 from flows.genhead_samples import genhead_samples_flow
 from flows.pseudo_mv import pseudo_mv_flow
 from flows.synthetic_videos import synthetic_videos_flow
@@ -31,7 +32,7 @@ def _as_list(overrides) -> list[str]:
 
 @flow(name="portrait4d-pipeline", log_prints=True)
 def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None, videos: str | None = None) -> dict[str, str]:
-    """Run stages 1–4 on ``preset``; ``videos`` (folder or glob) replaces the synthetic videos in stage 3."""
+    """Run stages 1–5 on ``preset``; ``videos`` (folder or glob) replaces the synthetic videos in stage 3."""
     t0 = time.time()
     ov = _as_list(overrides) + ([f"pseudo_mv.videos={videos}"] if videos else [])
     cfg = load_config(preset, ov)  # fail fast on a bad preset or override
@@ -43,6 +44,9 @@ def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None
         refs["synthetic_videos"] = synthetic_videos_flow(preset, ov)
     refs["pseudo_mv"] = pseudo_mv_flow(preset, ov, refs["psi3d"], refs["motion_encoder"])
     refs["psi"] = train_psi_flow(preset, ov, refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"])
+    # stage 5: both models on the held-out synthetic benchmark (pipeline_tasks/evaluate.py)
+    refs["eval_psi3d"] = evaluate_flow(preset, ov, refs["psi3d"])
+    refs["eval_psi"] = evaluate_flow(preset, ov, refs["psi"])
 
     registry = ArtifactRegistry()
     registry.write_catalog()
@@ -56,6 +60,8 @@ def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None
     lines += [f"| {r['stage']} | `{r['artifact']}` | {r['parents']} |" for r in rows]
     create_markdown_artifact("\n".join(lines), key="pipeline-summary", description=f"pipeline {preset}")
     print("\n".join(lines))
+    for key in ("eval_psi3d", "eval_psi"):
+        print(f"{key}: {registry.resolve(refs[key]).path / 'report.md'}")
     print(f"catalog: {registry.catalog_path}  (inspect with: make inspect)")
     return refs
 

@@ -136,9 +136,22 @@ class PsiTrainConfig(TrainConfig):
 
 
 class EvalConfig(_Strict):
+    """Stage 5: evaluation on the held-out synthetic benchmark (pipeline_tasks/benchmark_set.py)."""
+
     n_identities: int = 8
-    seed: int = 900_000
+    seed: int = 900_000  # benchmark identities' base seed: disjoint from genhead.seed and videos.seed
     yaw_bins_degrees: list[float] = Field(default_factory=lambda: [-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0])
+    trajectory_frames: int = 50  # length of each benchmark identity's talking trajectory (driving expressions)
+    driving_yaw_max_degrees: float = 25.0  # driving camera θ_d ~ U(±) per identity
+    driving_pitch_max_degrees: float = 10.0
+    analyser_seed: int = 7  # the evaluation analyser's seed; must differ from motion_encoder.seed
+    analyser_steps: int | None = None  # its training steps; None → motion_encoder.steps
+    probe_identities: int = 32  # pose probe: identities (base seed eval.seed + 1) × views rendered to fit it
+    probe_views: int = 4
+    lpips_net: str = "alex"
+    batch: int = 8  # identities per Ψ forward
+    grid_identities: int = 4  # identities shown in the PNG grids
+    baselines: bool = True  # also score Ψ driven by the source's own motion (no reenactment)
 
 
 class PipelineConfig(_Strict):

@@ -1,0 +1,473 @@
+"""Stage 5: evaluation of ``psi3d`` / ``psi`` on the held-out synthetic benchmark (DESIGN.md §9).
+
+Every answer is known (pipeline_tasks/benchmark_set.py), so the method's claims are numbers:
+
+* ``psi3d`` — **novel view**: Ψ3d(Î_s) rendered at each yaw bin vs the true render of A at that bin
+  (with the source expression); baseline ``input_as_prediction`` (the source image itself).
+* ``psi`` — **self-reenactment** (A driven by A's own image with expression β_d, target at the
+  driving camera θ_d = the driving image), **cross-view** (same, targets at every yaw bin),
+  **cross-identity** (A driven by B's image with β_d, against the true render of A with β_d, at θ_d
+  and at every yaw bin); baseline ``no_motion`` (Ψ driven by the source's own motion: what it
+  renders if reenactment did nothing).
+
+Metrics per image: PSNR, SSIM, LPIPS (``eval.lpips_net``; a fixed *random* trunk when the ImageNet
+weights are absent — recorded as ``lpips_real_trunk``), expression error (mean |β̂ − β| over the 9
+coefficients), gaze error (degrees), pose error (degrees, yaw/pitch distance) and identity similarity
+(cosine to the truth). β̂, gaze, identity come from an **evaluation analyser**: the stage-2b
+architecture trained on the same GenHead samples with another seed (``eval.analyser_seed``; its own
+artifact kind ``eval_analyser``, so ``motion_encoder@latest`` stays E_mot). Pose comes from a ridge
+probe on that analyser's features, fitted on renders of yet other identities at known cameras. Both
+measuring instruments have floors, measured on the ground-truth renders and reported beside them.
+
+Artifact ``eval/<version>/``: ``metrics.json`` (every per-image value, per-yaw means, floors),
+``report.md``, ``benchmark.json``, ``grids/*.png`` (source / driving / prediction / truth at every
+yaw bin), ``plots/metrics_vs_yaw.png``. Headline scalars go to the manifest (and the catalog).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.checkpoints import CheckpointMismatchError
+from pipeline_tasks.benchmark_set import BenchmarkSet, BenchmarkSpec, build_benchmark, probe_set
+from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.metrics import psnr, ssim
+from pipeline_tasks.stage import run_once
+from pipeline_tasks.training.device import resolve_device
+from pipeline_tasks.training.grid import save_image_grid
+from storage_schemas import genhead_samples as gs
+from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
+
+KIND = "eval"
+SCHEMA_VERSION = 1
+ANALYSER_KIND = "eval_analyser"
+ABLATION_KIND = "ablation"
+METRICS = ("psnr", "ssim", "lpips", "expression_error", "gaze_error_deg", "pose_error_deg", "identity_similarity")
+LOWER_IS_BETTER = {"lpips", "expression_error", "gaze_error_deg", "pose_error_deg"}
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot run on what it was given (wrong kind, wrong preset, bad config)."""
+
+
+# ---------------------------------------------------------------- benchmark cache (one render per process)
+_BENCHMARKS: dict[str, BenchmarkSet] = {}
+_PROBES: dict[tuple, tuple] = {}
+
+
+def get_benchmark(cfg: PipelineConfig) -> BenchmarkSet:
+    """The benchmark of ``cfg`` (renders cached per process by digest: the pipeline evaluates twice)."""
+    bench = build_benchmark(BenchmarkSpec.from_config(cfg))
+    return _BENCHMARKS.setdefault(bench.digest(), bench)
+
+
+def _probe_images(cfg: PipelineConfig):
+    e = cfg.eval
+    key = (e.seed + 1, e.probe_identities, e.probe_views, cfg.model.psi.image_resolution)
+    if key not in _PROBES:
+        _PROBES[key] = probe_set(*key)
+    return _PROBES[key]
+
+
+# ---------------------------------------------------------------- the evaluation analyser
+def analyser_config(cfg: PipelineConfig) -> PipelineConfig:
+    """``cfg`` with the motion_encoder section of the evaluation analyser (another seed, synthetic backend)."""
+    e = cfg.eval
+    if e.analyser_seed == cfg.motion_encoder.seed:
+        raise EvaluationError(
+            f"eval.analyser_seed ({e.analyser_seed}) equals motion_encoder.seed: the evaluation analyser must be "
+            "trained with a different seed from the E_mot used in training losses"
+        )
+    me = cfg.motion_encoder.model_copy(update={
+        "seed": e.analyser_seed, "backend": "synthetic", "pdfgc_weights": None,
+        "steps": e.analyser_steps or cfg.motion_encoder.steps,
+    })
+    return cfg.model_copy(update={"motion_encoder": me})
+
+
+def train_eval_analyser(cfg: PipelineConfig, samples: Artifact | str, registry: ArtifactRegistry) -> Artifact:
+    """Train (or reuse) the ``eval_analyser`` artifact on ``samples`` (the stage-2b trainer, another seed)."""
+    from pipeline_tasks import train_motion_encoder as tme
+
+    cfg2 = analyser_config(cfg)
+    samples = registry.resolve(samples, schema_version=gs.SCHEMA_VERSION)
+    conf = {**tme.stage_config(cfg2), "purpose": "evaluation analyser (stage 5)"}
+    return run_once(registry, ANALYSER_KIND, conf, [samples], tme.SCHEMA_VERSION,
+                    lambda w: tme._train(cfg2, samples, w, None))
+
+
+class PoseProbe:
+    """Ridge regression from analyser features to camera (yaw, pitch) in degrees, relative to the head."""
+
+    def __init__(self, lam: float = 1.0):
+        self.lam = lam
+
+    def fit(self, feats: torch.Tensor, yp_deg: torch.Tensor) -> "PoseProbe":
+        f = feats.double()
+        self.mu, self.sd = f.mean(0), f.std(0) + 1e-6
+        x = torch.cat([(f - self.mu) / self.sd, torch.ones(len(f), 1, dtype=f.dtype)], 1)
+        reg = self.lam * torch.eye(x.shape[1], dtype=f.dtype)
+        reg[-1, -1] = 0
+        self.w = torch.linalg.solve(x.T @ x + reg, x.T @ yp_deg.double())
+        return self
+
+    def predict(self, feats: torch.Tensor) -> torch.Tensor:
+        f = feats.double()
+        x = torch.cat([(f - self.mu) / self.sd, torch.ones(len(f), 1, dtype=f.dtype)], 1)
+        return (x @ self.w).float()
+
+
+def fit_pose_probe(analyser, cfg: PipelineConfig, device) -> tuple[PoseProbe, dict[str, float]]:
+    """Fit on probe renders; report its error on a quarter of the probe identities held out, then refit on all."""
+    imgs, yp, owner = _probe_images(cfg)
+    with torch.no_grad():
+        feats = torch.cat([analyser.features(imgs[s : s + 64].to(device)).cpu() for s in range(0, len(imgs), 64)])
+    yp_deg = torch.rad2deg(yp)
+    n_id = int(owner.max()) + 1
+    held = owner >= n_id - max(1, n_id // 4)
+    probe = PoseProbe().fit(feats[~held], yp_deg[~held])
+    err = (probe.predict(feats[held]) - yp_deg[held]).norm(dim=1)
+    info = {"pose_probe_heldout_error_deg": float(err.mean()), "pose_probe_images": int(len(imgs))}
+    return PoseProbe().fit(feats, yp_deg), info
+
+
+# ---------------------------------------------------------------- metrics
+class Scorer:
+    """Per-image metrics of predictions against the truth (all instruments frozen)."""
+
+    def __init__(self, analyser, probe: PoseProbe, lpips_net: str, device):
+        from models.losses import LPIPSLoss
+
+        self.analyser, self.probe, self.device = analyser, probe, device
+        self.lpips = LPIPSLoss(lpips_net).to(device)
+
+    @torch.no_grad()
+    def analyse(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the instruments read from images: expression, gaze, (yaw, pitch) in degrees, identity."""
+        x = images.to(self.device).float()
+        f = self.analyser.features(x)
+        pred_std = self.analyser.motion_head(self.analyser.motion_mlp(f))
+        pred = self.analyser.unstandardise(pred_std)
+        ident = torch.nn.functional.normalize(self.analyser.identity_mlp(f), dim=-1)
+        return {"expression": pred["expression"].cpu(), "gaze": pred["gaze"].cpu(),
+                "pose_deg": self.probe.predict(f.cpu()), "identity": ident.cpu()}
+
+    @torch.no_grad()
+    def score(self, pred: torch.Tensor, truth: torch.Tensor, expression: torch.Tensor, gaze: torch.Tensor,
+              yaw_pitch_deg: torch.Tensor, truth_read: dict | None = None) -> dict[str, torch.Tensor]:
+        """``pred``/``truth`` ``[M,3,H,W]``; known ``expression [M,9]``, ``gaze [M,2]`` (rad), ``yaw_pitch_deg [M,2]``."""
+        pred = pred.float().clamp(-1, 1)
+        truth = truth.float()
+        a = self.analyse(pred)
+        t = truth_read or self.analyse(truth)
+        lp = torch.cat([self.lpips.lpips(pred[s : s + 32].to(self.device), truth[s : s + 32].to(self.device), normalize=False).reshape(-1).cpu()
+                        for s in range(0, len(pred), 32)])
+        return {
+            "psnr": psnr(pred, truth),
+            "ssim": ssim(pred, truth),
+            "lpips": lp,
+            "expression_error": (a["expression"] - expression).abs().mean(1),
+            "gaze_error_deg": torch.rad2deg((a["gaze"] - gaze).abs()).mean(1),
+            "pose_error_deg": (a["pose_deg"] - yaw_pitch_deg).norm(dim=1),
+            "identity_similarity": (a["identity"] * t["identity"]).sum(1),
+        }
+
+
+def _task_result(per_image: dict[str, torch.Tensor], n: int, labels: list[str]) -> dict[str, Any]:
+    """Reshape per-image values ``[n·V]`` → ``[n][V]`` lists, with per-bin and overall means."""
+    v = len(labels)
+    out: dict[str, Any] = {"bins": labels, "per_image": {}, "by_bin": {}, "mean": {}}
+    for k, val in per_image.items():
+        arr = val.reshape(n, v).double()
+        out["per_image"][k] = arr.tolist()
+        out["by_bin"][k] = arr.mean(0).tolist()
+        out["mean"][k] = float(arr.mean())
+    return out
+
+
+# ---------------------------------------------------------------- loading the model under test
+def _ancestor(registry: ArtifactRegistry, art: Artifact, kind: str) -> Artifact:
+    for a in registry.ancestors(art):
+        if a.kind == kind:
+            return a
+    raise EvaluationError(f"{art.ref} ({art.path}) has no '{kind}' ancestor; cannot evaluate it")
+
+
+def load_model_for_eval(art: Artifact, cfg: PipelineConfig, device):
+    """The Ψ3d / Ψ of ``art`` for preset ``cfg``; refuses another preset with a message naming both."""
+    from pipeline_tasks.train_psi import load_psi
+    from pipeline_tasks.train_psi3d import CHECKPOINT, load_psi3d
+
+    saved = art.config.get("preset")
+    if saved is not None and saved != cfg.preset:
+        raise EvaluationError(
+            f"cannot evaluate {art.ref} ({art.path / CHECKPOINT}) with preset '{cfg.preset}': it was trained with "
+            f"preset '{saved}'; run the evaluation with --preset {saved}"
+        )
+    try:
+        return (load_psi3d if art.kind == "psi3d" else load_psi)(art, cfg.model, device)
+    except CheckpointMismatchError as exc:
+        raise EvaluationError(f"cannot evaluate {art.ref} with preset '{cfg.preset}': {exc}") from exc
+
+
+def resolve_model(registry: ArtifactRegistry, model: Artifact | str) -> Artifact:
+    from pipeline_tasks.train_psi import SCHEMA_VERSION as PSI_SCHEMA
+    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as P3_SCHEMA
+
+    ref = model.ref if isinstance(model, Artifact) else model
+    kind = ref.partition("@")[0]
+    schemas = {"psi3d": P3_SCHEMA, "psi": PSI_SCHEMA}
+    if kind not in schemas:
+        raise EvaluationError(f"stage 5 evaluates 'psi3d' or 'psi' artifacts, not {ref!r}")
+    return registry.resolve(ref, schema_version=schemas[kind])
+
+
+def stage_config(cfg: PipelineConfig, kind: str, bench: BenchmarkSet) -> dict[str, Any]:
+    return {**cfg.stage_config("eval", "model"), "model_kind": kind,
+            "benchmark": {"version": bench.spec.version, "digest": bench.digest()}}
+
+
+# ---------------------------------------------------------------- the stage
+def evaluate(cfg: PipelineConfig, model: Artifact | str, registry: ArtifactRegistry | None = None) -> Artifact:
+    """Evaluate (or reuse the evaluation of) a ``psi3d`` or ``psi`` artifact → an ``eval`` artifact."""
+    registry = registry or ArtifactRegistry()
+    art = resolve_model(registry, model)
+    device = resolve_device(cfg.device)
+    net = load_model_for_eval(art, cfg, device)  # refuse a wrong preset before anything is built
+    samples = _ancestor(registry, art, "genhead_samples")
+    analyser = train_eval_analyser(cfg, samples, registry)
+    parents = [art, analyser]
+    e_mot = None
+    if art.kind == "psi":
+        e_mot = _ancestor(registry, art, "motion_encoder")
+        parents.append(e_mot)
+    bench = get_benchmark(cfg)
+    return run_once(registry, KIND, stage_config(cfg, art.kind, bench), parents, SCHEMA_VERSION,
+                    lambda w: _evaluate(cfg, art, net, analyser, e_mot, bench, device, w))
+
+
+def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifact | None, bench: BenchmarkSet, device, w: ArtifactWriter) -> None:
+    from pipeline_tasks.train_motion_encoder import load_motion_encoder
+
+    analyser = load_motion_encoder(analyser_art, device)
+    probe, probe_info = fit_pose_probe(analyser, cfg, device)
+    scorer = Scorer(analyser, probe, cfg.eval.lpips_net, device)
+    r = {k: v for k, v in bench.render().items()}
+    n, bins = bench.n, bench.yaw_bins
+    v = len(bins)
+    bin_labels = [f"{y:+g}°" for y in bins]
+    yaw_pitch_bins = torch.tensor([[y, 0.0] for y in bins]).repeat(n, 1)  # [n·V, 2] (identity-major)
+    drv_yp = torch.rad2deg(bench.driving_yaw_pitch)
+    rep = lambda t: t.repeat_interleave(v, 0)  # noqa: E731  per-identity → per (identity, bin)
+    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+    tasks: dict[str, dict] = {}
+    b = cfg.eval.batch
+
+    def run_net(source, m_s=None, m_d=None, cams=None) -> torch.Tensor:
+        outs = []
+        with torch.no_grad():
+            for s in range(0, len(source), b):
+                sl = slice(s, s + b)
+                planes = net(source[sl].to(device)) if m_s is None else net(source[sl].to(device), m_s[sl], m_d[sl])
+                outs.append(net.render(planes, cams[sl].to(device), perturb=False)["image"].float().clamp(-1, 1).cpu())
+        return torch.cat(outs)
+
+    tgt_cams = bench.target_cameras[None].expand(n, v, 25)
+    grids: dict[str, tuple] = {}
+    if art.kind == "psi3d":
+        truth = flat(r["nvs_targets"])
+        truth_read = scorer.analyse(truth)
+        pred = run_net(r["source"], cams=tgt_cams)  # [n, V, 3, H, W]
+        known = (rep(bench.source_expression), rep(bench.source_gaze), yaw_pitch_bins)
+        tasks["novel_view"] = _task_result(scorer.score(flat(pred), truth, *known, truth_read), n, bin_labels)
+        tasks["input_as_prediction"] = _task_result(scorer.score(rep(r["source"]), truth, *known, truth_read), n, bin_labels)
+        floors = _floors(truth_read, *known)
+        grids["novel_view"] = (r["source"], None, pred, r["nvs_targets"], ["source"])
+    else:
+        e_mot = load_motion_encoder(e_mot_art, device)
+        with torch.no_grad():
+            enc = lambda x: torch.cat([e_mot.encode(x[s : s + 32].to(device)) for s in range(0, len(x), 32)])  # noqa: E731
+            m_s, m_self, m_cross = enc(r["source"]), enc(r["driving_self"]), enc(r["driving_cross"])
+        cams = torch.cat([bench.driving_cameras[:, None], tgt_cams], 1)  # [n, 1+V, 25]: θ_d then the bins
+        truth_bins = flat(r["reenact_targets"])
+        truth_read = scorer.analyse(truth_bins)
+        drv_read = scorer.analyse(r["driving_self"])
+        known_bins = (rep(bench.driving_expression), rep(bench.driving_gaze), yaw_pitch_bins)
+        known_drv = (bench.driving_expression, bench.driving_gaze, drv_yp)
+        pred_self = run_net(r["source"], m_s, m_self, cams)
+        pred_cross = run_net(r["source"], m_s, m_cross, cams)
+        tasks["self_reenactment"] = _task_result(scorer.score(pred_self[:, 0], r["driving_self"], *known_drv, drv_read), n, ["θ_d"])
+        tasks["cross_view"] = _task_result(scorer.score(flat(pred_self[:, 1:]), truth_bins, *known_bins, truth_read), n, bin_labels)
+        tasks["cross_identity_driving_view"] = _task_result(scorer.score(pred_cross[:, 0], r["driving_self"], *known_drv, drv_read), n, ["θ_d"])
+        tasks["cross_identity"] = _task_result(scorer.score(flat(pred_cross[:, 1:]), truth_bins, *known_bins, truth_read), n, bin_labels)
+        if cfg.eval.baselines:
+            pred_none = run_net(r["source"], m_s, m_s, tgt_cams)
+            tasks["no_motion"] = _task_result(scorer.score(flat(pred_none), truth_bins, *known_bins, truth_read), n, bin_labels)
+        floors = _floors(truth_read, *known_bins)
+        grids["self_reenactment"] = (r["source"], r["driving_self"], pred_self, torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1), ["source", "driving (A)", "θ_d"])
+        grids["cross_identity"] = (r["source"], r["driving_cross"], pred_cross, torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1), ["source", "driving (B)", "θ_d"])
+
+    k = min(cfg.eval.grid_identities, n)
+    for name, (src, drv, pred, truth, first_cols) in grids.items():
+        _grid(w.path / "grids" / f"{name}.png", src[:k], None if drv is None else drv[:k], pred[:k], truth[:k],
+              first_cols + bin_labels, bench, f"{art.kind} {art.version}: {name.replace('_', ' ')} (rows: prediction / truth)")
+    _plot_vs_yaw({t: res for t, res in tasks.items() if len(res["bins"]) == v}, bins, w.path / "plots" / "metrics_vs_yaw.png",
+                 f"{art.kind} {art.ref} on benchmark {bench.digest()}")
+    result = {
+        "model": art.ref, "model_kind": art.kind, "preset": cfg.preset,
+        "benchmark": {"version": bench.spec.version, "digest": bench.digest(), "identities": n, "yaw_bins_degrees": bins},
+        "instruments": {"analyser": analyser_art.ref, "e_mot": e_mot_art.ref if e_mot_art else None,
+                        "lpips_net": cfg.eval.lpips_net, "lpips_real_trunk": bool(scorer.lpips.real_trunk), **probe_info},
+        "floors": floors,
+        "tasks": tasks,
+    }
+    (w.path / "metrics.json").write_text(json.dumps(result, indent=2))
+    (w.path / "benchmark.json").write_text(json.dumps(bench.describe(), indent=2))
+    headline = headline_metrics(result)
+    (w.path / "report.md").write_text(report_markdown(result, art))
+    w.metrics.update(headline)
+    w.counts.update({"identities": n, "yaw_bins": v, "images_scored": int(sum(len(t["per_image"]["psnr"]) * len(t["bins"]) for t in tasks.values()))})
+    print(summary_line(result))
+
+
+def _floors(truth_read: dict, expression, gaze, yaw_pitch_deg) -> dict[str, float]:
+    """What the instruments get wrong on the ground truth itself (the best a prediction can score)."""
+    return {
+        "expression_error": float((truth_read["expression"] - expression).abs().mean()),
+        "gaze_error_deg": float(torch.rad2deg((truth_read["gaze"] - gaze).abs()).mean()),
+        "pose_error_deg": float((truth_read["pose_deg"] - yaw_pitch_deg).norm(dim=1).mean()),
+    }
+
+
+# ---------------------------------------------------------------- outputs
+def _grid(path: Path, src, drv, pred, truth, cols: list[str], bench: BenchmarkSet, title: str) -> None:
+    """Per identity two rows: [source, (driving), prediction at each camera] and [source, (driving), truth]."""
+    rows, titles = [], []
+    for i in range(len(src)):
+        lead = [src[i]] + ([drv[i]] if drv is not None else [])
+        rows.append(torch.stack(lead + list(pred[i])))
+        rows.append(torch.stack(lead + list(truth[i])))
+        titles += [f"id {i} pred", f"id {i} truth"]
+    save_image_grid(torch.stack(rows), path, col_titles=cols, row_titles=titles, title=title)
+
+
+def _plot_vs_yaw(tasks: dict[str, dict], bins: list[float], path: Path, title: str, styles: dict[str, str] | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
+    for ax, m in zip(axes.flat, METRICS):
+        for t, res in tasks.items():
+            ax.plot(bins, res["by_bin"][m], marker="o", lw=1.3, label=t, ls=(styles or {}).get(t, "-"))
+        ax.set_title(m + (" ↓" if m in LOWER_IS_BETTER else " ↑"), fontsize=9)
+        ax.set_xlabel("target yaw (°)", fontsize=8)
+        ax.set_xticks(bins)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes.flat[-1].axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[-1].legend(handles, labels, loc="center", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+PREFIX = {"novel_view": "nvs", "input_as_prediction": "baseline_input", "self_reenactment": "self",
+          "cross_view": "cross_view", "cross_identity_driving_view": "cross_id_driving_view",
+          "cross_identity": "cross_id", "no_motion": "baseline_no_motion"}
+
+
+def headline_metrics(result: dict) -> dict[str, float]:
+    """Scalars for the manifest/catalog: every task's mean metrics, and PSNR/LPIPS per yaw bin of the main tasks."""
+    out: dict[str, float] = {}
+    for t, res in result["tasks"].items():
+        p = PREFIX.get(t, t)
+        for m, val in res["mean"].items():
+            out[f"{p}_{m}"] = round(val, 5)
+        if t in ("novel_view", "cross_view", "cross_identity"):
+            for lab, ps, lp in zip(res["bins"], res["by_bin"]["psnr"], res["by_bin"]["lpips"]):
+                y = lab.rstrip("°")
+                out[f"{p}_psnr_yaw{y}"] = round(ps, 4)
+                out[f"{p}_lpips_yaw{y}"] = round(lp, 5)
+    for k, val in result["floors"].items():
+        out[f"floor_{k}"] = round(val, 5)
+    out["benchmark_digest"] = result["benchmark"]["digest"]
+    return out
+
+
+def _fmt(v: float, m: str) -> str:
+    return f"{v:.2f}" if m in ("psnr", "gaze_error_deg", "pose_error_deg") else f"{v:.3f}"
+
+
+def _table(res: dict) -> list[str]:
+    lines = ["| bin | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for i, lab in enumerate(res["bins"]):
+        lines.append(f"| {lab} | " + " | ".join(_fmt(res["by_bin"][m][i], m) for m in METRICS) + " |")
+    if len(res["bins"]) > 1:
+        lines.append("| **mean** | " + " | ".join(f"**{_fmt(res['mean'][m], m)}**" for m in METRICS) + " |")
+    return lines
+
+
+TASK_DOC = {
+    "novel_view": "Ψ3d(source) rendered at each yaw bin vs the true render of the source identity and expression.",
+    "input_as_prediction": "baseline: the source image itself taken as the prediction at every bin.",
+    "self_reenactment": "A driven by A's own image (expression β_d from B's video), target at the driving camera θ_d.",
+    "cross_view": "the same reenactment rendered at every yaw bin vs the true render of A with β_d.",
+    "cross_identity_driving_view": "A driven by B's image with β_d, at θ_d, vs the true render of A with β_d.",
+    "cross_identity": "A driven by B's image with β_d, at every yaw bin, vs the true render of A with β_d.",
+    "no_motion": "baseline: Ψ driven by the source's own motion (v_d = v_s) vs the truth with β_d — what no reenactment scores.",
+}
+
+
+def report_markdown(result: dict, art: Artifact | None = None) -> str:
+    b, ins = result["benchmark"], result["instruments"]
+    lines = [f"# Evaluation of `{result['model']}` ({result['preset']})", "",
+             f"Benchmark v{b['version']} `{b['digest']}`: {b['identities']} held-out identities × yaw bins "
+             f"{', '.join(f'{y:+g}°' for y in b['yaw_bins_degrees'])} (pipeline_tasks/benchmark_set.py).", "",
+             f"Instruments: analyser `{ins['analyser']}` (trained with a seed other than E_mot's), pose probe "
+             f"(held-out error {ins['pose_probe_heldout_error_deg']:.2f}°), LPIPS {ins['lpips_net']} "
+             + ("(ImageNet trunk)" if ins["lpips_real_trunk"] else "(**random trunk**: ImageNet weights absent; compare LPIPS only within this project)")
+             + ".", "",
+             "Floors (instrument error on the ground-truth renders themselves): "
+             + ", ".join(f"{k} {v:.3f}" for k, v in result["floors"].items()), ""]
+    for t, res in result["tasks"].items():
+        lines += [f"## {t.replace('_', ' ')}", "", TASK_DOC.get(t, ""), ""] + _table(res) + [""]
+    lines += ["## Pictures", ""]
+    for g in ("novel_view", "self_reenactment", "cross_identity"):
+        if (result["model_kind"] == "psi3d") == (g == "novel_view"):
+            lines.append(f"![{g}](grids/{g}.png)")
+    lines += ["", "![metrics vs yaw](plots/metrics_vs_yaw.png)", ""]
+    if art is not None:
+        lines += [f"model under test: `{art.ref}` at `{art.path}`", ""]
+    return "\n".join(lines)
+
+
+def summary_line(result: dict) -> str:
+    t = result["tasks"]
+    if result["model_kind"] == "psi3d":
+        nv = t["novel_view"]
+        per = ", ".join(f"{lab} {p:.2f}" for lab, p in zip(nv["bins"], nv["by_bin"]["psnr"]))
+        return (f"eval psi3d: novel-view PSNR {nv['mean']['psnr']:.2f} dB (input-as-prediction "
+                f"{t['input_as_prediction']['mean']['psnr']:.2f}); by yaw: {per}; LPIPS {nv['mean']['lpips']:.3f}")
+    parts = [f"{name} PSNR {t[name]['mean']['psnr']:.2f} / expr err {t[name]['mean']['expression_error']:.3f}"
+             for name in ("self_reenactment", "cross_view", "cross_identity", "no_motion") if name in t]
+    return "eval psi: " + "; ".join(parts)
+
+
+def _task():
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(name="evaluate", log_prints=True, cache_policy=NO_CACHE)(evaluate)
+
+
+evaluate_task = _task()

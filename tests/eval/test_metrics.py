@@ -1,0 +1,89 @@
+"""Metrics against known values: identical images, known noise levels, closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline_tasks.ablation import compare, paired_difference
+from pipeline_tasks.evaluate import PoseProbe
+from pipeline_tasks.metrics import psnr, ssim
+
+
+def _grey(b=4, res=48, level=0.0):
+    return torch.full((b, 3, res, res), level)
+
+
+def test_identical_images_score_perfectly():
+    x = torch.rand(3, 3, 40, 40) * 2 - 1
+    assert (psnr(x, x) > 90).all()
+    assert torch.allclose(ssim(x, x), torch.ones(3), atol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.03, 0.1])
+def test_psnr_of_known_gaussian_noise(sigma):
+    """Noise of std σ on [0, 1] images → PSNR = −20·log10(σ) (no clipping: grey images, small σ)."""
+    g = torch.Generator().manual_seed(0)
+    target = _grey(4, 96)
+    pred = target + 2 * sigma * torch.randn(target.shape, generator=g)  # [−1,1] units = 2 × [0,1] units
+    expected = -20 * math.log10(sigma)
+    assert psnr(pred, target).mean().item() == pytest.approx(expected, abs=0.05)
+
+
+def test_psnr_of_a_constant_offset_is_exact():
+    target = _grey(2, 32, -0.2)
+    assert torch.allclose(psnr(target + 0.2, target), torch.full((2,), 20.0), atol=1e-4)  # offset 0.1 in [0,1]
+
+
+def test_ssim_closed_form_for_constant_images():
+    """Constant images: SSIM = luminance term (2μxμy + C1)/(μx² + μy² + C1) (the structure term is C2/C2)."""
+    x, y = 0.5, 0.6  # in [0, 1]
+    c1 = 0.01**2
+    expected = (2 * x * y + c1) / (x * x + y * y + c1)
+    got = ssim(_grey(1, 32, 2 * x - 1), _grey(1, 32, 2 * y - 1))
+    # float32 variance E[y²] − μ² cancels to ~1e−7, not 0: a 2e−4 wobble against C2 = 9e−4
+    assert got.item() == pytest.approx(expected, abs=5e-4)
+    assert ssim(_grey(1, 32, 0.0), _grey(1, 32, 0.6)).item() < got.item() - 0.05  # a larger offset scores lower
+
+
+def test_ssim_and_lpips_degrade_monotonically_with_noise():
+    from models.losses import LPIPSLoss
+
+    lp = LPIPSLoss("alex")
+    g = torch.Generator().manual_seed(1)
+    base = torch.rand(2, 3, 64, 64, generator=g) * 1.6 - 0.8
+    noise = torch.randn(base.shape, generator=g)
+    s, l = [], []
+    for sigma in (0.0, 0.05, 0.2):
+        pred = (base + sigma * noise).clamp(-1, 1)
+        s.append(ssim(pred, base).mean().item())
+        l.append(lp.lpips(pred, base, normalize=False).mean().item())
+    assert s[0] == pytest.approx(1.0, abs=1e-5) and s[0] > s[1] > s[2]
+    assert l[0] == pytest.approx(0.0, abs=1e-6) and l[0] < l[1] < l[2]
+
+
+def test_pose_probe_recovers_a_linear_map():
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(200, 12, generator=g)
+    w = torch.randn(12, 2, generator=g)
+    target = feats @ w * 10 + torch.tensor([5.0, -3.0])
+    probe = PoseProbe(lam=1e-6).fit(feats[:150], target[:150])
+    assert torch.allclose(probe.predict(feats[150:]), target[150:], atol=1e-2)
+
+
+def test_paired_difference_and_standard_error():
+    a = [[1.0, 2.0], [3.0, 4.0], [5.0, 9.0]]
+    b = [[0.0, 2.0], [1.0, 2.0], [2.0, 3.0]]
+    diff, se = paired_difference(a, b)
+    d = np.array(a) - np.array(b)
+    assert diff == pytest.approx(d.mean(0).tolist())
+    assert se == pytest.approx((d.std(0, ddof=1) / math.sqrt(3)).tolist())
+
+
+def test_compare_refuses_evaluations_on_different_benchmarks():
+    from pipeline_tasks.evaluate import EvaluationError
+
+    res = {"model": "psi@a", "benchmark": {"digest": "x"}, "tasks": {}}
+    with pytest.raises(EvaluationError, match="different benchmarks"):
+        compare(res, {**res, "model": "psi@b", "benchmark": {"digest": "y"}})

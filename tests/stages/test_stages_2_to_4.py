@@ -1,0 +1,199 @@
+"""Stages 2–4 on a handful of synthetic samples: the sample rules, the loss rules, E_mot frozen,
+exact resume of Ψ training, and conversion resuming after a kill without redoing videos."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline_tasks import pseudo_mv as pmv_stage
+from pipeline_tasks import train_psi as psi_stage
+from pipeline_tasks.config import load_config
+from pipeline_tasks.genhead import run_genhead_stage
+from pipeline_tasks.psi_objective import PsiObjective
+from pipeline_tasks.synthetic_videos import run_videos_stage
+from pipeline_tasks.train_motion_encoder import train_motion_encoder
+from pipeline_tasks.train_psi3d import load_psi3d, to_model_images, train_psi3d
+from storage_schemas import pseudo_mv as pm
+from storage_schemas.artifacts import ArtifactRegistry
+
+FAST = [
+    "genhead.n_identities=12", "genhead.shard_size=6", "genhead.views_per_identity=3",
+    "psi3d.steps=2", "psi3d.val_identities=2", "psi3d.batch_size=2", "psi3d.checkpoint_every=1",
+    "motion_encoder.steps=2", "motion_encoder.val_identities=2", "motion_encoder.batch_size=8",
+    "videos.n_videos=3", "videos.n_frames=4",
+    "pseudo_mv.views_per_frame=2", "pseudo_mv.frame_batch=4",
+    "psi.steps=4", "psi.batch_size=2", "psi.checkpoint_every=2", "psi.val_every=2", "psi.log_every=1", "psi.sample_every=4",
+]
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    """Stages 1, 2a, 2b, videos and 3 on a few samples (shared by the tests of this module)."""
+    root = tmp_path_factory.mktemp("stages") / "artifacts"
+    reg = ArtifactRegistry(root)
+    cfg = load_config("tiny", FAST)
+    g = run_genhead_stage(cfg, reg, progress=False)
+    p3 = train_psi3d(cfg, g, reg)
+    me = train_motion_encoder(cfg, g, reg)
+    vids = run_videos_stage(cfg, reg, progress=False)
+    pmv = pmv_stage.convert(cfg, p3, me, vids, reg, progress=False)
+    return {"cfg": cfg, "reg": reg, "genhead": g, "psi3d": p3, "motion_encoder": me, "videos": vids, "pseudo_mv": pmv}
+
+
+def test_end_to_end_lineage_and_store(upstream):
+    reg, pmv = upstream["reg"], upstream["pseudo_mv"]
+    assert set(pmv.parents) == {upstream["psi3d"].ref, upstream["motion_encoder"].ref, upstream["videos"].ref}
+    assert upstream["psi3d"].parents == [upstream["genhead"].ref]
+    store = pmv.path / "store.zarr"
+    pm.validate(store)
+    index = pm.read_index(store)
+    assert [e["status"] for e in index] == ["converted"] * 3
+    g = pm.open_read(store)[index[0]["video_id"]]
+    assert g["views"].shape == (4, 2, 64, 64, 3) and g["view_motion"].shape[:2] == (4, 2)
+    assert g.attrs["camera_source"] == "ground_truth"
+    # the stored views are Ψ3d's renders of each frame at the stored (distinct, seeded) cameras
+    vc = torch.from_numpy(g["view_cameras"][:])
+    assert not torch.allclose(vc[:, 0], vc[:, 1]) and not torch.allclose(vc[0], vc[1])
+    assert torch.equal(vc, pmv_stage.view_cameras(index[0]["video_id"], np.asarray(g.attrs["frame_indices"]), 2, 0))
+    psi3d = load_psi3d(upstream["psi3d"], upstream["cfg"].model)
+    with torch.no_grad():
+        src = to_model_images(g["frames"][:1])
+        again = psi3d.render(psi3d(src), vc[:1], perturb=False)["image"]
+    stored = to_model_images(g["views"][:1])
+    assert (again.clamp(-1, 1) - stored).abs().max() < 2.5 / 127.5
+    assert g["frames"][:].std() > 5
+    m = pmv.manifest["metrics"]
+    assert m["frames_per_s"] > 0 and m["views_per_s"] == pytest.approx(2 * m["frames_per_s"])
+    # the same call again finds it complete and returns it unchanged
+    again = pmv_stage.convert(upstream["cfg"], upstream["psi3d"], upstream["motion_encoder"], upstream["videos"], reg, progress=False)
+    assert again.version == pmv.version
+
+
+def test_replacement_probabilities_over_many_draws():
+    rng = np.random.default_rng(0)
+    lengths = np.array([7, 30, 12])
+    videos = rng.integers(0, 3, 200_000)
+    plan = psi_stage.draw_plan(rng, videos, lengths, 4, 0.8, 0.1)
+    assert plan.target_real.mean() == pytest.approx(0.8, abs=0.005)
+    assert plan.driving_real.mean() == pytest.approx(0.1, abs=0.005)
+    # independent draws; views p ≠ q; frames inside their own video
+    assert (plan.target_real & plan.driving_real).mean() == pytest.approx(0.08, abs=0.005)
+    assert (plan.view_p != plan.view_q).all()
+    assert (plan.t < lengths[videos]).all() and (plan.source_t < lengths[videos]).all() and plan.t.min() == 0
+    other = psi_stage.draw_plan(np.random.default_rng(0), videos, lengths, 4, 0.3, 0.6)
+    assert other.target_real.mean() == pytest.approx(0.3, abs=0.005) and other.driving_real.mean() == pytest.approx(0.6, abs=0.005)
+
+
+def test_pseudo_targets_contribute_only_lpips():
+    cfg = load_config("tiny", ["psi.losses.l1.weight=5", "psi.losses.adversarial.weight=0.5"])
+    obj = PsiObjective(cfg.model, cfg.psi.losses)
+    g = torch.Generator().manual_seed(0)
+    out = {"image": torch.rand(4, 3, 64, 64, generator=g) * 2 - 1, "image_raw": torch.rand(4, 3, 32, 32, generator=g) * 2 - 1,
+           "alpha": torch.rand(4, 1, 32, 32, generator=g)}
+    target = torch.rand(4, 3, 64, 64, generator=g) * 2 - 1
+    cams = torch.zeros(4, 25)
+    pseudo = torch.zeros(4, dtype=torch.bool)
+    total, log = obj.generator_loss(out, target, torch.rand(4, 1, 64, 64), cams, pseudo, step=10**6)
+    assert set(log) == {"lpips", "total", "real_fraction"}
+    assert float(total) == pytest.approx(cfg.psi.losses.lpips.weight * float(obj.lpips(out["image"], target)), rel=1e-5)
+    # changing what only L1/alpha/adversarial would see does not change a pseudo sample's loss
+    out2 = {**out, "image_raw": out["image_raw"] * 0, "alpha": out["alpha"] * 0}
+    assert float(obj.generator_loss(out2, target, None, cams, pseudo, step=10**6)[0]) == pytest.approx(float(total), rel=1e-6)
+    real = torch.ones(4, dtype=torch.bool)
+    _, log_real = obj.generator_loss(out, target, torch.rand(4, 1, 64, 64), cams, real, step=10**6)
+    assert {"l1", "lpips", "adversarial"} <= set(log_real)
+
+
+def _copy_registry(reg: ArtifactRegistry, dest) -> ArtifactRegistry:
+    shutil.copytree(reg.root, dest)
+    return ArtifactRegistry(dest)
+
+
+def test_psi_training_resume_equals_uninterrupted_and_emot_stays_frozen(upstream, tmp_path, monkeypatch):
+    cfg = load_config("tiny", FAST + ["psi.losses.identity.weight=1", "psi.losses.identity_backend=synthetic"])
+    seen = []
+    real_loader = psi_stage.load_motion_encoder
+
+    def capture(*a, **kw):
+        enc = real_loader(*a, **kw)
+        seen.append((enc, {k: v.clone() for k, v in enc.state_dict().items()}))
+        return enc
+
+    monkeypatch.setattr(psi_stage, "load_motion_encoder", capture)
+    reg_a = _copy_registry(upstream["reg"], tmp_path / "a")
+    reg_b = _copy_registry(upstream["reg"], tmp_path / "b")
+    args = (upstream["pseudo_mv"].ref, upstream["psi3d"].ref, upstream["motion_encoder"].ref)
+    whole = psi_stage.train_psi(cfg, *args, registry=reg_a)
+    with pytest.raises(InterruptedError):
+        psi_stage.train_psi(cfg, *args, registry=reg_b, stop_after=3)  # killed after step 3; last checkpoint at 2
+    assert reg_b.find("psi", whole.version) is None
+    resumed = psi_stage.train_psi(cfg, *args, registry=reg_b)
+    assert resumed.version == whole.version
+    a = torch.load(whole.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]
+    b = torch.load(resumed.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # E_mot: frozen, its weights untouched by Ψ training (identity loss on, so it was in the graph)
+    assert seen
+    for enc, before in seen:
+        assert not any(p.requires_grad for p in enc.parameters())
+        assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+    m = whole.manifest["metrics"]
+    assert {"val_reenactment_loss_step0", "val_reenactment_loss"} <= set(m)
+    assert whole.manifest["counts"]["params_not_copied_from_psi3d"] > 0
+
+
+def test_conversion_resumes_without_redoing_finished_videos(upstream, tmp_path, monkeypatch):
+    cfg = upstream["cfg"].model_copy(update={"pseudo_mv": upstream["cfg"].pseudo_mv.model_copy(update={"seed": 7})})
+    reg = _copy_registry(upstream["reg"], tmp_path / "c")
+    args = (cfg, upstream["psi3d"].ref, upstream["motion_encoder"].ref, upstream["videos"].ref, reg)
+
+    def die_after_first(shard_fn, parts):
+        shard_fn(parts[0])
+        raise KeyboardInterrupt("killed")  # as if the process died after the first video
+
+    with pytest.raises(KeyboardInterrupt):
+        pmv_stage.convert(*args, map_shards=die_after_first, progress=False)
+    assert reg.list("pseudo_mv") == [a for a in reg.list("pseudo_mv") if a.manifest["config"]["pseudo_mv"]["seed"] != 7]
+    tmp = reg.incomplete("pseudo_mv")
+    assert len(tmp) == 1
+    first = pm.completed_videos(tmp[0] / "store.zarr")
+    assert len(first) == 1
+    stamp = (tmp[0] / "store.zarr" / first[0] / "views" / "zarr.json").stat().st_mtime_ns
+
+    rendered = []
+    real_render = pmv_stage.render_video
+    monkeypatch.setattr(pmv_stage, "render_video", lambda psi3d, e, vid, *a, **k: rendered.append(vid) or real_render(psi3d, e, vid, *a, **k))
+    art = pmv_stage.convert(*args, progress=False)
+    assert first[0] not in rendered and len(rendered) == 2
+    assert (art.path / "store.zarr" / first[0] / "views" / "zarr.json").stat().st_mtime_ns == stamp
+    assert [e["status"] for e in pm.read_index(art.path / "store.zarr")] == ["converted"] * 3
+    pm.validate(art.path / "store.zarr")
+
+
+def test_user_videos_convert_with_estimated_cameras_and_bad_one_is_skipped(upstream, tmp_path):
+    """Issue 6 wiring: a real photograph animated into an mp4 goes through ingestion into a
+    pseudo_mv group (camera source 'estimated'); a broken file in the same folder is recorded
+    with its reason and does not stop the good one."""
+    from tests.ingest.clips import animate_astronaut
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    animate_astronaut(folder / "astronaut.mp4", n_frames=12, size=256)
+    (folder / "broken.mp4").write_text("this is not a video")
+    cfg = load_config("tiny", FAST + [f"pseudo_mv.videos={folder}", "pseudo_mv.ingest.min_usable_frames=4"])
+    reg = _copy_registry(upstream["reg"], tmp_path / "d")
+    art = pmv_stage.convert(cfg, upstream["psi3d"].ref, upstream["motion_encoder"].ref, registry=reg, progress=False)
+    assert set(art.parents) == {upstream["psi3d"].ref, upstream["motion_encoder"].ref}  # no synthetic videos
+    store = art.path / "store.zarr"
+    pm.validate(store)
+    index = {e["source_file"].split("/")[-1]: e for e in pm.read_index(store)}
+    assert index["astronaut.mp4"]["status"] == "converted" and index["astronaut.mp4"]["frames"] == 12
+    assert index["broken.mp4"]["status"] == "skipped"
+    assert "broken.mp4" in index["broken.mp4"]["reason"] and "not a video" in index["broken.mp4"]["reason"]
+    group = pm.open_read(store)[index["astronaut.mp4"]["video_id"]]
+    assert group.attrs["camera_source"] == "estimated"
+    assert group["frames"].shape == (12, 64, 64, 3)
+    assert group["alpha"][:].mean() > 20  # the segmentation mask covers the face
+    assert art.manifest["counts"]["skipped_videos"] == 1
