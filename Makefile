@@ -95,7 +95,7 @@ deploy: setup
 
 DEPLOYMENT ?= portrait4d-pipeline/$(PRESET)
 run: setup
-	$(WITH_SERVER) $(PREFECT) deployment run '$(DEPLOYMENT)' --watch
+	$(WITH_SERVER) $(PREFECT) deployment run '$(DEPLOYMENT)' $(RUN_ARGS) --watch
 
 stop:
 	@# the worker first: a worker orphaned by its server ignores SIGTERM

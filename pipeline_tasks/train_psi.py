@@ -21,6 +21,7 @@ training, and the manifest records both.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +33,13 @@ from models.config import ModelConfig
 from models.psi import build_psi, init_psi_from_psi3d, param_groups
 from models.psi.network import Psi
 from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.metrics import psnr
 from pipeline_tasks.psi_objective import PsiObjective
 from pipeline_tasks.stage import run_once
 from pipeline_tasks.train_motion_encoder import load_motion_encoder
 from pipeline_tasks.train_psi3d import CHECKPOINT, to_model_alpha, to_model_images
 from pipeline_tasks.training.checkpoint import TrainingState
-from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.logs import plot_curves
@@ -181,12 +182,16 @@ def train_psi(
     me = registry.resolve(motion_encoder, schema_version=ME_SCHEMA)
     pm.validate(pmv.path / "store.zarr")
     return run_once(registry, KIND, stage_config(cfg), [pmv, p3, me], SCHEMA_VERSION,
-                    lambda w: _train(cfg, pmv, p3, me, w, stop_after))
+                    lambda w: launch(KIND, cfg, [pmv, p3, me], w, stop_after, cfg.psi.nproc_per_node)
+                    if cfg.psi.nproc_per_node > 1 else _train(cfg, pmv, p3, me, w, stop_after))
 
 
-def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: ArtifactWriter, stop_after: int | None) -> None:
+def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: ArtifactWriter, stop_after: int | None,
+           ddp: DistContext = SINGLE) -> None:
+    """Train in this process; ``ddp``: this worker's rank in a torchrun run (pipeline_tasks/distributed.py)."""
     tc = cfg.psi
-    device = resolve_device(cfg.device)
+    device = ddp.device(cfg.device)
+    ddp.check_batch(tc.batch_size)
     store = pmv.path / "store.zarr"
     train_ids, val_ids = split_videos(pm.read_index(store), tc.val_videos)
     train = PseudoMVVideos(store, train_ids)
@@ -199,6 +204,7 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
     psi = build_psi(cfg.model).to(device)
     psi3d_ckpt = load_checkpoint(p3.path / CHECKPOINT, expected=cfg.model, map_location=device)
     not_copied = init_psi_from_psi3d(psi, psi3d_ckpt.state_dicts["psi"])
+    net = ddp.wrap(psi)  # the forward goes through DDP (gradients averaged over ranks)
     e_mot = load_motion_encoder(me, device) if tc.losses.identity_backend == "synthetic" else None
     embedder = e_mot.identity_embedder() if e_mot is not None else None
     objective = PsiObjective(cfg.model, tc.losses, identity_embedder=embedder, lr=tc.lr).to(device)
@@ -214,15 +220,16 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
     step0_path = w.path / "step0_metrics.json"
     if step0_path.exists():  # resumed: the step-0 measurement was taken before the kill
         step0 = json.loads(step0_path.read_text())
-    else:
+    elif ddp.is_main:
         step0 = reenactment_metrics(psi, val, vplan, objective, device)
         step0_path.write_text(json.dumps(step0))
 
     def step_fn(step: int) -> dict[str, float]:
         videos = sampler.next_batch()
         plan = draw_plan(sampler.rng, videos, train.lengths, train.k, tc.p_target_real, tc.p_driving_real)
+        plan = SamplePlan(*ddp.shard(*plan.__dict__.values()))  # this rank's part of the global batch
         b = train.batch(plan, device)
-        out = psi.render(psi(b["source"], b["motion_source"], b["motion_driving"]), b["cameras"], generator=gen)
+        out = psi.render(net(b["source"], b["motion_source"], b["motion_driving"]), b["cameras"], generator=gen)
         loss, log = objective.generator_loss(out, b["target"], b["target_alpha"], b["cameras"], b["real"], step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -232,6 +239,7 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
         if real.any():
             fake = {k: out[k][real] for k in ("image", "image_raw")}
             log.update(objective.discriminator_step(fake, b["target"][real], b["cameras"][real], b["cameras"][real], step))
+        ddp.average_parameters(objective.discriminator)
         return {"loss": log.pop("total"), **log}
 
     def val_fn(step: int) -> dict[str, float]:
@@ -256,11 +264,15 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
                         title=f"Ψ step {step} (held-out videos)")
 
     steps_done, rows = run_loop(tc, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, sample_fn,
-                                desc="psi", stop_after=stop_after)
+                                desc="psi", stop_after=stop_after, is_main=ddp.is_main)
+    ddp.check_in_sync(psi)
     if steps_done < tc.steps:
         raise InterruptedError(f"psi stopped after {steps_done}/{tc.steps} steps")
+    if not ddp.is_main:
+        return
     final = reenactment_metrics(ema.module, val, vplan, objective, device)
     save_checkpoint(w.path / CHECKPOINT, cfg.model, {"psi": ema.module}, extra={"kind": KIND, "steps": tc.steps, "not_copied_from_psi3d": not_copied})
+    shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
     plot_curves(rows, w.path / "curves.png", title=f"Ψ ({cfg.preset})")
     metrics = {
         "val_reenactment_loss_step0": step0["reenactment_loss"],

@@ -11,6 +11,7 @@ number in the manifest. The published checkpoint holds the EMA weights.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,11 @@ from models.config import ModelConfig
 from models.psi import build_psi
 from models.psi.network import Psi
 from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.metrics import psnr
 from pipeline_tasks.psi_objective import PsiObjective
 from pipeline_tasks.stage import run_once
 from pipeline_tasks.training.checkpoint import TrainingState
-from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.logs import plot_curves
@@ -103,7 +104,8 @@ def train_psi3d(
     gs.validate(samples.path / "store.zarr")
     return run_once(
         registry, KIND, stage_config(cfg), [samples], SCHEMA_VERSION,
-        lambda w: _train(cfg, samples, w, stop_after),
+        lambda w: launch(KIND, cfg, [samples], w, stop_after, cfg.psi3d.nproc_per_node)
+        if cfg.psi3d.nproc_per_node > 1 else _train(cfg, samples, w, stop_after),
     )
 
 
@@ -128,9 +130,11 @@ def validate_views(psi: Psi, data: GenHeadViews, val_ids: np.ndarray, device, lp
     return {k: float(torch.cat(v).mean()) for k, v in res.items()}
 
 
-def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None) -> None:
+def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None, ddp: DistContext = SINGLE) -> None:
+    """Train in this process; ``ddp``: this worker's rank in a torchrun run (pipeline_tasks/distributed.py)."""
     tc = cfg.psi3d
-    device = resolve_device(cfg.device)
+    device = ddp.device(cfg.device)
+    ddp.check_batch(tc.batch_size)
     data = GenHeadViews(samples.path / "store.zarr")
     if data.resolution != cfg.model.psi.image_resolution:
         raise ValueError(
@@ -144,6 +148,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
 
     torch.manual_seed(tc.seed)
     psi = build_psi(cfg.model, static=True).to(device)
+    net = ddp.wrap(psi)  # the forward goes through DDP (gradients averaged over ranks)
     objective = PsiObjective(cfg.model, tc.losses, lr=tc.lr).to(device)
     params = [p for p in psi.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
@@ -159,14 +164,16 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         ids = sampler.next_batch()
         p = sampler.rng.integers(0, data.views, len(ids))
         q = (p + sampler.rng.integers(1, data.views, len(ids))) % data.views  # q ≠ p
+        ids, p, q = ddp.shard(ids, p, q)  # this rank's part of the global batch
         src, tgt, alpha, cams = data.pairs(ids, p, q, device)
-        out = psi.render(psi(src), cams, generator=gen)
+        out = psi.render(net(src), cams, generator=gen)
         loss, log = objective.generator_loss(out, tgt, alpha, cams, torch.ones(len(ids), dtype=torch.bool), step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         ema.update(psi, step + 1)
         log.update(objective.discriminator_step(out, tgt, cams, cams, step))
+        ddp.average_parameters(objective.discriminator)
         log.pop("real_fraction", None)
         return {"loss": log.pop("total"), **log}
 
@@ -190,12 +197,17 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
                         row_titles=[f"id {int(i)}" for i in ids], title=f"Ψ3d step {step} (held-out identities)")
 
     steps_done, rows = run_loop(
-        tc, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, sample_fn, desc="psi3d", stop_after=stop_after
+        tc, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, sample_fn, desc="psi3d", stop_after=stop_after,
+        is_main=ddp.is_main,
     )
+    ddp.check_in_sync(psi)
     if steps_done < tc.steps:  # stopped early on purpose (tests): leave the folder to resume
         raise InterruptedError(f"psi3d stopped after {steps_done}/{tc.steps} steps")
+    if not ddp.is_main:
+        return
     final = validate_views(ema.module, data, val_ids, device, objective.lpips)
     save_checkpoint(w.path / CHECKPOINT, cfg.model, {"psi": ema.module}, extra={"kind": KIND, "steps": tc.steps})
+    shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
     plot_curves(rows, w.path / "curves.png", title=f"Ψ3d ({cfg.preset})")
     metrics = {
         "val_psnr": final["psnr"],

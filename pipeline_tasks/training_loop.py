@@ -30,15 +30,22 @@ def run_loop(
     sample_fn: Callable[[int], None] | None = None,
     desc: str = "train",
     stop_after: int | None = None,
+    is_main: bool = True,
 ) -> tuple[int, list[dict[str, float]]]:
     """Run steps ``resume..train_cfg.steps``; returns (steps done, logged rows).
 
     ``step_fn(step)`` does one optimisation step (``step`` counts from 0) and returns scalars.
     ``stop_after`` (tests) stops after that many steps in this call, as a kill would, right after
-    a checkpoint if one is due.
+    a checkpoint if one is due. ``is_main=False`` (DDP ranks > 0, pipeline_tasks/distributed.py):
+    the same steps from the same checkpoint, but no logs, validation, samples or checkpoints.
     """
     total = train_cfg.steps
     start = state.resume(ckpt_dir)
+    if not is_main:
+        end = total if stop_after is None else min(total, start + stop_after)
+        for step in range(start, end):
+            step_fn(step)
+        return end, []
     logger = TrainingLogger(logger_dir, resume_step=start)
     done_here = 0
     with logger, progress_bar(total, initial=start, desc=desc) as bar:

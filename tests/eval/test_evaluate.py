@@ -25,8 +25,8 @@ SMALL = [
 ]
 
 
-def _model_artifact(registry, kind, cfg, net, parents, preset_in_manifest=None):
-    conf = {"preset": preset_in_manifest or cfg.preset, "model": cfg.model.model_dump(mode="json"), "test": kind}
+def _model_artifact(registry, kind, cfg, net, parents, preset_in_manifest=None, tag=""):
+    conf = {"preset": preset_in_manifest or cfg.preset, "model": cfg.model.model_dump(mode="json"), "test": kind + tag}
     with registry.writer(kind, conf, parents) as w:
         save_checkpoint(w.path / CHECKPOINT, cfg.model, {"psi": net}, extra={"kind": kind})
         return w.commit()
@@ -80,7 +80,7 @@ def test_psi_evaluation_tasks_and_a_motion_blind_psi(world):
     flat = lambda task: np.ravel(t[task]["per_image"]["psnr"]).tolist()  # noqa: E731
     assert flat("cross_view") == pytest.approx(flat("cross_identity"), abs=1e-4)
     assert flat("cross_view") == pytest.approx(flat("no_motion"), abs=1e-4)
-    assert t["self_reenactment"]["bins"] == ["θ_d"]
+    assert t["self_reenactment"]["bins"] == ["driving cam"]
     for g in ("self_reenactment", "cross_identity"):
         assert (art.path / "grids" / f"{g}.png").is_file()
     assert {p.split("@")[0] for p in art.parents} == {"psi", "eval_analyser", "motion_encoder"}
@@ -126,7 +126,7 @@ def test_ablation_report_compares_two_evaluations_per_yaw_bin(world):
             if is_cross_attention_param(name) and name.endswith("weight"):
                 prm.normal_(0, 0.05)
     e_mot = [p for p in ps.parents if p.startswith("motion_encoder@")][0]
-    other = _model_artifact(registry, "psi", cfg, psi, [p3, e_mot])
+    other = _model_artifact(registry, "psi", cfg, psi, [p3, e_mot], tag="-motion-on")
     b = evaluate(cfg, other.ref, registry)
     art = compare_evals(cfg, a.ref, b.ref, registry)
     report = (art.path / "report.md").read_text()
