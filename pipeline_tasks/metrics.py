@@ -28,8 +28,8 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
     k = _gaussian(window, sigma, x.device, x.dtype).expand(c, 1, window, window)
     mu_x = F.conv2d(x, k, groups=c)
     mu_y = F.conv2d(y, k, groups=c)
-    sxx = F.conv2d(x * x, k, groups=c) - mu_x**2
-    syy = F.conv2d(y * y, k, groups=c) - mu_y**2
+    sxx = (F.conv2d(x * x, k, groups=c) - mu_x**2).clamp_min(0)  # float32 cancellation can go below 0
+    syy = (F.conv2d(y * y, k, groups=c) - mu_y**2).clamp_min(0)
     sxy = F.conv2d(x * y, k, groups=c) - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
