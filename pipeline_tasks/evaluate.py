@@ -36,7 +36,7 @@ from models.checkpoints import CheckpointMismatchError
 from pipeline_tasks.benchmark_set import BenchmarkSet, BenchmarkSpec, build_benchmark, probe_set
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.metrics import psnr, ssim
-from pipeline_tasks.stage import run_once
+from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.grid import save_image_grid
 from storage_schemas import genhead_samples as gs
@@ -465,11 +465,4 @@ def summary_line(result: dict) -> str:
     return "eval psi: " + "; ".join(parts)
 
 
-def _task():
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return task(name="evaluate", log_prints=True, cache_policy=NO_CACHE)(evaluate)
-
-
-evaluate_task = _task()
+evaluate_task = stage_task(evaluate, "evaluate")

@@ -31,7 +31,7 @@ from models.psi.network import Psi
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.ingest import IngestionError, expand_video_inputs, iter_ingest
 from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
-from pipeline_tasks.stage import run_once
+from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.synthetic_videos import list_videos, read_sidecar
 from pipeline_tasks.train_motion_encoder import load_motion_encoder
 from pipeline_tasks.train_psi3d import load_psi3d, to_model_images
@@ -322,14 +322,7 @@ def _run_shard(shard_fn: Callable[[list[VideoInput]], ConversionStats], items: l
     return shard_fn(items)
 
 
-def _task():
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    return task(name="convert-video-shard", log_prints=True, cache_policy=NO_CACHE)(_run_shard)
-
-
-convert_shard_task = _task()
+convert_shard_task = stage_task(_run_shard, "convert-video-shard")
 
 
 def prefect_map_shards(shard_fn, parts: list[list[VideoInput]]) -> list[ConversionStats]:

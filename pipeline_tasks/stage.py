@@ -38,3 +38,11 @@ def run_once(
         build(w)
         w.extra.setdefault("stage_seconds", round(time.time() - t0, 2))
         return w.commit()
+
+
+def stage_task(fn: Callable, name: str):
+    """``fn`` as a Prefect task; caching off, because versions and resumption are the registry's job."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    return task(name=name, log_prints=True, cache_policy=NO_CACHE)(fn)

@@ -38,7 +38,7 @@ from models.motion import build_motion_encoder, freeze, load_motion_encoder as _
 from models.motion.base import CHECKPOINT_NAME, MotionEncoder
 from models.motion.synthetic_analyser import SyntheticAnalyser, supervised_contrastive_loss
 from pipeline_tasks.config import MotionEncoderConfig, PipelineConfig
-from pipeline_tasks.stage import run_once
+from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.ema import EMA
@@ -405,14 +405,4 @@ def summary_markdown(art: Artifact) -> str:
 
 
 # ---------------------------------------------------------------- Prefect task
-def _task():
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE  # versions and resumption are the registry's job
-
-    return task(name="train-motion-encoder", retries=0, log_prints=True, cache_policy=NO_CACHE)(train_motion_encoder)
-
-
-try:  # the @task wrapper; the plain function above needs no Prefect
-    train_motion_encoder_task = _task()
-except ImportError:  # pragma: no cover - Prefect is a dependency, but keep the plain function importable
-    train_motion_encoder_task = None
+train_motion_encoder_task = stage_task(train_motion_encoder, "train-motion-encoder")

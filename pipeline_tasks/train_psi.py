@@ -21,14 +21,13 @@ training, and the manifest records both.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.checkpoints import load_checkpoint, save_checkpoint
+from models.checkpoints import load_checkpoint
 from models.config import ModelConfig
 from models.psi import build_psi, init_psi_from_psi3d, param_groups
 from models.psi.network import Psi
@@ -36,15 +35,14 @@ from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.metrics import psnr
 from pipeline_tasks.psi_objective import PsiObjective
-from pipeline_tasks.stage import run_once
+from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.train_motion_encoder import load_motion_encoder
 from pipeline_tasks.train_psi3d import CHECKPOINT, to_model_alpha, to_model_images
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
-from pipeline_tasks.training.logs import plot_curves
 from pipeline_tasks.training.sampler import SeededSampler
-from pipeline_tasks.training_loop import run_loop
+from pipeline_tasks.training_loop import publish_trained, run_loop
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -271,9 +269,6 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
     if not ddp.is_main:
         return
     final = reenactment_metrics(ema.module, val, vplan, objective, device)
-    save_checkpoint(w.path / CHECKPOINT, cfg.model, {"psi": ema.module}, extra={"kind": KIND, "steps": tc.steps, "not_copied_from_psi3d": not_copied})
-    shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
-    plot_curves(rows, w.path / "curves.png", title=f"Ψ ({cfg.preset})")
     metrics = {
         "val_reenactment_loss_step0": step0["reenactment_loss"],
         "val_reenactment_loss": final["reenactment_loss"],
@@ -281,10 +276,10 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
         "val_psnr": final["psnr"],
         "val_videos_held_out": val_ids != train_ids,
     }
-    (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    w.metrics.update(metrics)
-    w.counts.update({"steps": tc.steps, "train_videos": len(train_ids), "val_videos": len(val_ids),
-                     "params_not_copied_from_psi3d": len(not_copied)})
+    publish_trained(w, cfg.model, ema.module, rows, f"Ψ ({cfg.preset})", metrics,
+                    {"steps": tc.steps, "train_videos": len(train_ids), "val_videos": len(val_ids),
+                     "params_not_copied_from_psi3d": len(not_copied)},
+                    {"kind": KIND, "steps": tc.steps, "not_copied_from_psi3d": not_copied})
     print(f"psi: held-out self-reenactment loss {step0['reenactment_loss']:.4f} at step 0 → {final['reenactment_loss']:.4f} "
           f"(PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB)")
 
@@ -297,11 +292,4 @@ def load_psi(artifact: Artifact, model_cfg: ModelConfig | None = None, device="c
     return psi.eval()
 
 
-def _task():
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE  # versions and resumption are the registry's job
-
-    return task(name="train-psi", log_prints=True, cache_policy=NO_CACHE)(train_psi)
-
-
-train_psi_task = _task()
+train_psi_task = stage_task(train_psi, "train-psi")

@@ -10,14 +10,12 @@ number in the manifest. The published checkpoint holds the EMA weights.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.checkpoints import load_checkpoint, save_checkpoint
+from models.checkpoints import load_checkpoint
 from models.config import ModelConfig
 from models.psi import build_psi
 from models.psi.network import Psi
@@ -25,13 +23,12 @@ from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.metrics import psnr
 from pipeline_tasks.psi_objective import PsiObjective
-from pipeline_tasks.stage import run_once
+from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
-from pipeline_tasks.training.logs import plot_curves
 from pipeline_tasks.training.sampler import SeededSampler
-from pipeline_tasks.training_loop import run_loop
+from pipeline_tasks.training_loop import publish_trained, run_loop
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -206,9 +203,6 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     if not ddp.is_main:
         return
     final = validate_views(ema.module, data, val_ids, device, objective.lpips)
-    save_checkpoint(w.path / CHECKPOINT, cfg.model, {"psi": ema.module}, extra={"kind": KIND, "steps": tc.steps})
-    shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
-    plot_curves(rows, w.path / "curves.png", title=f"Ψ3d ({cfg.preset})")
     metrics = {
         "val_psnr": final["psnr"],
         "val_lpips": final["lpips"],
@@ -217,9 +211,9 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         "margin_psnr_vs_input": final["psnr"] - final["psnr_input"],
         "margin_psnr_vs_mean": final["psnr"] - final["psnr_mean"],
     }
-    (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    w.metrics.update(metrics)
-    w.counts.update({"steps": tc.steps, "train_identities": int(len(train_ids)), "val_identities": int(len(val_ids))})
+    publish_trained(w, cfg.model, ema.module, rows, f"Ψ3d ({cfg.preset})", metrics,
+                    {"steps": tc.steps, "train_identities": int(len(train_ids)), "val_identities": int(len(val_ids))},
+                    {"kind": KIND, "steps": tc.steps})
     print(
         f"psi3d: held-out novel-view PSNR {final['psnr']:.2f} dB vs input-as-prediction {final['psnr_input']:.2f} dB "
         f"(+{metrics['margin_psnr_vs_input']:.2f}) and mean training image {final['psnr_mean']:.2f} dB "
@@ -235,11 +229,4 @@ def load_psi3d(artifact: Artifact, model_cfg: ModelConfig | None = None, device=
     return psi.eval()
 
 
-def _task():
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE  # versions and resumption are the registry's job
-
-    return task(name="train-psi3d", log_prints=True, cache_policy=NO_CACHE)(train_psi3d)
-
-
-train_psi3d_task = _task()
+train_psi3d_task = stage_task(train_psi3d, "train-psi3d")

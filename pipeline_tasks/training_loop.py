@@ -68,3 +68,19 @@ def run_loop(
                 return n, logger.rows()
         logger.flush()
         return total, logger.rows()
+
+
+def publish_trained(w, model_cfg, model, rows, title: str, metrics: dict, counts: dict, extra: dict) -> None:
+    """The payload of a finished trainer: EMA checkpoint, curves, metrics; resumable state dropped."""
+    import json
+    import shutil
+
+    from models.checkpoints import save_checkpoint
+    from pipeline_tasks.training.logs import plot_curves
+
+    save_checkpoint(w.path / "checkpoint.pt", model_cfg, {"psi": model}, extra=extra)
+    shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
+    plot_curves(rows, w.path / "curves.png", title=title)
+    (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    w.metrics.update(metrics)
+    w.counts.update(counts)
