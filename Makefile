@@ -22,12 +22,12 @@ PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)/api
 WORK_POOL ?= portrait4d-local
 
-.PHONY: setup lock pipeline ablation test test-all inspect bench contact-sheet param-counts server deploy run stop clean help
+.PHONY: setup lock pipeline ablation test test-all inspect bench learn-bench contact-sheet param-counts server deploy run stop clean help
 
 help:
 	@echo "make pipeline [PRESET=tiny] [SET='psi3d.steps=50 ...'] [VIDEOS='path/*.mp4']   whole DAG"
 	@echo "make ablation [PRESET=tiny] [SET=...]   the v2 ablation: pseudo multi-view vs monocular-only Ψ, per yaw bin"
-	@echo "make test | test-all | inspect | bench | contact-sheet | param-counts"
+	@echo "make test | test-all | inspect | bench | learn-bench | contact-sheet | param-counts"
 	@echo "make server | deploy | run | stop      local Prefect server, deployments, a worker"
 	@echo "make clean                             remove artifacts and Prefect state (not .venv)"
 
@@ -65,6 +65,10 @@ inspect: setup
 
 bench: setup
 	$(PY) bench/run.py $(ARGS)
+
+# Ψ3d learns 3D: stages 1, 2a and 5 on the `learn` preset (≤ 90 min on 2 cores) → bench/learn/learn-<host>-<date>.md
+learn-bench: setup
+	$(PY) bench/learn_bench.py $(if $(SET),--set "$(SET)") $(ARGS)
 
 param-counts: setup
 	$(PY) -m models.param_counts

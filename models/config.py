@@ -113,8 +113,27 @@ class LossTerm(_Strict):
 
 
 class LossConfig(_Strict):
+    """Weights of the official ``loss_recon_v2`` structure (DESIGN.md §1, reference facts).
+
+    Real targets: L1 and LPIPS on the final image (``l1``, ``lpips``), on the raw render
+    (``raw_l1``, ``raw_lpips``) and on the raw foreground-only render against target × alpha
+    (``foreground_l1``, ``foreground_lpips``); L1 of the background against target × (1 − alpha)
+    (``background_l1``); L1 of the rendered alpha (``alpha``); masked L1 of the rendered depth
+    against the synthetic world's depth where one is given (``depth``). Pseudo targets: LPIPS on
+    foreground-masked images (``pseudo_lpips``). The split is what keeps the 2D background network
+    from drawing the head.
+    """
+
     l1: LossTerm = LossTerm(weight=1.0)
     lpips: LossTerm = LossTerm(weight=1.0)
+    raw_l1: LossTerm = LossTerm(weight=1.0)
+    raw_lpips: LossTerm = LossTerm(weight=1.0)
+    foreground_l1: LossTerm = LossTerm(weight=1.0)
+    foreground_lpips: LossTerm = LossTerm(weight=1.0)
+    background_l1: LossTerm = LossTerm(weight=1.0)
+    alpha: LossTerm = LossTerm(weight=0.3)  # the published "seg" L1 weight
+    depth: LossTerm = LossTerm(weight=0.0)
+    pseudo_lpips: LossTerm = LossTerm(weight=1.0)
     identity: LossTerm = LossTerm(weight=0.0)
     adversarial: LossTerm = LossTerm(weight=0.0)
     identity_backend: str = "none"  # none | arcface | synthetic

@@ -55,7 +55,7 @@ def compare(method: dict, baseline: dict) -> dict[str, Any]:
             continue
         ma, mb = method["tasks"][t], baseline["tasks"][t]
         out[t] = {"bins": ma["bins"], "metrics": {}}
-        for m in METRICS:
+        for m in [m for m in METRICS if m in ma["per_image"] and m in mb["per_image"]]:
             diff, se = paired_difference(ma["per_image"][m], mb["per_image"][m])
             out[t]["metrics"][m] = {"method": ma["by_bin"][m], "baseline": mb["by_bin"][m], "difference": diff, "se": se,
                                     "mean_difference": float(np.mean(diff))}
@@ -116,8 +116,8 @@ def _write(w: ArtifactWriter, registry, a: Artifact, b: Artifact, ma: dict, mb: 
         yaw = ma["benchmark"]["yaw_bins_degrees"]
         tasks = {}
         for t in bins_v:
-            tasks[f"{t} ({labels[0]})"] = {"by_bin": {m: comp[t]["metrics"][m]["method"] for m in METRICS}}
-            tasks[f"{t} ({labels[1]})"] = {"by_bin": {m: comp[t]["metrics"][m]["baseline"] for m in METRICS}}
+            tasks[f"{t} ({labels[0]})"] = {"by_bin": {m: v["method"] for m, v in comp[t]["metrics"].items()}}
+            tasks[f"{t} ({labels[1]})"] = {"by_bin": {m: v["baseline"] for m, v in comp[t]["metrics"].items()}}
         styles = {k: ("--" if labels[1] in k else "-") for k in tasks}
         _plot_vs_yaw(tasks, yaw, w.path / "plots" / "ablation_vs_yaw.png", f"ablation: {labels[0]} (solid) vs {labels[1]} (dashed)", styles)
     for t, res in comp.items():

@@ -145,27 +145,34 @@ class BenchmarkSet:
     # ---- rendering (on demand, cached per set) -------------------------------------------
     def render(self, gt: GroundTruth | None = None, batch: int = 32) -> dict[str, torch.Tensor]:
         """Ground-truth images in [−1, 1]: ``source``, ``driving_self``, ``driving_cross`` ``[N,3,H,W]``,
-        ``nvs_targets``, ``reenact_targets`` ``[N,V,3,H,W]``. Rendered once per set object."""
+        ``nvs_targets``, ``reenact_targets`` ``[N,V,3,H,W]``, and the geometry of the novel-view
+        targets ``nvs_alpha``, ``nvs_depth`` ``[N,V,1,H,W]``. Rendered once per set object."""
         if self._renders:
             return self._renders
         gt = gt or GroundTruth()
         res, n, v = self.spec.resolution, self.n, len(self.yaw_bins)
         tgt = self.target_cameras[None].expand(n, v, 25)
 
-        def run(ids, cams, expr, gaze) -> torch.Tensor:
+        def run(ids, cams, expr, gaze, geometry: bool = False):
             out = []
             per = max(1, batch // (cams.shape[1] if cams.ndim == 3 else 1))
             for s in range(0, len(ids), per):
                 sl = slice(s, s + per)
-                out.append(gt.render(list(ids[sl]), cams[sl], res, expression=expr[sl], gaze=gaze[sl]).rgb)
-            return torch.cat(out).clamp(-1, 1)
+                out.append(gt.render(list(ids[sl]), cams[sl], res, expression=expr[sl], gaze=gaze[sl]))
+            rgb = torch.cat([o.rgb for o in out]).clamp(-1, 1)
+            if geometry:
+                return rgb, torch.cat([o.alpha for o in out]), torch.cat([o.depth for o in out])
+            return rgb
 
         with torch.no_grad():
+            nvs, nvs_alpha, nvs_depth = run(self.identities, tgt, self.source_expression, self.source_gaze, geometry=True)
             self._renders = {
                 "source": run(self.identities, self.source_cameras, self.source_expression, self.source_gaze),
                 "driving_self": run(self.identities, self.driving_cameras, self.driving_expression, self.driving_gaze),
                 "driving_cross": run(self.drivers, self.driving_cameras, self.driving_expression, self.driving_gaze),
-                "nvs_targets": run(self.identities, tgt, self.source_expression, self.source_gaze),
+                "nvs_targets": nvs,
+                "nvs_alpha": nvs_alpha,
+                "nvs_depth": nvs_depth,
                 "reenact_targets": run(self.identities, tgt, self.driving_expression, self.driving_gaze),
             }
         return self._renders
@@ -236,3 +243,44 @@ def probe_set(seed: int, n_identities: int, views: int, resolution: int, gt: Gro
                                   expression=expr[sl], gaze=gaze[sl]).rgb.reshape(m * views, 3, resolution, resolution))
     owner = torch.arange(n_identities).repeat_interleave(views)
     return torch.cat(imgs).clamp(-1, 1), ypr[:, :2], owner
+
+
+@dataclass
+class NovelViewSet:
+    """Identities rendered (head pose 0) from the frontal source camera and at every yaw bin, with
+    the true alpha and depth: what Ψ3d's per-bin validation and geometry metrics are measured on."""
+
+    yaw_bins: list[float]
+    source: torch.Tensor  # [n, 3, H, W] in [−1, 1]
+    targets: torch.Tensor  # [n, V, 3, H, W]
+    alpha: torch.Tensor  # [n, V, 1, H, W] in [0, 1]
+    depth: torch.Tensor  # [n, V, 1, H, W] ray distance
+    cameras: torch.Tensor  # [V, 25] head-relative
+
+    @property
+    def n(self) -> int:
+        return len(self.source)
+
+
+def render_novel_view_set(shape, expression, gaze, z, yaw_bins_degrees, resolution: int,
+                          generator=None, batch: int = 8) -> NovelViewSet:
+    """Render identities given by their labels (``[n, ·]`` each, e.g. held-out rows of a
+    ``genhead_samples`` store) at the frontal camera and at ``yaw_bins_degrees``, head pose 0."""
+    from models.genhead.procedural import ProceduralGenHead
+
+    gen = generator or ProceduralGenHead()
+    shape, expression, gaze, z = (torch.as_tensor(np.asarray(t), dtype=torch.float32) for t in (shape, expression, gaze, z))
+    n = len(shape)
+    bins = list(yaw_bins_degrees)
+    cams = torch.cat([yaw_bin_cameras([0.0]), yaw_bin_cameras(bins)])  # [1 + V, 25]: source, then the bins
+    outs = []
+    with torch.no_grad():
+        for s in range(0, n, batch):
+            sl = slice(s, s + batch)
+            m = len(shape[sl])
+            outs.append(gen.render(shape[sl], expression[sl], torch.zeros(m, 3), gaze[sl], z[sl],
+                                   cams[None].expand(m, -1, -1), resolution))
+    rgb = torch.cat([o.rgb for o in outs]).clamp(-1, 1)
+    alpha = torch.cat([o.alpha for o in outs])
+    depth = torch.cat([o.depth for o in outs])
+    return NovelViewSet(bins, rgb[:, 0], rgb[:, 1:], alpha[:, 1:], depth[:, 1:], cams[1:])

@@ -56,6 +56,16 @@ class VideosConfig(_Strict):
     max_yaw_degrees: float = 30.0  # head sway amplitude bound
 
 
+def cosine_lr(lr: float, step: int, steps: int, final_fraction: float) -> float:
+    """Learning rate at ``step`` (0-based) of ``steps``: cosine from ``lr`` to ``lr · final_fraction``."""
+    import math
+
+    if final_fraction >= 1.0 or steps <= 1:
+        return lr
+    t = min(max(step / (steps - 1), 0.0), 1.0)
+    return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 class TrainLoopConfig(_Strict):
     """What every training loop of the project reads (pipeline_tasks/training/): optimiser, EMA,
     checkpoint/log cadence, seed. Stage sections add their own fields."""
@@ -65,6 +75,7 @@ class TrainLoopConfig(_Strict):
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    lr_final_fraction: float = 1.0  # cosine decay of the learning rate to lr × this at the last step (1 → constant)
     ema_halflife_steps: float = 50.0  # EMA of weights; half-life in optimiser steps (0 → no averaging)
     ema_rampup: float | None = 0.05  # half-life ≤ step·rampup early on (official: 0.05); None → off
     checkpoint_every: int = 100  # resumable checkpoints in the artifact's temporary folder

@@ -35,7 +35,7 @@ import torch
 from models.checkpoints import CheckpointMismatchError
 from pipeline_tasks.benchmark_set import BenchmarkSet, BenchmarkSpec, build_benchmark, probe_set
 from pipeline_tasks.config import PipelineConfig
-from pipeline_tasks.metrics import psnr, ssim
+from pipeline_tasks.metrics import alpha_iou, masked_depth_error, psnr, ssim
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.grid import save_image_grid
@@ -43,11 +43,13 @@ from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "eval"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: novel-view means exclude 0°, geometry metrics, mean-image baseline, pseudo-view check
 ANALYSER_KIND = "eval_analyser"
 ABLATION_KIND = "ablation"
-METRICS = ("psnr", "ssim", "lpips", "expression_error", "gaze_error_deg", "pose_error_deg", "identity_similarity")
-LOWER_IS_BETTER = {"lpips", "expression_error", "gaze_error_deg", "pose_error_deg"}
+METRICS = ("psnr", "ssim", "lpips", "expression_error", "gaze_error_deg", "pose_error_deg", "identity_similarity",
+           "soft_iou", "depth_error")
+LOWER_IS_BETTER = {"lpips", "expression_error", "gaze_error_deg", "pose_error_deg", "depth_error"}
+SOURCE_BIN = "+0°"  # the source camera's bin: reconstruction, never inside a novel-view mean
 
 
 class EvaluationError(ValueError):
@@ -178,15 +180,30 @@ class Scorer:
 
 
 def _task_result(per_image: dict[str, torch.Tensor], n: int, labels: list[str]) -> dict[str, Any]:
-    """Reshape per-image values ``[n·V]`` → ``[n][V]`` lists, with per-bin and overall means."""
+    """Reshape per-image values ``[n·V]`` → ``[n][V]`` lists, with per-bin means and the mean over
+    the bins other than the source view (0°: reconstruction, reported apart under ``source_view``)."""
     v = len(labels)
-    out: dict[str, Any] = {"bins": labels, "per_image": {}, "by_bin": {}, "mean": {}}
+    keep = [j for j, lab in enumerate(labels) if lab != SOURCE_BIN] if v > 1 else list(range(v))
+    out: dict[str, Any] = {"bins": labels, "per_image": {}, "by_bin": {}, "mean": {},
+                           "mean_excludes": [lab for j, lab in enumerate(labels) if j not in keep]}
+    if len(keep) < v:
+        out["source_view"] = {}
     for k, val in per_image.items():
         arr = val.reshape(n, v).double()
         out["per_image"][k] = arr.tolist()
         out["by_bin"][k] = arr.mean(0).tolist()
-        out["mean"][k] = float(arr.mean())
+        out["mean"][k] = float(arr[:, keep].mean())
+        if len(keep) < v:
+            out["source_view"][k] = float(arr[:, labels.index(SOURCE_BIN)].mean())
     return out
+
+
+def _mean_training_image(samples: Artifact, limit: int = 256) -> torch.Tensor:
+    """The mean image of (up to ``limit`` identities of) the training store: a trivial baseline, ``[1,3,H,W]``."""
+    from pipeline_tasks.train_psi3d import to_model_images
+
+    imgs = gs.open_read(samples.path / "store.zarr")["images"]
+    return to_model_images(imgs[: min(limit, imgs.shape[0])]).reshape(-1, 3, *imgs.shape[2:4]).mean(0, keepdim=True)
 
 
 # ---------------------------------------------------------------- loading the model under test
@@ -247,10 +264,11 @@ def evaluate(cfg: PipelineConfig, model: Artifact | str, registry: ArtifactRegis
         parents.append(e_mot)
     bench = get_benchmark(cfg)
     return run_once(registry, KIND, stage_config(cfg, art.kind, bench), parents, SCHEMA_VERSION,
-                    lambda w: _evaluate(cfg, art, net, analyser, e_mot, bench, device, w))
+                    lambda w: _evaluate(cfg, art, net, analyser, e_mot, bench, device, w, samples, registry))
 
 
-def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifact | None, bench: BenchmarkSet, device, w: ArtifactWriter) -> None:
+def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifact | None, bench: BenchmarkSet, device,
+              w: ArtifactWriter, samples: Artifact | None = None, registry: ArtifactRegistry | None = None) -> None:
     from pipeline_tasks.train_motion_encoder import load_motion_encoder
 
     analyser = load_motion_encoder(analyser_art, device)
@@ -267,24 +285,42 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
     tasks: dict[str, dict] = {}
     b = cfg.eval.batch
 
-    def run_net(source, m_s=None, m_d=None, cams=None) -> torch.Tensor:
-        outs = []
+    def run_net(source, m_s=None, m_d=None, cams=None, geometry: bool = False):
+        """Ψ's images at ``cams [n,V,25]``; with ``geometry`` also its alpha (neural resolution) and depth (upsampled)."""
+        outs, alphas, depths = [], [], []
+        res = source.shape[-1]
+        up = lambda x: torch.nn.functional.interpolate(  # noqa: E731
+            x.float().reshape(-1, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False).reshape(*x.shape[:-2], res, res)
         with torch.no_grad():
             for s in range(0, len(source), b):
                 sl = slice(s, s + b)
                 planes = net(source[sl].to(device)) if m_s is None else net(source[sl].to(device), m_s[sl], m_d[sl])
-                outs.append(net.render(planes, cams[sl].to(device), perturb=False)["image"].float().clamp(-1, 1).cpu())
+                out = net.render(planes, cams[sl].to(device), perturb=False)
+                outs.append(out["image"].float().clamp(-1, 1).cpu())
+                if geometry:
+                    alphas.append(out["alpha"].float().cpu())  # native (neural) resolution: see metrics.alpha_iou
+                    depths.append(up(out["depth"]).cpu())
+        if geometry:
+            return torch.cat(outs), torch.cat(alphas), torch.cat(depths)
         return torch.cat(outs)
 
     tgt_cams = bench.target_cameras[None].expand(n, v, 25)
     grids: dict[str, tuple] = {}
+    pseudo_views = None
     if art.kind == "psi3d":
         truth = flat(r["nvs_targets"])
         truth_read = scorer.analyse(truth)
-        pred = run_net(r["source"], cams=tgt_cams)  # [n, V, 3, H, W]
+        pred, pred_alpha, pred_depth = run_net(r["source"], cams=tgt_cams, geometry=True)  # [n, V, 3, H, W], [n, V, 1, H, W]
         known = (rep(bench.source_expression), rep(bench.source_gaze), yaw_pitch_bins)
-        tasks["novel_view"] = _task_result(scorer.score(flat(pred), truth, *known, truth_read), n, bin_labels)
+        true_alpha, true_depth = flat(r["nvs_alpha"]), flat(r["nvs_depth"])
+        nv = scorer.score(flat(pred), truth, *known, truth_read)
+        nv["soft_iou"] = alpha_iou(flat(pred_alpha), true_alpha)
+        nv["depth_error"] = masked_depth_error(flat(pred_depth), true_depth, true_alpha)
+        tasks["novel_view"] = _task_result(nv, n, bin_labels)
         tasks["input_as_prediction"] = _task_result(scorer.score(rep(r["source"]), truth, *known, truth_read), n, bin_labels)
+        if samples is not None:
+            mean_img = _mean_training_image(samples).expand(n * v, -1, -1, -1)
+            tasks["mean_training_image"] = _task_result(scorer.score(mean_img, truth, *known, truth_read), n, bin_labels)
         floors = _floors(truth_read, *known)
         grids["novel_view"] = (r["source"], None, pred, r["nvs_targets"], ["source"])
     else:
@@ -308,6 +344,11 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
             pred_none = run_net(r["source"], m_s, m_s, tgt_cams)
             tasks["no_motion"] = _task_result(scorer.score(flat(pred_none), truth_bins, *known_bins, truth_read), n, bin_labels)
         floors = _floors(truth_read, *known_bins)
+        pmv = next((a for a in registry.ancestors(art) if a.kind == "pseudo_mv"), None) if registry is not None else None
+        if pmv is not None:
+            from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
+
+            pseudo_views = pseudo_view_fidelity(pmv.path / "store.zarr")
         grids["self_reenactment"] = (r["source"], r["driving_self"], pred_self, torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1), ["source", "driving (A)", "driving cam"])
         grids["cross_identity"] = (r["source"], r["driving_cross"], pred_cross, torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1), ["source", "driving (B)", "driving cam"])
 
@@ -325,6 +366,8 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
         "floors": floors,
         "tasks": tasks,
     }
+    if pseudo_views is not None:
+        result["pseudo_views"] = pseudo_views
     (w.path / "metrics.json").write_text(json.dumps(result, indent=2))
     (w.path / "benchmark.json").write_text(json.dumps(bench.describe(), indent=2))
     headline = headline_metrics(result)
@@ -361,16 +404,21 @@ def _plot_vs_yaw(tasks: dict[str, dict], bins: list[float], path: Path, title: s
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
-    for ax, m in zip(axes.flat, METRICS):
+    present = [m for m in METRICS if any(m in res["by_bin"] for res in tasks.values())]
+    cols = 4
+    rows = (len(present) + 1 + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(16, 3.25 * rows), squeeze=False)
+    for ax in list(axes.flat)[len(present):]:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, present):
         for t, res in tasks.items():
-            ax.plot(bins, res["by_bin"][m], marker="o", lw=1.3, label=t, ls=(styles or {}).get(t, "-"))
+            if m in res["by_bin"]:
+                ax.plot(bins, res["by_bin"][m], marker="o", lw=1.3, label=t, ls=(styles or {}).get(t, "-"))
         ax.set_title(m + (" ↓" if m in LOWER_IS_BETTER else " ↑"), fontsize=9)
         ax.set_xlabel("target yaw (°)", fontsize=8)
         ax.set_xticks(bins)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes.flat[-1].axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     axes.flat[-1].legend(handles, labels, loc="center", fontsize=9)
     fig.suptitle(title, fontsize=10)
@@ -380,7 +428,8 @@ def _plot_vs_yaw(tasks: dict[str, dict], bins: list[float], path: Path, title: s
     plt.close(fig)
 
 
-PREFIX = {"novel_view": "nvs", "input_as_prediction": "baseline_input", "self_reenactment": "self",
+PREFIX = {"novel_view": "nvs", "input_as_prediction": "baseline_input", "mean_training_image": "baseline_mean_image",
+          "self_reenactment": "self",
           "cross_view": "cross_view", "cross_identity_driving_view": "cross_id_driving_view",
           "cross_identity": "cross_id", "no_motion": "baseline_no_motion"}
 
@@ -392,11 +441,22 @@ def headline_metrics(result: dict) -> dict[str, float]:
         p = PREFIX.get(t, t)
         for m, val in res["mean"].items():
             out[f"{p}_{m}"] = round(val, 5)
-        if t in ("novel_view", "cross_view", "cross_identity"):
-            for lab, ps, lp in zip(res["bins"], res["by_bin"]["psnr"], res["by_bin"]["lpips"]):
+        if t in ("novel_view", "input_as_prediction", "cross_view", "cross_identity"):
+            for j, lab in enumerate(res["bins"]):
                 y = lab.rstrip("°")
-                out[f"{p}_psnr_yaw{y}"] = round(ps, 4)
-                out[f"{p}_lpips_yaw{y}"] = round(lp, 5)
+                for m in ("psnr", "lpips", "soft_iou", "depth_error", "pose_error_deg"):
+                    if m in res["by_bin"] and (m in ("psnr", "lpips") or t == "novel_view"):
+                        out[f"{p}_{m}_yaw{y}"] = round(res["by_bin"][m][j], 5)
+    nv, base = result["tasks"].get("novel_view"), result["tasks"].get("input_as_prediction")
+    if nv and base:
+        margins = {lab: a - c for lab, a, c in zip(nv["bins"], nv["by_bin"]["psnr"], base["by_bin"]["psnr"]) if lab != SOURCE_BIN}
+        for lab, d in margins.items():
+            out[f"nvs_margin_vs_input_yaw{lab.rstrip('°')}"] = round(d, 4)
+        out["nvs_margin_vs_input_min"] = round(min(margins.values()), 4) if margins else None
+        out["nvs_soft_iou_min"] = round(min(nv["by_bin"]["soft_iou"]), 5)
+    for k, val in (result.get("pseudo_views") or {}).items():
+        if isinstance(val, (int, float)):
+            out[f"pseudo_views_{k}"] = round(float(val), 5)
     for k, val in result["floors"].items():
         out[f"floor_{k}"] = round(val, 5)
     out["benchmark_digest"] = result["benchmark"]["digest"]
@@ -408,11 +468,28 @@ def _fmt(v: float, m: str) -> str:
 
 
 def _table(res: dict) -> list[str]:
-    lines = ["| bin | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    ms = [m for m in METRICS if m in res["by_bin"]]
+    lines = ["| bin | " + " | ".join(ms) + " |", "|---" * (len(ms) + 1) + "|"]
     for i, lab in enumerate(res["bins"]):
-        lines.append(f"| {lab} | " + " | ".join(_fmt(res["by_bin"][m][i], m) for m in METRICS) + " |")
+        lines.append(f"| {lab} | " + " | ".join(_fmt(res["by_bin"][m][i], m) for m in ms) + " |")
     if len(res["bins"]) > 1:
-        lines.append("| **mean** | " + " | ".join(f"**{_fmt(res['mean'][m], m)}**" for m in METRICS) + " |")
+        what = f"mean without {', '.join(res['mean_excludes'])}" if res.get("mean_excludes") else "mean"
+        lines.append(f"| **{what}** | " + " | ".join(f"**{_fmt(res['mean'][m], m)}**" for m in ms) + " |")
+    return lines
+
+
+def _margin_table(result: dict) -> list[str]:
+    """Ψ3d against every baseline per yaw bin, the margin over copy-input, and the geometry."""
+    t = result["tasks"]
+    nv, base, mean = t["novel_view"], t["input_as_prediction"], t.get("mean_training_image")
+    head = "| bin | Ψ3d PSNR | copy-input PSNR | margin | mean-image PSNR | soft IoU | depth error | pose error ° |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for j, lab in enumerate(nv["bins"]):
+        m = nv["by_bin"]
+        lines.append(f"| {lab}{' (source view: reconstruction)' if lab == SOURCE_BIN else ''} | {m['psnr'][j]:.2f} | "
+                     f"{base['by_bin']['psnr'][j]:.2f} | {m['psnr'][j] - base['by_bin']['psnr'][j]:+.2f} | "
+                     f"{mean['by_bin']['psnr'][j] if mean else float('nan'):.2f} | {m['soft_iou'][j]:.3f} | "
+                     f"{m['depth_error'][j]:.3f} | {m['pose_error_deg'][j]:.1f} |")
     return lines
 
 
@@ -420,6 +497,7 @@ TASK_DOC = {
     "novel_view": "Ψ3d(source) rendered at each yaw bin vs the true render of the source identity and expression.",
     "input_as_prediction": "baseline: the source image itself taken as the prediction at every bin (at 0° it *is* the "
                            "truth: identical images, PSNR at its 100 dB ceiling — compare the other bins).",
+    "mean_training_image": "baseline: the mean image of the training store taken as the prediction at every bin.",
     "self_reenactment": "A driven by A's own image (expression β_d from B's video), target at the driving camera θ_d.",
     "cross_view": "the same reenactment rendered at every yaw bin vs the true render of A with β_d.",
     "cross_identity_driving_view": "A driven by B's image with β_d, at θ_d, vs the true render of A with β_d.",
@@ -439,8 +517,21 @@ def report_markdown(result: dict, art: Artifact | None = None) -> str:
              + ".", "",
              "Floors (instrument error on the ground-truth renders themselves): "
              + ", ".join(f"{k} {v:.3f}" for k, v in result["floors"].items()), ""]
+    if result["model_kind"] == "psi3d":
+        lines += ["## Ψ3d beside its baselines", "",
+                  "Margin = Ψ3d PSNR − copy-input PSNR on the same images. Soft IoU = Σ min(α, α̂) / Σ max(α, α̂) of the "
+                  "rendered alpha against the true one (a uniform fog scores ~0.4); depth error = mean |depth − true| "
+                  "(scene units, head box 1.3) where the true alpha > 0.5.", ""] + _margin_table(result) + [""]
     for t, res in result["tasks"].items():
         lines += [f"## {t.replace('_', ' ')}", "", TASK_DOC.get(t, ""), ""] + _table(res) + [""]
+    pv = result.get("pseudo_views")
+    if pv:
+        lines += ["## pseudo views (stage 3) against the truth", "",
+                  "Stage 3's K views of each frame of the synthetic videos vs the true renders at their cameras, beside "
+                  "the frame itself copied to every view (copy-input).", "",
+                  "| videos | frames | views | PSNR views | PSNR copy-frame | margin | soft IoU views |", "|---|---|---|---|---|---|---|",
+                  f"| {pv['videos']} | {pv['frames']} | {pv['views']} | {pv['psnr_views']:.2f} | {pv['psnr_copy_frame']:.2f} | "
+                  f"{pv['margin_vs_copy_frame']:+.2f} | {pv['soft_iou_views']:.3f} |", ""]
     lines += ["## Pictures", ""]
     for g in ("novel_view", "self_reenactment", "cross_identity"):
         if (result["model_kind"] == "psi3d") == (g == "novel_view"):
@@ -455,11 +546,10 @@ def summary_line(result: dict) -> str:
     t = result["tasks"]
     if result["model_kind"] == "psi3d":
         nv, base = t["novel_view"], t["input_as_prediction"]
-        off = [i for i, lab in enumerate(nv["bins"]) if lab != "+0°"]  # at 0° the input *is* the truth
-        mean_off = lambda res: sum(res["by_bin"]["psnr"][i] for i in off) / max(len(off), 1)  # noqa: E731
-        per = ", ".join(f"{lab} {p:.2f}" for lab, p in zip(nv["bins"], nv["by_bin"]["psnr"]))
-        return (f"eval psi3d: novel-view PSNR {nv['mean']['psnr']:.2f} dB, off the source view {mean_off(nv):.2f} "
-                f"(input-as-prediction {mean_off(base):.2f}); by yaw: {per}; LPIPS {nv['mean']['lpips']:.3f}")
+        per = ", ".join(f"{lab} {p:.2f}/{c:.2f}/{iou:.2f}" for lab, p, c, iou in
+                        zip(nv["bins"], nv["by_bin"]["psnr"], base["by_bin"]["psnr"], nv["by_bin"]["soft_iou"]))
+        return (f"eval psi3d: novel-view PSNR {nv['mean']['psnr']:.2f} dB (0° excluded) vs copy-input {base['mean']['psnr']:.2f}; "
+                f"by yaw (Ψ3d/copy-input/soft IoU): {per}")
     parts = [f"{name} PSNR {t[name]['mean']['psnr']:.2f} / expr err {t[name]['mean']['expression_error']:.3f}"
              for name in ("self_reenactment", "cross_view", "cross_identity", "no_motion") if name in t]
     return "eval psi: " + "; ".join(parts)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from models import cameras as cam
 from models.genhead import params as P
-from models.genhead.ground_truth import identity_ids
+from models.genhead.ground_truth import head_relative_cameras, identity_ids
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.genhead_previews import grid, to_uint8
@@ -63,20 +63,25 @@ def sample_identity(identity: int, views: int, p_neutral: float, p_single: float
 
 def render_block(gen: ProceduralGenHead, ids: list[int], views: int, resolution: int, p_neutral: float, p_single: float,
                  batch: int) -> dict[str, np.ndarray]:
-    """Render identities ``ids`` into a schema block (uint8 NHWC images, float32 labels)."""
+    """Render identities ``ids`` into a schema block (uint8 NHWC images, float32 labels).
+
+    The head is rendered with its sampled pose γ at the sampled (world) cameras; the store keeps
+    the equivalent head-relative cameras T(γ)⁻¹·c (DESIGN.md §2) and γ as a label."""
     samples = [sample_identity(i, views, p_neutral, p_single) for i in ids]
     cat = {k: torch.cat([s[k] for s in samples]) for k in samples[0]}
-    imgs, alphas = [], []
+    imgs, alphas, depths = [], [], []
     for s in range(0, len(ids), batch):
         sl = slice(s, s + batch)
         out = gen.render(cat["shape"][sl], cat["expression"][sl], cat["pose"][sl], cat["gaze"][sl], cat["z"][sl],
                          cat["cameras"][sl], resolution)
         imgs.append(to_uint8(out.rgb))
         alphas.append((out.alpha[:, :, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+        depths.append(out.depth[:, :, 0].numpy().astype(np.float16))
     return {
         "images": np.concatenate(imgs),
         "alpha": np.concatenate(alphas),
-        "cameras": cat["cameras"].numpy().astype(np.float32),
+        "depth": np.concatenate(depths),
+        "cameras": head_relative_cameras(cat["cameras"], cat["pose"]).numpy().astype(np.float32),
         "shape": cat["shape"].numpy().astype(np.float32),
         "expression": cat["expression"].numpy().astype(np.float32),
         "pose": cat["pose"].numpy().astype(np.float32),
@@ -97,7 +102,7 @@ def write_samples(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> 
         gs.create(store, g.views_per_identity, res, len(P.SHAPE_NAMES), len(P.EXPRESSION_NAMES), 3, 2, P.Z_DIM,
                   shard_identities=g.shard_size,
                   attrs={"generator_backend": gen.backend, "generator_config": gen.config(), "parameter_names": names,
-                         "identity_seed": g.seed, "camera_convention": "models.cameras 25-vector (DESIGN.md §6)"})
+                         "identity_seed": g.seed, "camera_convention": "models.cameras 25-vector, head-relative (DESIGN.md §2, §6)"})
     done = gs.num_samples(store)
     ids = identity_ids(g.seed, g.n_identities)
     t0, rendered = time.time(), 0

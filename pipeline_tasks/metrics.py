@@ -34,3 +34,29 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return s.flatten(1).mean(1)
+
+
+def soft_iou(alpha: torch.Tensor, alpha_true: torch.Tensor) -> torch.Tensor:
+    """Soft silhouette IoU per image, Σ min(a, â) / Σ max(a, â) over ``[B,1,H,W]`` in [0, 1]: ``[B]``.
+
+    A uniform α≈0.5 fog scores ~0.4 against a head silhouette; a sharp correct one 1 (DESIGN.md §9)."""
+    a, t = alpha.float().clamp(0, 1).flatten(1), alpha_true.float().clamp(0, 1).flatten(1)
+    return torch.minimum(a, t).sum(1) / torch.maximum(a, t).sum(1).clamp_min(1e-8)
+
+
+def alpha_iou(alpha: torch.Tensor, alpha_true: torch.Tensor) -> torch.Tensor:
+    """:func:`soft_iou` of a rendered alpha at its own (neural) resolution against the true alpha
+    area-averaged to that resolution (its true pixel coverage): upsampling the render first would
+    charge the model with the blur of the upsampling (a perfect 32² alpha, bilinearly upsampled to
+    64², scores only ~0.97 against the 64² truth)."""
+    size = alpha.shape[-2:]
+    if alpha_true.shape[-2:] != size:
+        alpha_true = F.interpolate(alpha_true.float(), size=size, mode="area")
+    return soft_iou(alpha, alpha_true)
+
+
+def masked_depth_error(depth: torch.Tensor, depth_true: torch.Tensor, alpha_true: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Mean |depth − true depth| (ray distance, scene units) where the true alpha exceeds ``threshold``: ``[B]``."""
+    w = (alpha_true.float() > threshold).float().flatten(1)
+    err = (depth.float() - depth_true.float()).abs().flatten(1)
+    return (err * w).sum(1) / w.sum(1).clamp_min(1.0)

@@ -32,7 +32,8 @@ from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.ingest import IngestionError, expand_video_inputs, iter_ingest
 from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
 from pipeline_tasks.stage import run_once, stage_task
-from pipeline_tasks.synthetic_videos import list_videos, read_sidecar
+from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
+from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar
 from pipeline_tasks.train_motion_encoder import load_motion_encoder
 from pipeline_tasks.train_psi3d import load_psi3d, to_model_images
 from pipeline_tasks.training.device import resolve_device
@@ -42,6 +43,7 @@ from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 KIND = "pseudo_mv"
 SCHEMA_VERSION = pm.SCHEMA_VERSION
 STORE = "store.zarr"
+CONTACT_SHEET = "previews/views.png"
 
 
 @dataclass
@@ -161,7 +163,8 @@ def render_video(
     return arrays
 
 
-def _decode_synthetic(v: VideoInput, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+def _decode_synthetic(v: VideoInput, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Frames, head-relative cameras, frame indices, the generator's alpha and the group attributes."""
     side = read_sidecar(v.sidecar)
     info = probe(v.path)
     ic = cfg.pseudo_mv.ingest
@@ -175,10 +178,14 @@ def _decode_synthetic(v: VideoInput, cfg: PipelineConfig) -> tuple[np.ndarray, n
         raise IngestionError(Path(v.path), f"frames are {frames.shape[2]}x{frames.shape[1]}, preset {cfg.preset!r} needs {res}x{res}")
     attrs = {
         "source_file": str(v.path), "source_hash": info.sha256, "fps": fps, "crop": None,
-        "camera_source": "ground_truth", "quality_flags": {}, "alpha_source": "psi3d_render",
+        "camera_source": "ground_truth", "quality_flags": {}, "alpha_source": "ground_truth",
         "sidecar": str(v.sidecar), "identity": side.get("identity"),
     }
-    return frames, cams[idx], idx, attrs
+    try:
+        alpha = read_ground_truth_maps(v.sidecar, side)["alpha"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise IngestionError(Path(v.path), f"ground-truth alpha of {v.sidecar} unreadable: {exc}") from exc
+    return frames, cams[idx], idx, alpha[idx], attrs
 
 
 def convert_videos(
@@ -218,8 +225,7 @@ def convert_videos(
             continue
         try:
             if v.synthetic:
-                frames, cams, idx, attrs = _decode_synthetic(v, cfg)
-                alpha = None
+                frames, cams, idx, alpha, attrs = _decode_synthetic(v, cfg)
             else:
                 r = ingested[v.video_id]
                 frames, cams, idx, alpha = r.frames, r.cameras, r.frame_indices, r.alpha
@@ -237,6 +243,31 @@ def convert_videos(
     bar.close()
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def write_contact_sheet(store: Path, path: Path, frames_per_video: int = 3, max_videos: int = 4) -> Path | None:
+    """PNG: per video a few frames, each row the real frame then its K pseudo views sorted by camera yaw
+    (row label: video, frame, the views' yaw in degrees): a head that turns across a row is a novel view."""
+    from pipeline_tasks.genhead_previews import grid
+
+    root = pm.open_read(store)
+    rows, labels = [], []
+    for entry in [e for e in pm.read_index(store) if e.get("status") == "converted"][:max_videos]:
+        g = root[entry["video_id"]]
+        t = g["frames"].shape[0]
+        for f in np.unique(np.linspace(0, t - 1, min(frames_per_video, t)).round().astype(int)):
+            cams = g["view_cameras"][f]  # [K, 25]: cam2world row-major; entries 3 and 11 are the camera's x and z
+            yaw = np.degrees(np.arctan2(cams[:, 3], cams[:, 11]))
+            order = np.argsort(yaw)
+            rows.append(np.concatenate([g["frames"][f][None], g["views"][f][order]]))
+            labels.append(f"{entry['video_id'][:10]} t{f}: " + " ".join(f"{y:+.0f}" for y in yaw[order]))
+    if not rows:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    k = rows[0].shape[0] - 1
+    grid(np.stack(rows), pad=1, row_labels=labels, col_labels=["frame"] + [f"view {i + 1}" for i in range(k)],
+         label_width=200).save(path)
+    return path
 
 
 def shards(inputs: Sequence[VideoInput], per_shard: int) -> list[list[VideoInput]]:
@@ -311,6 +342,11 @@ def convert(
         if frames and secs > 0:
             w.metrics.update({"frames_per_s": frames / secs, "views_per_s": frames * cfg.pseudo_mv.views_per_frame / secs})
         (w.path / "index.json").write_text(json.dumps(index, indent=2))
+        write_contact_sheet(store, w.path / CONTACT_SHEET)
+        fidelity = pseudo_view_fidelity(store)
+        if fidelity is not None:  # synthetic videos: are the views novel views? (pipeline_tasks/pseudo_view_check.py)
+            w.metrics.update({f"pseudo_views_{k}": v for k, v in fidelity.items() if isinstance(v, float)})
+            (w.path / "pseudo_view_check.json").write_text(json.dumps(fidelity, indent=2))
         if progress and frames:
             print(f"pseudo_mv: {frames} frames, {frames * cfg.pseudo_mv.views_per_frame} views in {secs:.1f} s "
                   f"({frames / secs:.1f} frames/s, {frames * cfg.pseudo_mv.views_per_frame / secs:.1f} views/s)")

@@ -3,8 +3,10 @@
 Per sample, the target is either *real* (a GenHead view for Ψ3d; the real video frame for Ψ) or
 *pseudo* (a Ψ3d-rendered view of a video frame):
 
-* real target → L1 (final image, raw render, alpha) + LPIPS + identity + adversarial;
-* pseudo target → LPIPS only.
+* real target → L1 + LPIPS on the final image, the raw render and the raw foreground-only render
+  (vs target × alpha), L1 of the background (vs target × (1 − alpha)), L1 of the alpha, masked
+  depth L1 (synthetic world), + identity + adversarial;
+* pseudo target → LPIPS on foreground-masked images.
 
 Weights and start steps come from ``LossConfig``. The adversarial term uses the camera-conditioned
 dual discriminator with lazy R1; its optimiser lives here so trainers can checkpoint it.
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 
 from models.config import LossConfig, ModelConfig
 from models.discriminator import DualDiscriminator, lazy_r1_loss
+from pipeline_tasks.metrics import psnr
 from models.losses import (
     LPIPSLoss,
     build_identity_loss,
@@ -27,13 +30,19 @@ from models.losses import (
     generator_adversarial_loss,
 )
 
-ALPHA_WEIGHT = 0.3  # the published "seg" L1 weight on the rendered alpha
-
-
 def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size:
         return x
     return F.interpolate(x, size=(size, size), mode="area")
+
+
+def over_black(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``image`` in [−1, 1] multiplied by ``mask`` in [0, 1] (0 → black, −1): target × mask."""
+    return (image + 1.0) * mask - 1.0
+
+
+def masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (x * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 class PsiObjective(nn.Module):
@@ -65,8 +74,15 @@ class PsiObjective(nn.Module):
         cameras: torch.Tensor,
         real: torch.Tensor,
         step: int,
+        target_depth: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """``out``: Ψ.render output (``image`` [B,3,H,W], ``image_raw``, ``alpha``); targets in [−1,1]."""
+        """``out``: Ψ.render output (``image`` [B,3,H,W], ``image_raw``, ``foreground_raw``,
+        ``background_raw``, ``alpha``, ``depth``); targets in [−1,1], ``target_alpha`` [B,1,H,W] in
+        [0,1], ``target_depth`` [B,1,H,W] (ray distance; synthetic world only).
+
+        Every term is a mean over its samples, weighted by the fraction of the batch they are, so
+        a batch's loss does not depend on how it splits into real and pseudo targets. Terms whose
+        weight is 0 at ``step`` are not computed (LPIPS is the costly one)."""
         cfg = self.losses
         real = real.to(torch.bool)
         pseudo = ~real
@@ -74,32 +90,53 @@ class PsiObjective(nn.Module):
         total = out["image"].new_zeros(())
         log: dict[str, float] = {"real_fraction": float(real.float().mean())}
 
-        def add(name: str, value: torch.Tensor, weight: float) -> None:
+        def add(name: str, weight: float, fn) -> None:
             nonlocal total
-            log[name] = float(value.detach())
             if weight:
+                value = fn()
+                log[name] = float(value.detach())
                 total = total + weight * value
 
-        # LPIPS on every sample (real and pseudo), averaged over the batch
-        lp = out["image"].new_zeros(())
-        for mask in (real, pseudo):
-            if mask.any():
-                lp = lp + self.lpips(out["image"][mask], target[mask]) * (mask.sum() / n)
-        add("lpips", lp, cfg.lpips.at(step))
         if real.any():
+            frac = real.sum() / n
             img, tgt = out["image"][real], target[real]
             raw = out["image_raw"][real]
-            l1 = F.l1_loss(img, tgt) + F.l1_loss(raw, downsample(tgt, raw.shape[-1]))
+            size = raw.shape[-1]
+            tgt_raw = downsample(tgt, size)
+            add("l1", cfg.l1.at(step), lambda: F.l1_loss(img, tgt) * frac)
+            add("lpips", cfg.lpips.at(step), lambda: self.lpips(img, tgt) * frac)
+            add("raw_l1", cfg.raw_l1.at(step), lambda: F.l1_loss(raw, tgt_raw) * frac)
+            add("raw_lpips", cfg.raw_lpips.at(step), lambda: self.lpips(raw, tgt_raw) * frac)
             if target_alpha is not None:
-                a = out["alpha"][real]
-                l1 = l1 + ALPHA_WEIGHT * F.l1_loss(a, downsample(target_alpha[real], a.shape[-1]))
-            add("l1", l1 * (real.sum() / n), cfg.l1.at(step))
+                m = downsample(target_alpha[real], size)
+                fg, bg, a = out["foreground_raw"][real], out["background_raw"][real], out["alpha"][real]
+                tgt_fg = over_black(tgt_raw, m)
+                add("foreground_l1", cfg.foreground_l1.at(step), lambda: F.l1_loss(fg, tgt_fg) * frac)
+                add("foreground_lpips", cfg.foreground_lpips.at(step), lambda: self.lpips(fg, tgt_fg) * frac)
+                add("background_l1", cfg.background_l1.at(step), lambda: ((bg - tgt_raw).abs() * (1 - m)).mean() * frac)
+                add("alpha", cfg.alpha.at(step), lambda: F.l1_loss(a, m) * frac)
+                if target_depth is not None and "depth" in out:
+                    d_gt = downsample(target_depth[real], size)
+                    inside = (m > 0.5).to(d_gt.dtype)
+                    add("depth", cfg.depth.at(step), lambda: masked_mean((out["depth"][real] - d_gt).abs(), inside) * frac)
+                with torch.no_grad():  # diagnostics of the foreground/background split (is the shortcut closed?)
+                    log["diag_background_psnr"] = float(psnr(bg.float(), tgt_raw.float()).mean())
+                    inside = (m > 0.5).float()
+                    log["diag_alpha_inside"] = float(masked_mean(a.float(), inside))
+                    log["diag_alpha_outside"] = float(masked_mean(a.float(), 1 - inside))
             if self.identity is not None and cfg.identity.at(step):
-                add("identity", self.identity(img, tgt) * (real.sum() / n), cfg.identity.at(step))
+                add("identity", cfg.identity.at(step), lambda: self.identity(img, tgt) * frac)
             if self.discriminator is not None and cfg.adversarial.at(step):
                 self.discriminator.requires_grad_(False)
-                logits = self.discriminator(img, raw, cameras[real])
-                add("adversarial", generator_adversarial_loss(logits) * (real.sum() / n), cfg.adversarial.at(step))
+                add("adversarial", cfg.adversarial.at(step),
+                    lambda: generator_adversarial_loss(self.discriminator(img, raw, cameras[real])) * frac)
+        if pseudo.any():
+            frac = pseudo.sum() / n
+            img, tgt = out["image"][pseudo], target[pseudo]
+            if target_alpha is not None:
+                m = target_alpha[pseudo]
+                img, tgt = over_black(img, m), over_black(tgt, m)
+            add("pseudo_lpips", cfg.pseudo_lpips.at(step), lambda: self.lpips(img, tgt) * frac)
         log["total"] = float(total.detach())
         return total, log
 

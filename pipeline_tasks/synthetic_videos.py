@@ -3,13 +3,19 @@
 Video i shows identity ``identity_ids(videos.seed, n_videos)[i]`` (disjoint from stage 1's ids:
 different base seed) talking for ``n_frames`` frames: smooth speech-like expression trajectories,
 head sway within ±``max_yaw_degrees``, and a fixed or slowly drifting camera
-(``models.genhead.motion``). Frames are written as H.264 mp4 (PyAV, yuv420p, ``crf``) and a JSON
-sidecar holds the ground truth per frame.
+(``models.genhead.motion``). Frames are written as H.264 mp4 (PyAV, yuv420p, ``crf``), a JSON
+sidecar holds the ground truth per frame, and an ``.npz`` beside it the generator's alpha and
+depth per frame (what stage 3 stores as the frame alpha, ``alpha_source: ground_truth``).
+
+Cameras in the sidecar are **head-relative** (DESIGN.md §2): the head sways in the world, but
+``cameras[t]`` = T(γ_t)⁻¹·c_t, so rendering pose 0 at ``cameras[t]`` gives frame t. The world
+camera path is kept as ``world_cameras``; γ stays a label (``pose``).
 
 Artifact layout (``<root>/synthetic_videos/<version>/``)::
 
     videos/video_0000.mp4       H.264, n_frames × resolution², fps
     videos/video_0000.json      sidecar (SIDECAR_FORMAT, see ``render_video``)
+    videos/video_0000.npz       alpha [T,H,W] u8, depth [T,H,W] f16 of the generator
     index.json                  [{name, identity, n_frames, fps, width, height, mp4, sidecar}]
     previews/frames.png         every video's frames 0, T/4, T/2, 3T/4, T−1
 
@@ -31,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.genhead import params as P
-from models.genhead.ground_truth import identity_from_seed, identity_ids
+from models.genhead.ground_truth import head_relative_cameras, identity_from_seed, identity_ids
 from models.genhead.motion import camera_path, talking_trajectory
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.config import PipelineConfig
@@ -40,8 +46,8 @@ from pipeline_tasks.stage import run_once
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "synthetic_videos"
-SCHEMA_VERSION = 1
-SIDECAR_FORMAT = "p4d-synthetic-video/1"
+SCHEMA_VERSION = 2  # v2: head-relative cameras, ground-truth alpha/depth files
+SIDECAR_FORMAT = "p4d-synthetic-video/2"
 INDEX = "index.json"
 
 
@@ -73,25 +79,28 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
 
 
 def render_video(gen: ProceduralGenHead, identity: int, n_frames: int, fps: int, resolution: int, moving_camera: bool = True,
-                 max_yaw_degrees: float = 30.0, batch: int = 16) -> tuple[np.ndarray, dict[str, Any]]:
-    """Frames ``[T,H,W,3]`` uint8 and the sidecar dict of one talking identity.
+                 max_yaw_degrees: float = 30.0, batch: int = 16) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
+    """Frames ``[T,H,W,3]`` uint8, the sidecar dict and the ground-truth maps of one talking identity.
 
     Sidecar: ``format``, ``identity``, ``fps``, ``n_frames``, ``width``, ``height``,
-    ``camera_source`` ("ground_truth"), ``cameras [T][25]`` (models.cameras labels),
-    ``camera_yaw_pitch_radius [T][3]``, ``expression [T][9]``, ``pose [T][3]``, ``gaze [T][2]``,
-    ``shape [16]``, ``z [24]``, ``parameter_names``.
+    ``camera_source`` ("ground_truth"), ``cameras [T][25]`` (head-relative models.cameras labels),
+    ``world_cameras [T][25]`` and their ``camera_yaw_pitch_radius [T][3]``, ``expression [T][9]``,
+    ``pose [T][3]``, ``gaze [T][2]``, ``shape [16]``, ``z [24]``, ``parameter_names``.
+    Maps: ``alpha [T,H,W]`` uint8 and ``depth [T,H,W]`` float16.
     """
     ident = identity_from_seed(identity)
     g = torch.Generator().manual_seed((int(identity) * 2654435761 + 97) % (2**62))  # not any identity's seed
     traj = talking_trajectory(n_frames, fps, g, max_yaw=float(np.radians(max_yaw_degrees)))
     cams, ypr = camera_path(n_frames, fps, g, moving=moving_camera)
-    frames = []
+    frames, alpha, depth = [], [], []
     for s in range(0, n_frames, batch):
         sl = slice(s, min(s + batch, n_frames))
         m = sl.stop - sl.start
         out = gen.render(ident.shape[None].expand(m, -1), traj["expression"][sl], traj["pose"][sl], traj["gaze"][sl],
                          ident.z[None].expand(m, -1), cams[sl], resolution)
         frames.append(to_uint8(out.rgb))
+        alpha.append((out.alpha[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+        depth.append(out.depth[:, 0].numpy().astype(np.float16))
     sidecar = {
         "format": SIDECAR_FORMAT,
         "identity": int(identity),
@@ -101,7 +110,8 @@ def render_video(gen: ProceduralGenHead, identity: int, n_frames: int, fps: int,
         "height": int(resolution),
         "camera_source": "ground_truth",
         "camera_convention": "models.cameras 25-vector: cam2world 4x4 row-major + normalised K 3x3 (DESIGN.md §6)",
-        "cameras": cams.tolist(),
+        "cameras": head_relative_cameras(cams, traj["pose"]).tolist(),
+        "world_cameras": cams.tolist(),
         "camera_yaw_pitch_radius": ypr.tolist(),
         "expression": traj["expression"].tolist(),
         "pose": traj["pose"].tolist(),
@@ -110,7 +120,17 @@ def render_video(gen: ProceduralGenHead, identity: int, n_frames: int, fps: int,
         "z": ident.z.tolist(),
         "parameter_names": P.parameter_names(),
     }
-    return np.concatenate(frames), sidecar
+    return np.concatenate(frames), sidecar, {"alpha": np.concatenate(alpha), "depth": np.concatenate(depth)}
+
+
+def read_ground_truth_maps(sidecar_path: str | Path, sidecar: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The generator's per-frame ``alpha [T,H,W] u8`` and ``depth [T,H,W] f16`` named by a sidecar."""
+    path = Path(sidecar_path).with_name(sidecar["maps"])
+    with np.load(path) as f:
+        maps = {k: f[k] for k in ("alpha", "depth")}
+    if len(maps["alpha"]) != sidecar["n_frames"]:
+        raise ValueError(f"{path}: alpha has {len(maps['alpha'])} frames for {sidecar['n_frames']}")
+    return maps
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
@@ -119,7 +139,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     data = json.loads(path.read_text())
     if data.get("format") != SIDECAR_FORMAT:
         raise ValueError(f"{path}: not a synthetic-video sidecar (format {data.get('format')!r}, want {SIDECAR_FORMAT!r})")
-    for key in ("cameras", "expression", "pose", "gaze"):
+    for key in ("cameras", "world_cameras", "expression", "pose", "gaze"):
         if len(data[key]) != data["n_frames"]:
             raise ValueError(f"{path}: {key} has {len(data[key])} rows for {data['n_frames']} frames")
     return data
@@ -140,13 +160,17 @@ def write_videos(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> d
     index, strips, frames_done, t0 = [], [], 0, time.time()
     for i, identity in enumerate(tqdm(ids, desc="synthetic videos", unit="video", disable=not progress)):
         name = f"video_{i:04d}"
-        mp4, side = vdir / f"{name}.mp4", vdir / f"{name}.json"
-        if side.exists() and mp4.exists():
+        mp4, side, maps = vdir / f"{name}.mp4", vdir / f"{name}.json", vdir / f"{name}.npz"
+        if side.exists() and mp4.exists() and maps.exists():
             frames = None
         else:
-            frames, sidecar = render_video(gen, identity, v.n_frames, v.fps, res, v.camera_motion, v.max_yaw_degrees)
+            frames, sidecar, gt_maps = render_video(gen, identity, v.n_frames, v.fps, res, v.camera_motion, v.max_yaw_degrees)
             write_mp4(mp4, frames, v.fps, v.crf)
+            with open(maps.with_name(maps.name + ".part"), "wb") as fh:
+                np.savez_compressed(fh, **gt_maps)
+            os.replace(maps.with_name(maps.name + ".part"), maps)
             sidecar["mp4"] = mp4.name
+            sidecar["maps"] = maps.name
             tmp = side.with_name(side.name + ".part")
             tmp.write_text(json.dumps(sidecar))
             os.replace(tmp, side)

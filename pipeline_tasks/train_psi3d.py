@@ -1,27 +1,34 @@
 """Stage 2a: train Ψ3d (Ψ with motion off) on GenHead samples (DESIGN.md §1).
 
-One sample: an identity and two of its views p ≠ q; Ψ3d(Ī(θ_p)) → tri-plane → render at θ_q,
-compared with Ī(θ_q) and its alpha (L1 + LPIPS, + identity and adversarial from their start
-steps). The last ``val_identities`` identities of the store are held out: validation renders
-their view 0 at their other views, and the stage reports PSNR/LPIPS against two baselines — the
-input image compared with the target view, and the mean training image — so "it learned" is a
-number in the manifest. The published checkpoint holds the EMA weights.
+One sample: an identity and two of its views p ≠ q; Ψ3d(Ī(θ_p)) → tri-plane → render at θ_q
+(head-relative cameras, DESIGN.md §2), compared with Ī(θ_q), its alpha and depth by the official
+foreground/background loss structure (``PsiObjective``). The last ``val_identities`` identities
+of the store are held out: validation renders them (pose 0) from the frontal camera and at every
+yaw bin of ``eval.yaw_bins_degrees`` with the true alpha and depth, and reports per bin PSNR,
+LPIPS, soft silhouette IoU, masked depth error and the shortcut diagnostics (PSNR of the
+background alone, mean alpha inside / outside the true mask) beside two baselines measured on the same
+images — the input image copied to every bin and the mean training image. The 0° bin is
+reconstruction, reported apart and never inside a novel-view mean. The published checkpoint holds
+the EMA weights; ``learning_curves.png`` shows the per-bin curves against the baselines.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from models.checkpoints import load_checkpoint
 from models.config import ModelConfig
 from models.psi import build_psi
 from models.psi.network import Psi
-from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.config import PipelineConfig, cosine_lr
 from pipeline_tasks.distributed import SINGLE, DistContext, launch
-from pipeline_tasks.metrics import psnr
+from pipeline_tasks.benchmark_set import NovelViewSet, render_novel_view_set
+from pipeline_tasks.metrics import alpha_iou, masked_depth_error, psnr
 from pipeline_tasks.psi_objective import PsiObjective
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.training.checkpoint import TrainingState
@@ -33,7 +40,7 @@ from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "psi3d"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: head-relative cameras, loss_recon_v2 structure, per-bin validation
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -59,7 +66,7 @@ class GenHeadViews:
         self._cache = None
         self.mean_train_image: torch.Tensor | None = None  # set by the trainer (a validation baseline)
         if size_mb <= in_memory_limit_mb:
-            self._cache = {k: self.group[k][:] for k in ("images", "alpha", "cameras")}
+            self._cache = {k: self.group[k][:] for k in ("images", "alpha", "depth", "cameras")}
 
     def get(self, name: str, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids)
@@ -72,15 +79,23 @@ class GenHeadViews:
         return out
 
     def pairs(self, ids: np.ndarray, p: np.ndarray, q: np.ndarray, device: torch.device):
-        """(source images, target images, target alpha, target cameras) for identities ``ids``."""
+        """(source images, target images, target alpha, target depth, target cameras) for identities ``ids``."""
         imgs, alpha, cams = self.get("images", ids), self.get("alpha", ids), self.get("cameras", ids)
+        depth = self.get("depth", ids)
         r = np.arange(len(ids))
         return (
             to_model_images(imgs[r, p]).to(device),
             to_model_images(imgs[r, q]).to(device),
             to_model_alpha(alpha[r, q]).to(device),
+            torch.from_numpy(depth[r, q].astype(np.float32)).unsqueeze(-3).to(device),
             torch.from_numpy(cams[r, q]).float().to(device),
         )
+
+    def novel_view_set(self, ids: np.ndarray, yaw_bins: list[float]) -> NovelViewSet:
+        """Identities ``ids`` of the store re-rendered (pose 0) at the frontal camera and the yaw bins."""
+        ids = np.asarray(ids)
+        labels = {k: self.group[k].get_orthogonal_selection((ids,)) for k in ("shape", "expression", "gaze", "z")}
+        return render_novel_view_set(labels["shape"], labels["expression"], labels["gaze"], labels["z"], yaw_bins, self.resolution)
 
 
 def split_identities(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +104,7 @@ def split_identities(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def stage_config(cfg: PipelineConfig) -> dict:
-    return cfg.stage_config("psi3d", "model", "device")
+    return {**cfg.stage_config("psi3d", "model", "device"), "val_yaw_bins_degrees": list(cfg.eval.yaw_bins_degrees)}
 
 
 def train_psi3d(
@@ -106,25 +121,111 @@ def train_psi3d(
     )
 
 
+def novel_mean(values: list[float], bins: list[float]) -> float:
+    """Mean over the bins other than 0° (there the input *is* the target: reconstruction, not a novel view)."""
+    off = [v for v, b in zip(values, bins) if b != 0]
+    return float(np.mean(off)) if off else float("nan")
+
+
 @torch.no_grad()
-def validate_views(psi: Psi, data: GenHeadViews, val_ids: np.ndarray, device, lpips_fn, batch: int = 16) -> dict[str, float]:
-    """Novel-view metrics of ``psi`` on held-out identities (view 0 → every other view), with baselines."""
+def baselines(views: NovelViewSet, mean_image: torch.Tensor) -> dict[str, list[float]]:
+    """Per-bin PSNR of copying the input to every bin and of the mean training image."""
+    v = len(views.yaw_bins)
+    return {
+        "psnr_input": [float(psnr(views.source, views.targets[:, j]).mean()) for j in range(v)],
+        "psnr_mean_image": [float(psnr(mean_image.expand_as(views.source), views.targets[:, j]).mean()) for j in range(v)],
+    }
+
+
+@torch.no_grad()
+def validate_views(psi: Psi, views: NovelViewSet, device, lpips_fn, batch: int = 8) -> dict[str, list[float]]:
+    """Per-bin metrics of ``psi`` on a :class:`NovelViewSet`: PSNR, LPIPS, soft IoU and masked depth error."""
+    was_training = psi.training
     psi.eval()
-    res = {"psnr": [], "lpips": [], "psnr_input": [], "psnr_mean": []}
-    mean_img = None
-    for q in range(1, data.views):
-        for i in range(0, len(val_ids), batch):
-            ids = val_ids[i : i + batch]
-            src, tgt, _, cams = data.pairs(ids, np.zeros(len(ids), int), np.full(len(ids), q), device)
-            out = psi.render(psi(src), cams, perturb=False)
-            res["psnr"].append(psnr(out["image"], tgt))
-            res["lpips"].append(lpips_fn(out["image"], tgt).reshape(1).expand(len(ids)))
-            res["psnr_input"].append(psnr(src, tgt))
-            if mean_img is None:
-                mean_img = data.mean_train_image.to(device)
-            res["psnr_mean"].append(psnr(mean_img.expand_as(tgt), tgt))
-    psi.train()
-    return {k: float(torch.cat(v).mean()) for k, v in res.items()}
+    v, res = len(views.yaw_bins), views.source.shape[-1]
+    cams = views.cameras.to(device)
+    per: dict[str, list[torch.Tensor]] = {k: [] for k in ("psnr", "lpips", "soft_iou", "depth_error", "background_psnr",
+                                                          "alpha_inside", "alpha_outside")}
+    for i in range(0, views.n, batch):
+        src = views.source[i : i + batch].to(device)
+        b = len(src)
+        out = psi.render(psi(src), cams[None].expand(b, v, 25), perturb=False)
+        img = out["image"].float().clamp(-1, 1).reshape(b * v, 3, res, res)
+        tgt = views.targets[i : i + batch].to(device).reshape(b * v, 3, res, res)
+        up = lambda x: F.interpolate(x.float().reshape(b * v, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False)  # noqa: E731
+        a_true = views.alpha[i : i + batch].to(device).reshape(b * v, 1, res, res)
+        d_true = views.depth[i : i + batch].to(device).reshape(b * v, 1, res, res)
+        per["psnr"].append(psnr(img, tgt).reshape(b, v))
+        per["lpips"].append(torch.stack([lpips_fn(img[j::v], tgt[j::v]) for j in range(v)]).reshape(1, v).expand(b, v))
+        per["soft_iou"].append(alpha_iou(out["alpha"].reshape(b * v, 1, *out["alpha"].shape[-2:]), a_true).reshape(b, v))
+        per["depth_error"].append(masked_depth_error(up(out["depth"]), d_true, a_true).reshape(b, v))
+        # is the 2D shortcut closed? the background alone must not reproduce the target, the alpha must be the head
+        bg = F.interpolate(out["background_raw"].float().reshape(b * v, 3, *out["background_raw"].shape[-2:]), size=(res, res),
+                           mode="bilinear", align_corners=False)
+        per["background_psnr"].append(psnr(bg, tgt).reshape(b, v))
+        a_pred, inside = up(out["alpha"]).flatten(1), (a_true > 0.5).float().flatten(1)
+        per["alpha_inside"].append(((a_pred * inside).sum(1) / inside.sum(1).clamp_min(1)).reshape(b, v))
+        per["alpha_outside"].append(((a_pred * (1 - inside)).sum(1) / (1 - inside).sum(1).clamp_min(1)).reshape(b, v))
+    psi.train(was_training)
+    return {k: [float(x) for x in torch.cat(val).mean(0)] for k, val in per.items()}
+
+
+def summarise(metrics: dict[str, list[float]], base: dict[str, list[float]], bins: list[float]) -> dict[str, float]:
+    """Scalars for logs and the manifest: per-bin values, the novel-view means and margins over copy-input."""
+    out: dict[str, float] = {}
+    for k, vals in {**metrics, **base}.items():
+        for b, x in zip(bins, vals):
+            out[f"{k}_yaw{b:+g}"] = x
+    margins = [m - c for m, c in zip(metrics["psnr"], base["psnr_input"])]
+    novel = [x for x, b in zip(margins, bins) if b != 0]
+    out.update({
+        "psnr_novel": novel_mean(metrics["psnr"], bins),
+        "psnr_input_novel": novel_mean(base["psnr_input"], bins),
+        "psnr_mean_image_novel": novel_mean(base["psnr_mean_image"], bins),
+        "margin_vs_input_novel": novel_mean(margins, bins),
+        "margin_vs_input_min": float(min(novel)) if novel else float("nan"),
+        "soft_iou_min": float(min(metrics["soft_iou"])),
+        "depth_error_novel": novel_mean(metrics["depth_error"], bins),
+        "psnr_reconstruction_yaw0": float(metrics["psnr"][bins.index(0.0)]) if 0.0 in bins else float("nan"),
+        "background_psnr_novel": novel_mean(metrics["background_psnr"], bins),
+        "alpha_inside_mean": float(np.mean(metrics["alpha_inside"])),
+        "alpha_outside_mean": float(np.mean(metrics["alpha_outside"])),
+    })
+    return out
+
+
+def plot_learning_curves(history: list[dict], base: dict[str, list[float]], bins: list[float], path: Path, title: str) -> None:
+    """Per-bin validation PSNR (solid) against copy-input (dashed) and soft IoU per bin, over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    cmap = plt.get_cmap("coolwarm")
+    for j, b in enumerate(bins):
+        colour = cmap(j / max(len(bins) - 1, 1))
+        axes[0].plot(steps, [h["psnr"][j] for h in history], marker=".", color=colour, label=f"{b:+g}°")
+        axes[0].axhline(base["psnr_input"][j], color=colour, ls="--", lw=0.8)
+        axes[1].plot(steps, [h["psnr"][j] - base["psnr_input"][j] for h in history], marker=".", color=colour, label=f"{b:+g}°")
+        axes[2].plot(steps, [h["soft_iou"][j] for h in history], marker=".", color=colour, label=f"{b:+g}°")
+    axes[0].set_title("held-out PSNR by yaw bin (dashed: copy-input)", fontsize=9)
+    axes[1].set_title("margin over copy-input (dB)", fontsize=9)
+    axes[1].axhline(0, color="k", lw=0.8)
+    axes[2].set_title("soft silhouette IoU", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    axes[2].legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None, ddp: DistContext = SINGLE) -> None:
@@ -157,14 +258,23 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         state.models["D"] = objective.discriminator
         state.optimizers["D"] = objective.d_optimizer
 
+    use_depth = tc.losses.depth.weight > 0
+    yaw_bins = [float(y) for y in cfg.eval.yaw_bins_degrees]
+    views = data.novel_view_set(val_ids, yaw_bins) if ddp.is_main else None
+    base = baselines(views, data.mean_train_image) if views is not None else None
+
     def step_fn(step: int) -> dict[str, float]:
         ids = sampler.next_batch()
         p = sampler.rng.integers(0, data.views, len(ids))
         q = (p + sampler.rng.integers(1, data.views, len(ids))) % data.views  # q ≠ p
         ids, p, q = ddp.shard(ids, p, q)  # this rank's part of the global batch
-        src, tgt, alpha, cams = data.pairs(ids, p, q, device)
+        src, tgt, alpha, depth, cams = data.pairs(ids, p, q, device)
         out = psi.render(net(src), cams, generator=gen)
-        loss, log = objective.generator_loss(out, tgt, alpha, cams, torch.ones(len(ids), dtype=torch.bool), step)
+        loss, log = objective.generator_loss(out, tgt, alpha, cams, torch.ones(len(ids), dtype=torch.bool), step,
+                                             target_depth=depth if use_depth else None)
+        lr = cosine_lr(tc.lr, step, tc.steps, tc.lr_final_fraction)  # a function of the step: resumes exactly
+        for group in opt.param_groups:
+            group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -172,26 +282,33 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         log.update(objective.discriminator_step(out, tgt, cams, cams, step))
         ddp.average_parameters(objective.discriminator)
         log.pop("real_fraction", None)
-        return {"loss": log.pop("total"), **log}
+        return {"loss": log.pop("total"), **log, "lr": lr}
 
     def val_fn(step: int) -> dict[str, float]:
-        m = validate_views(ema.module, data, val_ids, device, objective.lpips)
-        return {"psnr": m["psnr"], "lpips": m["lpips"]}
+        m = validate_views(ema.module, views, device, objective.lpips)
+        return summarise(m, base, yaw_bins)
 
     samples_dir = w.path / "samples"
 
     @torch.no_grad()
     def sample_fn(step: int) -> None:
         model = ema.module.eval()
-        ids = val_ids[:4]
-        v = data.views
-        imgs = to_model_images(data.get("images", ids)).to(device)  # [n, V, 3, H, W]
-        cams = torch.from_numpy(data.get("cameras", ids)).float().to(device)
-        out = model.render(model(imgs[:, 0]), cams[:, 1:], perturb=False)["image"]  # [n, V-1, 3, H, W]
-        rows = torch.cat([imgs[:, :1], out.clamp(-1, 1), imgs[:, 1:]], dim=1).cpu()
-        cols = ["input"] + [f"pred view {k}" for k in range(1, v)] + [f"truth view {k}" for k in range(1, v)]
-        save_image_grid(rows, samples_dir / f"step_{step:06d}.png", col_titles=cols,
-                        row_titles=[f"id {int(i)}" for i in ids], title=f"Ψ3d step {step} (held-out identities)")
+        k = min(4, views.n)
+        v = len(yaw_bins)
+        src = views.source[:k].to(device)
+        out = model.render(model(src), views.cameras.to(device)[None].expand(k, v, 25), perturb=False)
+        img = out["image"].clamp(-1, 1).cpu()
+        alpha = F.interpolate(out["alpha"].reshape(k * v, 1, *out["alpha"].shape[-2:]).float(), size=src.shape[-2:],
+                              mode="bilinear", align_corners=False).reshape(k, v, 1, *src.shape[-2:]).cpu()
+        rows = []
+        for i in range(k):
+            rows += [torch.cat([src[i : i + 1].cpu(), img[i]]),
+                     torch.cat([src[i : i + 1].cpu(), views.targets[i]]),
+                     torch.cat([torch.zeros_like(src[i : i + 1].cpu()) - 1, alpha[i].expand(-1, 3, -1, -1) * 2 - 1])]
+        cols = ["input"] + [f"{b:+g}°" for b in yaw_bins]
+        titles = [t for i in range(k) for t in (f"id {int(val_ids[i])} pred", "truth", "pred alpha")]
+        save_image_grid(torch.stack(rows), samples_dir / f"step_{step:06d}.png", col_titles=cols, row_titles=titles,
+                        title=f"Ψ3d step {step}: held-out identities at the yaw bins")
 
     steps_done, rows = run_loop(
         tc, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, sample_fn, desc="psi3d", stop_after=stop_after,
@@ -202,22 +319,37 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         raise InterruptedError(f"psi3d stopped after {steps_done}/{tc.steps} steps")
     if not ddp.is_main:
         return
-    final = validate_views(ema.module, data, val_ids, device, objective.lpips)
+    final_bins = validate_views(ema.module, views, device, objective.lpips)
+    final = summarise(final_bins, base, yaw_bins)
+    history = [{"step": r["step"], **{k: [r[f"val_{k}_yaw{b:+g}"] for b in yaw_bins] for k in final_bins}}
+               for r in rows if f"val_psnr_yaw{yaw_bins[0]:+g}" in r]
+    plot_learning_curves(history, base, yaw_bins, w.path / "learning_curves.png",
+                         f"Ψ3d ({cfg.preset}): {len(val_ids)} held-out identities, {tc.steps} steps")
+    curve_rows = [{k: v for k, v in r.items() if "_yaw" not in k} for r in rows]
     metrics = {
-        "val_psnr": final["psnr"],
-        "val_lpips": final["lpips"],
-        "baseline_psnr_input_vs_target": final["psnr_input"],
-        "baseline_psnr_mean_image": final["psnr_mean"],
-        "margin_psnr_vs_input": final["psnr"] - final["psnr_input"],
-        "margin_psnr_vs_mean": final["psnr"] - final["psnr_mean"],
+        "val_psnr_novel": final["psnr_novel"],
+        "val_margin_vs_input_novel": final["margin_vs_input_novel"],
+        "val_margin_vs_input_min": final["margin_vs_input_min"],
+        "val_soft_iou_min": final["soft_iou_min"],
+        "val_depth_error_novel": final["depth_error_novel"],
+        "val_psnr_reconstruction_yaw0": final["psnr_reconstruction_yaw0"],
+        "val_background_psnr_novel": final["background_psnr_novel"],  # the background alone vs the target (low = shortcut closed)
+        "val_alpha_inside_mean": final["alpha_inside_mean"],
+        "val_alpha_outside_mean": final["alpha_outside_mean"],
+        "baseline_psnr_input_novel": final["psnr_input_novel"],
+        "baseline_psnr_mean_image_novel": final["psnr_mean_image_novel"],
+        **{f"val_{k}": v for k, v in final.items() if "_yaw" in k},
     }
-    publish_trained(w, cfg.model, ema.module, rows, f"Ψ3d ({cfg.preset})", metrics,
+    publish_trained(w, cfg.model, ema.module, curve_rows, f"Ψ3d ({cfg.preset})", metrics,
                     {"steps": tc.steps, "train_identities": int(len(train_ids)), "val_identities": int(len(val_ids))},
                     {"kind": KIND, "steps": tc.steps})
+    (w.path / "validation.json").write_text(json.dumps(
+        {"yaw_bins_degrees": yaw_bins, "final": final_bins, "baselines": base, "history": history}, indent=1))
+    per_bin = ", ".join(f"{b:+g}° {m:.2f}/{c:.2f}" for b, m, c in zip(yaw_bins, final_bins["psnr"], base["psnr_input"]))
     print(
-        f"psi3d: held-out novel-view PSNR {final['psnr']:.2f} dB vs input-as-prediction {final['psnr_input']:.2f} dB "
-        f"(+{metrics['margin_psnr_vs_input']:.2f}) and mean training image {final['psnr_mean']:.2f} dB "
-        f"(+{metrics['margin_psnr_vs_mean']:.2f}); LPIPS {final['lpips']:.3f}"
+        f"psi3d: held-out novel-view PSNR {final['psnr_novel']:.2f} dB vs copy-input {final['psnr_input_novel']:.2f} dB "
+        f"(margin min {final['margin_vs_input_min']:+.2f}) and mean image {final['psnr_mean_image_novel']:.2f} dB; "
+        f"soft IoU min {final['soft_iou_min']:.3f}; by bin (Ψ3d/copy): {per_bin}"
     )
 
 

@@ -1,7 +1,9 @@
 """``genhead_samples/store.zarr``: multi-view images of synthetic heads (DESIGN.md §5).
 
 One sample is one identity with V views: ``images [N,V,H,W,3] u8``, ``alpha [N,V,H,W] u8``,
-``cameras [N,V,25] f32`` and its parameters ``shape [N,S]``, ``expression [N,E]``,
+``depth [N,V,H,W] f16`` (ray distance of the surface; meaningful where alpha > 0),
+``cameras [N,V,25] f32`` — **head-relative** (the head's canonical frame: rendering pose 0 at these
+cameras gives the stored images; schema v2, DESIGN.md §2) — and its parameters ``shape [N,S]``, ``expression [N,E]``,
 ``pose [N,P]``, ``gaze [N,G]``, ``z [N,Z]`` (f32) and ``identity [N] i64``. One chunk is one
 identity (a training read); a shard holds ``shard_identities`` identities and is the unit of
 writing and of resuming. Attributes: generator backend, resolution, parameter names.
@@ -17,13 +19,14 @@ import zarr
 
 from storage_schemas.zarr_schema import ArraySpec, GroupSchema, SchemaError, create_root, finalize, open_group
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: head-relative cameras, depth
 SCHEMA = GroupSchema(
     name="genhead_samples",
     version=SCHEMA_VERSION,
     arrays=(
         ArraySpec("images", "uint8", ("identity", "view", "height", "width", "rgb")),
         ArraySpec("alpha", "uint8", ("identity", "view", "height", "width")),
+        ArraySpec("depth", "float16", ("identity", "view", "height", "width")),
         ArraySpec("cameras", "float32", ("identity", "view", "camera")),
         ArraySpec("shape", "float32", ("identity", "shape_param")),
         ArraySpec("expression", "float32", ("identity", "expression_param")),

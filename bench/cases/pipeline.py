@@ -109,6 +109,7 @@ def _random_store(path: Path, n: int, views: int, res: int) -> Path:
         gs.append(path, {
             "images": rng.integers(0, 256, (m, views, res, res, 3), dtype=np.uint8),
             "alpha": rng.integers(0, 256, (m, views, res, res), dtype=np.uint8),
+            "depth": rng.uniform(3.5, 4.8, (m, views, res, res)).astype(np.float16),
             "cameras": labels.astype(np.float32),
             "shape": np.zeros((m, 16), np.float32), "expression": np.zeros((m, 9), np.float32),
             "pose": np.zeros((m, 3), np.float32), "gaze": np.zeros((m, 2), np.float32), "z": np.zeros((m, 24), np.float32),
@@ -152,7 +153,7 @@ def bench_loader_vs_trainer():
             psi = build_psi(cfg.model, static=True).to(device).train()
             objective = PsiObjective(cfg.model, cfg.psi3d.losses, lr=cfg.psi3d.lr).to(device)
             opt = torch.optim.Adam([p for p in psi.parameters() if p.requires_grad], lr=cfg.psi3d.lr)
-            src, tgt, alpha, c = data.pairs(np.arange(bsz), np.zeros(bsz, int), np.ones(bsz, int), torch.device(device))
+            src, tgt, alpha, _depth, c = data.pairs(np.arange(bsz), np.zeros(bsz, int), np.ones(bsz, int), torch.device(device))
             real = torch.ones(bsz, dtype=torch.bool, device=device)
 
             def step(n=3):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models import cameras as cam
 from models.genhead import params as P
 from models.genhead.procedural import HeadRender, ProceduralGenHead
 
@@ -44,6 +45,34 @@ def identity_from_seed(identity: int) -> SyntheticIdentity:
     shape = torch.randn(1, len(P.SHAPE_NAMES), generator=g)[0]
     z = torch.randn(1, P.Z_DIM, generator=g)[0]
     return SyntheticIdentity(int(identity), shape, z)
+
+
+def head_to_world(pose: torch.Tensor) -> torch.Tensor:
+    """``[B, 4, 4]`` rigid transform T(γ) of head pose ``pose [B, 3]``: rotation about ``NECK_PIVOT``."""
+    pose = torch.as_tensor(pose, dtype=torch.float32).reshape(-1, 3)
+    rot = cam.rotation_yaw_pitch_roll(pose[:, 0], pose[:, 1], pose[:, 2])
+    pivot = torch.tensor(P.NECK_PIVOT, dtype=torch.float32)
+    t = torch.eye(4).repeat(len(pose), 1, 1)
+    t[:, :3, :3] = rot
+    t[:, :3, 3] = pivot - rot @ pivot
+    return t
+
+
+def head_relative_cameras(world_cameras: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """Cameras in the head's canonical frame: T(γ)⁻¹ · c (DESIGN.md §2, "head pose is the camera").
+
+    Rendering pose γ at world camera ``c`` equals rendering pose 0 at the returned camera, so every
+    camera the synthetic world stores is of this kind and γ stays a label. ``world_cameras``
+    ``[B, 25]`` or ``[B, V, 25]``; ``pose [B, 3]`` (one pose per leading entry).
+    """
+    world_cameras = torch.as_tensor(world_cameras, dtype=torch.float32)
+    multi = world_cameras.ndim == 3
+    b = world_cameras.shape[0]
+    v = world_cameras.shape[1] if multi else 1
+    inv = torch.linalg.inv(head_to_world(pose))  # [B, 4, 4]
+    flat = world_cameras.reshape(b * v, 25)
+    out = cam.transform_label(flat, inv.repeat_interleave(v, 0))
+    return out.reshape(world_cameras.shape)
 
 
 def _rows(value, b: int, dim: int, name: str) -> torch.Tensor:

@@ -113,7 +113,8 @@ class Psi(nn.Module):
         """Render at cameras ``[B,25]`` → ``[B,C,H,W]`` images, or ``[B,K,25]`` → ``[B,K,C,H,W]``.
 
         Keys: ``image`` (SR RGB at ``neural·scale``, in [−1,1]), ``image_raw`` (raw RGB at the
-        neural resolution, background composited, in [−1,1]), ``alpha``, ``depth``
+        neural resolution, background composited, in [−1,1]), ``foreground_raw`` (the volume's RGB
+        without background, i.e. over black), ``background_raw`` (the background alone), ``alpha``, ``depth``
         (``[…,1,h,w]``), and with ``return_features`` the raw feature image ``features``.
         """
         multi = cameras.dim() == 3
@@ -127,6 +128,8 @@ class Psi(nn.Module):
         result = {
             "image": self.superres(feat),
             "image_raw": feat[:, :3],
+            "foreground_raw": out["features"][:, :3] * 2.0 - 1.0,  # the volume alone, over black
+            "background_raw": bg[:, :3] * 2.0 - 1.0,  # the 2D background alone
             "alpha": out["alpha"],
             "depth": out["depth"],
         }

@@ -27,7 +27,10 @@ SMALL = [
 
 def _model_artifact(registry, kind, cfg, net, parents, preset_in_manifest=None, tag=""):
     conf = {"preset": preset_in_manifest or cfg.preset, "model": cfg.model.model_dump(mode="json"), "test": kind + tag}
-    with registry.writer(kind, conf, parents) as w:
+    from pipeline_tasks.train_psi import SCHEMA_VERSION as PSI_SCHEMA
+    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as PSI3D_SCHEMA
+
+    with registry.writer(kind, conf, parents, schema_version=PSI3D_SCHEMA if kind == "psi3d" else PSI_SCHEMA) as w:
         save_checkpoint(w.path / CHECKPOINT, cfg.model, {"psi": net}, extra={"kind": kind})
         return w.commit()
 
@@ -66,6 +69,17 @@ def test_psi3d_evaluation_writes_the_artifact_and_is_reused(world):
     assert base["by_bin"]["identity_similarity"][i0] == pytest.approx(1.0, abs=1e-4)
     assert base["by_bin"]["psnr"][0] < 40  # but not at ±30°
     assert art.manifest["metrics"]["nvs_psnr_yaw-30"] == pytest.approx(nv["by_bin"]["psnr"][0], abs=1e-3)
+    # novel-view means leave the source view out (there copy-input scores 100 dB); it is reported apart
+    assert nv["mean_excludes"] == ["+0°"] and base["mean"]["psnr"] < 40
+    assert base["mean"]["psnr"] == pytest.approx((base["by_bin"]["psnr"][0] + base["by_bin"]["psnr"][2]) / 2, abs=1e-6)
+    assert base["source_view"]["psnr"] > 60
+    # geometry of the render against the true alpha/depth, and the mean-image baseline, per bin
+    assert 0 <= min(nv["by_bin"]["soft_iou"]) <= max(nv["by_bin"]["soft_iou"]) <= 1 and min(nv["by_bin"]["depth_error"]) > 0
+    assert "mean_training_image" in m["tasks"] and m["tasks"]["mean_training_image"]["by_bin"]["psnr"][i0] < 40
+    met = art.manifest["metrics"]
+    assert met["nvs_margin_vs_input_yaw+30"] == pytest.approx(nv["by_bin"]["psnr"][2] - base["by_bin"]["psnr"][2], abs=1e-3)
+    assert "nvs_margin_vs_input_yaw+0" not in met and "nvs_soft_iou_min" in met
+    assert "margin" in (art.path / "report.md").read_text()
     assert {p.split("@")[0] for p in art.parents} == {"psi3d", "eval_analyser"}
     assert evaluate(cfg, p3.ref, registry).version == art.version  # complete → skipped
 

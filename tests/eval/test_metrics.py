@@ -87,3 +87,29 @@ def test_compare_refuses_evaluations_on_different_benchmarks():
     res = {"model": "psi@a", "benchmark": {"digest": "x"}, "tasks": {}}
     with pytest.raises(EvaluationError, match="different benchmarks"):
         compare(res, {**res, "model": "psi@b", "benchmark": {"digest": "y"}})
+
+
+def test_soft_iou_scores_a_fog_low_and_the_truth_one():
+    from pipeline_tasks.metrics import soft_iou
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    head = ((xx**2 + yy**2) < 0.5).float()[None, None]  # ~39% of the image
+    assert float(soft_iou(head, head)) == pytest.approx(1.0)
+    fog = torch.full_like(head, 0.5)
+    f = float(head.mean())
+    assert float(soft_iou(fog, head)) == pytest.approx(0.5 * f / (f + 0.5 * (1 - f)), rel=1e-5)  # Σ min / Σ max, closed form
+    assert float(soft_iou(fog, head)) < 0.45
+    shifted = torch.roll(head, 8, dims=-1)
+    assert 0.5 < float(soft_iou(shifted, head)) < 0.9
+
+
+def test_masked_depth_error_counts_only_the_true_foreground():
+    from pipeline_tasks.metrics import masked_depth_error
+
+    alpha = torch.zeros(1, 1, 8, 8)
+    alpha[..., :4, :] = 1
+    truth = torch.full((1, 1, 8, 8), 4.0)
+    pred = truth.clone()
+    pred[..., :4, :] += 0.1  # wrong by 0.1 inside
+    pred[..., 4:, :] += 9.0  # anything outside is ignored
+    assert float(masked_depth_error(pred, truth, alpha)) == pytest.approx(0.1, abs=1e-6)

@@ -15,6 +15,7 @@ def block(n, v=2, r=8, seed=0):
     return {
         "images": rng.integers(0, 256, (n, v, r, r, 3), dtype=np.uint8),
         "alpha": rng.integers(0, 256, (n, v, r, r), dtype=np.uint8),
+        "depth": rng.uniform(3, 5, (n, v, r, r)).astype(np.float16),
         "cameras": rng.normal(size=(n, v, 25)).astype(np.float32),
         "shape": rng.normal(size=(n, 4)).astype(np.float32),
         "expression": rng.normal(size=(n, 3)).astype(np.float32),

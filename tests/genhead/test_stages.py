@@ -11,7 +11,7 @@ from models.genhead.ground_truth import GroundTruth
 from models.genhead.motion import talking_trajectory
 from pipeline_tasks.config import load_config
 from pipeline_tasks.genhead import CONTACT_SHEET, STORE, run_genhead_stage, write_samples
-from pipeline_tasks.synthetic_videos import list_videos, read_sidecar, run_videos_stage
+from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar, run_videos_stage
 from storage_schemas import genhead_samples as gs
 
 SMALL = ["genhead.views_per_identity=2", "genhead.shard_size=2", "genhead.resolution=32", "genhead.preview_identities=3",
@@ -30,12 +30,21 @@ def test_stage1_writes_a_valid_store_and_is_reused(registry):
     assert (art.path / CONTACT_SHEET).stat().st_size > 1000
     assert art.manifest["counts"]["images"] == 8 and art.manifest["metrics"]["images_per_s"] > 0
     assert run_genhead_stage(cfg, registry, progress=False).version == art.version
-    # the stored labels reproduce the stored image through the ground-truth renderer
+    # head pose is the camera: the stored (head-relative) camera with pose 0 reproduces the stored image,
+    # which was rendered with the identity's pose γ at a world camera; γ stays a label
     i, v = 1, 1
-    out = GroundTruth().generator.render(*(torch.from_numpy(np.asarray(grp[k][i:i + 1])) for k in ("shape", "expression", "pose", "gaze", "z")),
-                                         torch.from_numpy(np.asarray(grp["cameras"][i:i + 1, v])), 32)
-    again = ((out.rgb[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+    labels = {k: torch.from_numpy(np.asarray(grp[k][i:i + 1])) for k in ("shape", "expression", "pose", "gaze", "z")}
+    assert labels["pose"].abs().max() > 0.01  # the sampled head is turned
+    cams = torch.from_numpy(np.asarray(grp["cameras"][i:i + 1, v]))
+    u8 = lambda out: ((out.rgb[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()  # noqa: E731
+    gen = GroundTruth().generator
+    again = u8(gen.render(labels["shape"], labels["expression"], torch.zeros(1, 3), labels["gaze"], labels["z"], cams, 32))
     assert np.abs(again - imgs[i, v]).max() <= 1
+    rotated_twice = u8(gen.render(*labels.values(), cams, 32))  # pose applied on top of a head-relative camera
+    assert np.abs(rotated_twice - imgs[i, v]).mean() > 3
+    depth = np.asarray(grp["depth"][i, v]).astype(np.float32)
+    inside = np.asarray(grp["alpha"][i, v]) > 200
+    assert inside.any() and 3.0 < depth[inside].mean() < 4.6  # ray distance to the face, camera at radius ~4
 
 
 def test_stage1_resumes_at_the_first_missing_shard(tmp_path):
@@ -62,10 +71,18 @@ def test_videos_decode_to_the_sidecar_frames_and_match_ground_truth(registry):
     assert frame.shape == (side["height"], side["width"], 3) == (32, 32, 3)
     assert np.asarray(side["cameras"]).shape == (10, 25)
     gt = GroundTruth()
+    # the head sways in the world; the sidecar camera is head-relative: pose 0 at cameras[t] is frame t
+    assert np.abs(np.asarray(side["pose"])[:, 0]).max() > 0.02
     out = gt.render(side["identity"], torch.tensor(side["cameras"][4])[None], 32, expression=torch.tensor(side["expression"][4]),
-                    pose=torch.tensor(side["pose"][4]), gaze=torch.tensor(side["gaze"][4]))
+                    gaze=torch.tensor(side["gaze"][4]))
+    world = gt.render(side["identity"], torch.tensor(side["world_cameras"][4])[None], 32, expression=torch.tensor(side["expression"][4]),
+                      pose=torch.tensor(side["pose"][4]), gaze=torch.tensor(side["gaze"][4]))
+    assert torch.allclose(out.rgb, world.rgb, atol=2e-3)
     ref = ((out.rgb[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy()
     assert np.abs(ref - frame.astype(np.float32)).mean() < 6  # H.264 at crf 18
+    maps = read_ground_truth_maps(row["sidecar"], side)  # the generator's alpha, kept for stage 3
+    assert maps["alpha"].shape == (10, 32, 32) and maps["alpha"].dtype == np.uint8
+    assert np.abs(maps["alpha"][4].astype(np.float32) / 255 - out.alpha[0, 0].numpy()).max() < 1 / 254
     assert run_videos_stage(cfg, registry, progress=False).version == art.version
     with pytest.raises(ValueError, match="multiple of 32"):
         run_videos_stage(load_config("tiny", ["videos.resolution=48"]), registry, progress=False)

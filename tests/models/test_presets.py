@@ -10,7 +10,7 @@ from models.psi import build_psi
 from models.psi.encoders import add_coords
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "learn", "small", "paper"])
 def test_presets_load(name):
     cfg = preset_config(name)
     assert cfg.preset == name

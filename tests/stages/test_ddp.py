@@ -31,9 +31,9 @@ def test_psi3d_ddp_two_processes(tmp_path):
 
     m = art.manifest
     assert m["counts"]["steps"] == 3 and m["counts"]["train_identities"] == 4
-    assert {"val_psnr", "val_lpips", "margin_psnr_vs_input"} <= set(m["metrics"])
+    assert {"val_psnr_novel", "val_margin_vs_input_min", "val_soft_iou_min", "baseline_psnr_input_novel"} <= set(m["metrics"])
     assert m["extra"]["ddp_world_size"] == 2  # the ranks' weights were checked identical at the end
-    assert json.loads((art.path / "metrics.json").read_text())["val_psnr"] == m["metrics"]["val_psnr"]
+    assert json.loads((art.path / "metrics.json").read_text())["val_psnr_novel"] == m["metrics"]["val_psnr_novel"]
     log = (art.path / LOG).read_text()
     assert log.count("=== ") == 2  # one torchrun per call, output appended
     assert (art.path / "samples" / "step_000003.png").exists() and (art.path / "curves.png").exists()

@@ -1,6 +1,7 @@
 """Stages 2–4 on a handful of synthetic samples: the sample rules, the loss rules, E_mot frozen,
 exact resume of Ψ training, and conversion resuming after a kill without redoing videos."""
 
+import json
 import shutil
 
 import numpy as np
@@ -12,7 +13,7 @@ from pipeline_tasks import train_psi as psi_stage
 from pipeline_tasks.config import load_config
 from pipeline_tasks.genhead import run_genhead_stage
 from pipeline_tasks.psi_objective import PsiObjective
-from pipeline_tasks.synthetic_videos import run_videos_stage
+from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar, run_videos_stage
 from pipeline_tasks.train_motion_encoder import train_motion_encoder
 from pipeline_tasks.train_psi3d import load_psi3d, to_model_images, train_psi3d
 from storage_schemas import pseudo_mv as pm
@@ -53,6 +54,15 @@ def test_end_to_end_lineage_and_store(upstream):
     g = pm.open_read(store)[index[0]["video_id"]]
     assert g["views"].shape == (4, 2, 64, 64, 3) and g["view_motion"].shape[:2] == (4, 2)
     assert g.attrs["camera_source"] == "ground_truth"
+    # the frame alpha of a synthetic video is the generator's, not Ψ3d's render
+    assert g.attrs["alpha_source"] == "ground_truth"
+    row = next(r for r in list_videos(upstream["videos"]) if r["name"] == index[0]["video_id"])
+    truth = read_ground_truth_maps(row["sidecar"], read_sidecar(row["sidecar"]))["alpha"]
+    assert np.array_equal(g["alpha"][:], truth[np.asarray(g.attrs["frame_indices"])])
+    assert g["alpha"][:].mean() > 20 and not np.array_equal(g["alpha"][:], g["view_alpha"][:, 0])
+    assert (pmv.path / pmv_stage.CONTACT_SHEET).stat().st_size > 1000
+    check = json.loads((pmv.path / "pseudo_view_check.json").read_text())  # compared with the truth (2 Ψ3d steps: no claim)
+    assert check["videos"] == 3 and check["views"] == check["frames"] * 2 and np.isfinite(check["psnr_views"])
     # the stored views are Ψ3d's renders of each frame at the stored (distinct, seeded) cameras
     vc = torch.from_numpy(g["view_cameras"][:])
     assert not torch.allclose(vc[:, 0], vc[:, 1]) and not torch.allclose(vc[0], vc[1])
@@ -86,24 +96,70 @@ def test_replacement_probabilities_over_many_draws():
     assert other.target_real.mean() == pytest.approx(0.3, abs=0.005) and other.driving_real.mean() == pytest.approx(0.6, abs=0.005)
 
 
-def test_pseudo_targets_contribute_only_lpips():
-    cfg = load_config("tiny", ["psi.losses.l1.weight=5", "psi.losses.adversarial.weight=0.5"])
+def _render_like(g, b=4):
+    return {"image": torch.rand(b, 3, 64, 64, generator=g) * 2 - 1, "image_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1,
+            "foreground_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1, "background_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1,
+            "alpha": torch.rand(b, 1, 32, 32, generator=g), "depth": 4 + torch.rand(b, 1, 32, 32, generator=g)}
+
+
+def test_pseudo_targets_contribute_only_masked_lpips():
+    cfg = load_config("tiny", ["psi.losses.l1.weight=5", "psi.losses.adversarial.weight=0.5", "psi.losses.pseudo_lpips.weight=0.7"])
     obj = PsiObjective(cfg.model, cfg.psi.losses)
     g = torch.Generator().manual_seed(0)
-    out = {"image": torch.rand(4, 3, 64, 64, generator=g) * 2 - 1, "image_raw": torch.rand(4, 3, 32, 32, generator=g) * 2 - 1,
-           "alpha": torch.rand(4, 1, 32, 32, generator=g)}
+    out = _render_like(g)
     target = torch.rand(4, 3, 64, 64, generator=g) * 2 - 1
+    mask = torch.rand(4, 1, 64, 64, generator=g)
     cams = torch.zeros(4, 25)
     pseudo = torch.zeros(4, dtype=torch.bool)
-    total, log = obj.generator_loss(out, target, torch.rand(4, 1, 64, 64), cams, pseudo, step=10**6)
-    assert set(log) == {"lpips", "total", "real_fraction"}
-    assert float(total) == pytest.approx(cfg.psi.losses.lpips.weight * float(obj.lpips(out["image"], target)), rel=1e-5)
-    # changing what only L1/alpha/adversarial would see does not change a pseudo sample's loss
-    out2 = {**out, "image_raw": out["image_raw"] * 0, "alpha": out["alpha"] * 0}
-    assert float(obj.generator_loss(out2, target, None, cams, pseudo, step=10**6)[0]) == pytest.approx(float(total), rel=1e-6)
+    total, log = obj.generator_loss(out, target, mask, cams, pseudo, step=10**6)
+    assert set(log) == {"pseudo_lpips", "total", "real_fraction"}
+    masked = lambda x: (x + 1) * mask - 1  # noqa: E731  over black: target × mask
+    assert float(total) == pytest.approx(0.7 * float(obj.lpips(masked(out["image"]), masked(target))), rel=1e-5)
+    # changing what only the real-target terms would see does not change a pseudo sample's loss
+    out2 = {**out, "image_raw": out["image_raw"] * 0, "alpha": out["alpha"] * 0, "background_raw": out["background_raw"] * 0}
+    assert float(obj.generator_loss(out2, target, mask, cams, pseudo, step=10**6)[0]) == pytest.approx(float(total), rel=1e-6)
+    # nor what lies outside the pseudo view's foreground
+    hard = (mask > 0.5).float()
+    t_hard, _ = obj.generator_loss(out, target, hard, cams, pseudo, step=10**6)
+    out3 = {**out, "image": torch.where(hard.expand(-1, 3, -1, -1) < 0.5, -out["image"], out["image"])}
+    assert float(obj.generator_loss(out3, target, hard, cams, pseudo, step=10**6)[0]) == pytest.approx(float(t_hard), rel=1e-6)
     real = torch.ones(4, dtype=torch.bool)
-    _, log_real = obj.generator_loss(out, target, torch.rand(4, 1, 64, 64), cams, real, step=10**6)
-    assert {"l1", "lpips", "adversarial"} <= set(log_real)
+    _, log_real = obj.generator_loss(out, target, mask, cams, real, step=10**6, target_depth=torch.full((4, 1, 64, 64), 4.0))
+    assert {"l1", "lpips", "raw_l1", "raw_lpips", "foreground_l1", "foreground_lpips", "background_l1", "alpha",
+            "adversarial", "diag_background_psnr", "diag_alpha_inside"} <= set(log_real)
+    assert "depth" not in log_real  # weight 0 in the tiny preset's Ψ section: not computed
+
+
+def test_the_background_shortcut_is_closed():
+    """"Copy the source through the background network" must cost far more than the honest split.
+
+    Two renders of the same target: the shortcut (empty volume, background = target, final image =
+    target) and the honest one (volume = target × alpha, background = target × (1 − alpha)). Both
+    reproduce the final image exactly, so an objective on the final image alone cannot tell them apart;
+    the official structure must."""
+    cfg = load_config("tiny")
+    losses = cfg.psi3d.losses.model_copy(update={"lpips": cfg.psi3d.losses.lpips.model_copy(update={"weight": 0.0})})
+    obj = PsiObjective(cfg.model, losses)
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    mask = ((xx**2 + yy**2) < 0.4).float().expand(2, 1, 64, 64)  # a head-sized disc
+    t32 = torch.nn.functional.interpolate(target, size=32, mode="area")
+    m32 = torch.nn.functional.interpolate(mask, size=32, mode="area")
+    black = -torch.ones_like(t32)
+    shortcut = {"image": target, "image_raw": t32, "foreground_raw": black, "background_raw": t32,
+                "alpha": torch.zeros_like(m32), "depth": torch.full_like(m32, 4.85)}
+    honest = {"image": target, "image_raw": t32, "foreground_raw": (t32 + 1) * m32 - 1, "background_raw": (t32 + 1) * (1 - m32) - 1,
+              "alpha": m32, "depth": torch.full_like(m32, 4.0)}
+    real = torch.ones(2, dtype=torch.bool)
+    cams = torch.zeros(2, 25)
+    l_short, log_short = obj.generator_loss(shortcut, target, mask, cams, real, step=0)
+    l_honest, log_honest = obj.generator_loss(honest, target, mask, cams, real, step=0)
+    assert float(l_honest) < 0.05 * float(l_short)
+    assert float(l_short) > 0.3
+    # the diagnostics see the difference: alpha inside the true mask, and the background alone
+    assert log_honest["diag_alpha_inside"] > 0.9 and log_short["diag_alpha_inside"] == 0
+    assert log_short["diag_background_psnr"] > 60 > log_honest["diag_background_psnr"]
 
 
 def _copy_registry(reg: ArtifactRegistry, dest) -> ArtifactRegistry:

@@ -65,6 +65,7 @@ def make_blob_store(path: Path, n_samples: int = 96, views: int = 3, res: int = 
     gs.append(path, {
         "images": images,
         "alpha": np.full(images.shape[:-1], 255, np.uint8),
+        "depth": np.full(images.shape[:-1], 4.0, np.float16),
         "cameras": np.zeros((n_samples, views, 25), np.float32),
         "shape": np.zeros((n_samples, 2), np.float32),
         "expression": expr,
