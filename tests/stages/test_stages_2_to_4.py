@@ -103,7 +103,8 @@ def _render_like(g, b=4):
 
 
 def test_pseudo_targets_contribute_only_masked_lpips():
-    cfg = load_config("tiny", ["psi.losses.l1.weight=5", "psi.losses.adversarial.weight=0.5", "psi.losses.pseudo_lpips.weight=0.7"])
+    cfg = load_config("tiny", ["psi.losses.l1.weight=5", "psi.losses.adversarial.weight=0.5", "psi.losses.pseudo_lpips.weight=0.7",
+                               "psi.losses.raw_lpips.weight=1", "psi.losses.foreground_lpips.weight=1"])
     obj = PsiObjective(cfg.model, cfg.psi.losses)
     g = torch.Generator().manual_seed(0)
     out = _render_like(g)
@@ -189,7 +190,8 @@ def test_psi_training_resume_equals_uninterrupted_and_emot_stays_frozen(upstream
     assert resumed.version == whole.version
     a = torch.load(whole.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]
     b = torch.load(resumed.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    diffs = {k: float((a[k].float() - b[k].float()).abs().max()) for k in a if not torch.equal(a[k], b[k])}
+    assert a.keys() == b.keys() and not diffs, sorted(diffs.items(), key=lambda kv: -kv[1])[:5]
     # E_mot: frozen, its weights untouched by Ψ training (identity loss on, so it was in the graph)
     assert seen
     for enc, before in seen:
