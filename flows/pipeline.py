@@ -15,6 +15,7 @@ import time
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.analyser_samples import analyser_samples_flow
 from flows.evaluate import evaluate_flow
 from flows.genhead_samples import genhead_samples_flow
 from flows.pseudo_mv import pseudo_mv_flow
@@ -39,7 +40,8 @@ def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None
     refs: dict[str, str] = {}
     refs["genhead_samples"] = genhead_samples_flow(preset, ov)
     refs["psi3d"] = train_psi3d_flow(preset, ov, refs["genhead_samples"])
-    refs["motion_encoder"] = train_motion_encoder_flow(preset, ov, refs["genhead_samples"])
+    refs["analyser_samples"] = analyser_samples_flow(preset, ov)
+    refs["motion_encoder"] = train_motion_encoder_flow(preset, ov, refs["analyser_samples"])
     if not cfg.pseudo_mv.videos:
         refs["synthetic_videos"] = synthetic_videos_flow(preset, ov)
     refs["pseudo_mv"] = pseudo_mv_flow(preset, ov, refs["psi3d"], refs["motion_encoder"])

@@ -1,6 +1,6 @@
 """Flow of stage 2b: train (or reuse, or resume) the motion encoder E_mot and publish its R² table.
 
-    python -m flows.train_motion_encoder --preset tiny --samples genhead_samples@latest [--set motion_encoder.steps=100]
+    python -m flows.train_motion_encoder --preset tiny --samples analyser_samples@latest [--set motion_encoder.steps=100]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from storage_schemas.artifacts import ArtifactRegistry
 def train_motion_encoder_flow(
     preset: str = "tiny",
     overrides: dict[str, Any] | list[str] | str | None = None,
-    samples: str = "genhead_samples@latest",
+    samples: str = "analyser_samples@latest",
     p4d_home: str | None = None,
 ) -> str:
     """Returns the ``motion_encoder@<version>`` reference."""
@@ -39,7 +39,7 @@ def train_motion_encoder_flow(
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--samples", default="genhead_samples@latest")
+    ap.add_argument("--samples", default="analyser_samples@latest")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value (repeatable)")
     args = ap.parse_args(argv)
     train_motion_encoder_flow(args.preset, args.overrides, args.samples)

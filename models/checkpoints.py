@@ -8,7 +8,6 @@ a message naming both.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass, field

@@ -43,6 +43,24 @@ class GenHeadConfig(_Strict):
     preview_identities: int = 16  # rows of the contact sheet
 
 
+class AnalyserSamplesConfig(_Strict):
+    """Stage 1b: the store E_mot and the evaluation analyser learn from (``analyser_samples``).
+
+    Unlike stage 1 (one expression per identity), each identity appears with
+    ``expressions_per_identity`` samples whose expression, gaze, head pose and cameras are drawn
+    independently, so expression cannot be read off identity (or pose)."""
+
+    n_identities: int = 256
+    expressions_per_identity: int = 4
+    views: int = 2  # cameras per sample (the trainer pairs two views of one sample)
+    seed: int = 3  # identity base seed: disjoint from genhead.seed, videos.seed, eval.seed and eval.seed + 1
+    shard_size: int = 64  # samples per Zarr shard (one write, one resume unit)
+    p_neutral: float = 0.1  # expression sampling: neutral / one strong expression / mixture
+    p_single: float = 0.4
+    render_batch: int = 16  # samples per generator call (× views images)
+    visibility_identities: int = 16  # identities × 1 camera each in the expression-visibility measurement
+
+
 class VideosConfig(_Strict):
     """Synthetic monocular talking-head videos (default input of stage 3)."""
 
@@ -116,8 +134,10 @@ class MotionEncoderConfig(TrainLoopConfig):
     width: int = 32  # base conv width of the analyser
     identity_dim: int = 64
     identity_weight: float = 0.2  # weight of the supervised-contrastive identity loss
+    identity_detached: bool = True  # the identity head learns on the trunk's features without shaping them (motion only)
     temperature: float = 0.1  # of the identity loss
     brightness_jitter: float = 0.1  # per-image gain U(1±j) augmentation
+    mirror: bool = True  # flip half the images left–right, swapping blink L/R and negating eye yaw
     val_identities: int = 16  # held-out identities (the last ones of the store)
     val_max_samples: int = 512  # cap on held-out samples evaluated (all their views are used)
     checkpoint_every: int = 100
@@ -170,6 +190,7 @@ class PipelineConfig(_Strict):
     device: str = "auto"  # auto | cpu | cuda
     model: ModelConfig = ModelConfig()
     genhead: GenHeadConfig = GenHeadConfig()
+    analyser_samples: AnalyserSamplesConfig = AnalyserSamplesConfig()
     videos: VideosConfig = VideosConfig()
     psi3d: Psi3dTrainConfig = Psi3dTrainConfig()
     motion_encoder: MotionEncoderConfig = MotionEncoderConfig()

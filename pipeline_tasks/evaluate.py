@@ -7,15 +7,22 @@ Every answer is known (pipeline_tasks/benchmark_set.py), so the method's claims 
 * ``psi`` — **self-reenactment** (A driven by A's own image with expression β_d, target at the
   driving camera θ_d = the driving image), **cross-view** (same, targets at every yaw bin),
   **cross-identity** (A driven by B's image with β_d, against the true render of A with β_d, at θ_d
-  and at every yaw bin); baseline ``no_motion`` (Ψ driven by the source's own motion: what it
-  renders if reenactment did nothing).
+  and at every yaw bin); baselines ``no_motion`` (Ψ driven by the source's own motion: what it
+  renders if reenactment did nothing), ``copy_source`` (the source image) and ``psi3d_source``
+  (Ψ3d(source), what Ψ starts from, at the target camera), each at the bins and at θ_d.
+
+Whole-frame PSNR barely sees expression, so reenactment is also scored where expression lives:
+PSNR inside the projected mouth and eye regions (models/genhead/regions.py), the expression error
+read by the evaluation analyser (beside its floor and no-motion's), and the change correlation —
+does Ψ(s, d) − Ψ(s, s) correlate with truth(β_d) − truth(β_s) at the same camera.
 
 Metrics per image: PSNR, SSIM, LPIPS (``eval.lpips_net``; a fixed *random* trunk when the ImageNet
 weights are absent — recorded as ``lpips_real_trunk``), expression error (mean |β̂ − β| over the 9
 coefficients), gaze error (degrees), pose error (degrees, yaw/pitch distance) and identity similarity
 (cosine to the truth). β̂, gaze, identity come from an **evaluation analyser**: the stage-2b
-architecture trained on the same GenHead samples with another seed (``eval.analyser_seed``; its own
-artifact kind ``eval_analyser``, so ``motion_encoder@latest`` stays E_mot). Pose comes from a ridge
+architecture trained on the same ``analyser_samples`` store (stage 1b: several independent
+expressions per identity) with another seed (``eval.analyser_seed``; its own artifact kind
+``eval_analyser``, so ``motion_encoder@latest`` stays E_mot). Pose comes from a ridge
 probe on that analyser's features, fitted on renders of yet other identities at known cameras. Both
 measuring instruments have floors, measured on the ground-truth renders and reported beside them.
 
@@ -33,9 +40,11 @@ from typing import Any
 import torch
 
 from models.checkpoints import CheckpointMismatchError
+from models.genhead.regions import region_masks
+from pipeline_tasks.analyser_samples import run_analyser_samples_stage
 from pipeline_tasks.benchmark_set import BenchmarkSet, BenchmarkSpec, build_benchmark, probe_set
 from pipeline_tasks.config import PipelineConfig
-from pipeline_tasks.metrics import alpha_iou, masked_depth_error, psnr, ssim
+from pipeline_tasks.metrics import alpha_iou, change_correlation, masked_depth_error, masked_psnr, psnr, ssim
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.grid import save_image_grid
@@ -43,11 +52,11 @@ from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "eval"
-SCHEMA_VERSION = 2  # v2: novel-view means exclude 0°, geometry metrics, mean-image baseline, pseudo-view check
+SCHEMA_VERSION = 3  # v3: reenactment region PSNR, change correlation, copy-source and Ψ3d baselines; v2: novel-view means exclude 0°, geometry
 ANALYSER_KIND = "eval_analyser"
 ABLATION_KIND = "ablation"
-METRICS = ("psnr", "ssim", "lpips", "expression_error", "gaze_error_deg", "pose_error_deg", "identity_similarity",
-           "soft_iou", "depth_error")
+METRICS = ("psnr", "mouth_psnr", "eyes_psnr", "ssim", "lpips", "expression_error", "gaze_error_deg", "pose_error_deg",
+           "identity_similarity", "change_correlation", "soft_iou", "depth_error")
 LOWER_IS_BETTER = {"lpips", "expression_error", "gaze_error_deg", "pose_error_deg", "depth_error"}
 SOURCE_BIN = "+0°"  # the source camera's bin: reconstruction, never inside a novel-view mean
 
@@ -160,16 +169,20 @@ class Scorer:
 
     @torch.no_grad()
     def score(self, pred: torch.Tensor, truth: torch.Tensor, expression: torch.Tensor, gaze: torch.Tensor,
-              yaw_pitch_deg: torch.Tensor, truth_read: dict | None = None) -> dict[str, torch.Tensor]:
-        """``pred``/``truth`` ``[M,3,H,W]``; known ``expression [M,9]``, ``gaze [M,2]`` (rad), ``yaw_pitch_deg [M,2]``."""
+              yaw_pitch_deg: torch.Tensor, truth_read: dict | None = None, regions: dict[str, torch.Tensor] | None = None
+              ) -> dict[str, torch.Tensor]:
+        """``pred``/``truth`` ``[M,3,H,W]``; known ``expression [M,9]``, ``gaze [M,2]`` (rad), ``yaw_pitch_deg [M,2]``;
+        ``regions``: ``{name: [M,1,H,W]}`` masks (models/genhead/regions.py) → ``<name>_psnr``."""
         pred = pred.float().clamp(-1, 1)
         truth = truth.float()
         a = self.analyse(pred)
         t = truth_read or self.analyse(truth)
         lp = torch.cat([self.lpips.lpips(pred[s : s + 32].to(self.device), truth[s : s + 32].to(self.device), normalize=False).reshape(-1).cpu()
                         for s in range(0, len(pred), 32)])
+        region_psnr = {f"{k}_psnr": masked_psnr(pred, truth, m) for k, m in (regions or {}).items()}
         return {
             "psnr": psnr(pred, truth),
+            **region_psnr,
             "ssim": ssim(pred, truth),
             "lpips": lp,
             "expression_error": (a["expression"] - expression).abs().mean(1),
@@ -256,7 +269,7 @@ def evaluate(cfg: PipelineConfig, model: Artifact | str, registry: ArtifactRegis
     device = resolve_device(cfg.device)
     net = load_model_for_eval(art, cfg, device)  # refuse a wrong preset before anything is built
     samples = _ancestor(registry, art, "genhead_samples")
-    analyser = train_eval_analyser(cfg, samples, registry)
+    analyser = train_eval_analyser(cfg, run_analyser_samples_stage(cfg, registry, progress=False), registry)
     parents = [art, analyser]
     e_mot = None
     if art.kind == "psi":
@@ -285,8 +298,10 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
     tasks: dict[str, dict] = {}
     b = cfg.eval.batch
 
-    def run_net(source, m_s=None, m_d=None, cams=None, geometry: bool = False):
-        """Ψ's images at ``cams [n,V,25]``; with ``geometry`` also its alpha (neural resolution) and depth (upsampled)."""
+    def run_net(source, m_s=None, m_d=None, cams=None, geometry: bool = False, model=None):
+        """Ψ's (or ``model``'s) images at ``cams [n,V,25]``; with ``geometry`` also its alpha (neural
+        resolution) and depth (upsampled)."""
+        model = model or net
         outs, alphas, depths = [], [], []
         res = source.shape[-1]
         up = lambda x: torch.nn.functional.interpolate(  # noqa: E731
@@ -294,8 +309,8 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
         with torch.no_grad():
             for s in range(0, len(source), b):
                 sl = slice(s, s + b)
-                planes = net(source[sl].to(device)) if m_s is None else net(source[sl].to(device), m_s[sl], m_d[sl])
-                out = net.render(planes, cams[sl].to(device), perturb=False)
+                planes = model(source[sl].to(device)) if m_s is None else model(source[sl].to(device), m_s[sl], m_d[sl])
+                out = model.render(planes, cams[sl].to(device), perturb=False)
                 outs.append(out["image"].float().clamp(-1, 1).cpu())
                 if geometry:
                     alphas.append(out["alpha"].float().cpu())  # native (neural) resolution: see metrics.alpha_iou
@@ -329,20 +344,46 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
             enc = lambda x: torch.cat([e_mot.encode(x[s : s + 32].to(device)) for s in range(0, len(x), 32)])  # noqa: E731
             m_s, m_self, m_cross = enc(r["source"]), enc(r["driving_self"]), enc(r["driving_cross"])
         cams = torch.cat([bench.driving_cameras[:, None], tgt_cams], 1)  # [n, 1+V, 25]: θ_d then the bins
+        res = r["source"].shape[-1]
+        reg_drv = region_masks(bench.driving_cameras, res)  # where the mouth and the eyes are, per target image
+        reg_bins = region_masks(tgt_cams.reshape(-1, 25), res)
         truth_bins = flat(r["reenact_targets"])
+        truth_source_expr = flat(r["nvs_targets"])  # the same cameras with the source's own expression
         truth_read = scorer.analyse(truth_bins)
         drv_read = scorer.analyse(r["driving_self"])
         known_bins = (rep(bench.driving_expression), rep(bench.driving_gaze), yaw_pitch_bins)
         known_drv = (bench.driving_expression, bench.driving_gaze, drv_yp)
+
+        def at_driving_view(pred):
+            return scorer.score(pred, r["driving_self"], *known_drv, drv_read, regions=reg_drv)
+
+        def at_bins(pred_flat):
+            return scorer.score(pred_flat, truth_bins, *known_bins, truth_read, regions=reg_bins)
+
         pred_self = run_net(r["source"], m_s, m_self, cams)
         pred_cross = run_net(r["source"], m_s, m_cross, cams)
-        tasks["self_reenactment"] = _task_result(scorer.score(pred_self[:, 0], r["driving_self"], *known_drv, drv_read), n, ["driving cam"])
-        tasks["cross_view"] = _task_result(scorer.score(flat(pred_self[:, 1:]), truth_bins, *known_bins, truth_read), n, bin_labels)
-        tasks["cross_identity_driving_view"] = _task_result(scorer.score(pred_cross[:, 0], r["driving_self"], *known_drv, drv_read), n, ["driving cam"])
-        tasks["cross_identity"] = _task_result(scorer.score(flat(pred_cross[:, 1:]), truth_bins, *known_bins, truth_read), n, bin_labels)
+        pred_none = run_net(r["source"], m_s, m_s, cams)  # no reenactment: v_d = v_s
+        tasks["self_reenactment"] = _task_result(at_driving_view(pred_self[:, 0]), n, ["driving cam"])
+        cv = at_bins(flat(pred_self[:, 1:]))
+        cv["change_correlation"] = change_correlation(flat(pred_self[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr)
+        tasks["cross_view"] = _task_result(cv, n, bin_labels)
+        tasks["cross_identity_driving_view"] = _task_result(at_driving_view(pred_cross[:, 0]), n, ["driving cam"])
+        ci = at_bins(flat(pred_cross[:, 1:]))
+        ci["change_correlation"] = change_correlation(flat(pred_cross[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr)
+        tasks["cross_identity"] = _task_result(ci, n, bin_labels)
         if cfg.eval.baselines:
-            pred_none = run_net(r["source"], m_s, m_s, tgt_cams)
-            tasks["no_motion"] = _task_result(scorer.score(flat(pred_none), truth_bins, *known_bins, truth_read), n, bin_labels)
+            # what Ψ must beat: no reenactment, the source copied, and Ψ3d (what Ψ starts from) at the target camera
+            tasks["no_motion"] = _task_result(at_bins(flat(pred_none[:, 1:])), n, bin_labels)
+            tasks["no_motion_driving_view"] = _task_result(at_driving_view(pred_none[:, 0]), n, ["driving cam"])
+            tasks["copy_source"] = _task_result(at_bins(rep(r["source"])), n, bin_labels)
+            tasks["copy_source_driving_view"] = _task_result(at_driving_view(r["source"]), n, ["driving cam"])
+            p3 = next((a for a in registry.ancestors(art) if a.kind == "psi3d"), None) if registry is not None else None
+            if p3 is not None:
+                from pipeline_tasks.train_psi3d import load_psi3d
+
+                pred_p3 = run_net(r["source"], cams=cams, model=load_psi3d(p3, cfg.model, device))
+                tasks["psi3d_source"] = _task_result(at_bins(flat(pred_p3[:, 1:])), n, bin_labels)
+                tasks["psi3d_source_driving_view"] = _task_result(at_driving_view(pred_p3[:, 0]), n, ["driving cam"])
         floors = _floors(truth_read, *known_bins)
         pmv = next((a for a in registry.ancestors(art) if a.kind == "pseudo_mv"), None) if registry is not None else None
         if pmv is not None:
@@ -431,7 +472,31 @@ def _plot_vs_yaw(tasks: dict[str, dict], bins: list[float], path: Path, title: s
 PREFIX = {"novel_view": "nvs", "input_as_prediction": "baseline_input", "mean_training_image": "baseline_mean_image",
           "self_reenactment": "self",
           "cross_view": "cross_view", "cross_identity_driving_view": "cross_id_driving_view",
-          "cross_identity": "cross_id", "no_motion": "baseline_no_motion"}
+          "cross_identity": "cross_id", "no_motion": "baseline_no_motion", "no_motion_driving_view": "baseline_no_motion_driving_view",
+          "copy_source": "baseline_copy_source", "copy_source_driving_view": "baseline_copy_source_driving_view",
+          "psi3d_source": "baseline_psi3d", "psi3d_source_driving_view": "baseline_psi3d_driving_view"}
+REENACT_BASELINES = ("no_motion", "copy_source", "psi3d_source")
+
+
+def reenactment_margins(result: dict, task: str = "cross_identity") -> dict[str, float]:
+    """``task`` against the reenactment baselines: expression error as a fraction of no-motion's, PSNR
+    margins over copy-source at the |yaw| ≥ 15° bins (their minimum), mouth/eye PSNR over Ψ3d(source)."""
+    t = result["tasks"]
+    if task not in t:
+        return {}
+    res, out, p = t[task], {}, PREFIX.get(task, task)
+    nm, cs, p3 = (t.get(b) for b in REENACT_BASELINES)
+    if nm and nm["mean"].get("expression_error"):
+        out[f"{p}_expression_error_vs_no_motion"] = res["mean"]["expression_error"] / nm["mean"]["expression_error"]
+    if cs:
+        far = [j for j, lab in enumerate(res["bins"]) if abs(float(lab.rstrip("°"))) >= 15]
+        if far:
+            out[f"{p}_margin_vs_copy_source_min"] = min(res["by_bin"]["psnr"][j] - cs["by_bin"]["psnr"][j] for j in far)
+    if p3:
+        for region in ("mouth_psnr", "eyes_psnr"):
+            if region in res["mean"] and region in p3["mean"]:
+                out[f"{p}_{region}_margin_vs_psi3d"] = res["mean"][region] - p3["mean"][region]
+    return out
 
 
 def headline_metrics(result: dict) -> dict[str, float]:
@@ -454,6 +519,8 @@ def headline_metrics(result: dict) -> dict[str, float]:
             out[f"nvs_margin_vs_input_yaw{lab.rstrip('°')}"] = round(d, 4)
         out["nvs_margin_vs_input_min"] = round(min(margins.values()), 4) if margins else None
         out["nvs_soft_iou_min"] = round(min(nv["by_bin"]["soft_iou"]), 5)
+    for task in ("cross_identity", "cross_view"):
+        out.update({k: round(v, 5) for k, v in reenactment_margins(result, task).items()})
     for k, val in (result.get("pseudo_views") or {}).items():
         if isinstance(val, (int, float)):
             out[f"pseudo_views_{k}"] = round(float(val), 5)
@@ -464,7 +531,7 @@ def headline_metrics(result: dict) -> dict[str, float]:
 
 
 def _fmt(v: float, m: str) -> str:
-    return f"{v:.2f}" if m in ("psnr", "gaze_error_deg", "pose_error_deg") else f"{v:.3f}"
+    return f"{v:.2f}" if m in ("psnr", "mouth_psnr", "eyes_psnr", "gaze_error_deg", "pose_error_deg") else f"{v:.3f}"
 
 
 def _table(res: dict) -> list[str]:
@@ -493,6 +560,20 @@ def _margin_table(result: dict) -> list[str]:
     return lines
 
 
+def _reenact_table(result: dict) -> list[str]:
+    """Mean (|yaw| bins, 0° excluded) of the reenactment tasks and their baselines, one row each."""
+    t = result["tasks"]
+    cols = ("psnr", "mouth_psnr", "eyes_psnr", "expression_error", "change_correlation", "identity_similarity")
+    lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name in ("cross_identity", "cross_view") + REENACT_BASELINES:
+        if name in t:
+            lines.append(f"| {name} | " + " | ".join(_fmt(t[name]["mean"][c], c) if c in t[name]["mean"] else "–" for c in cols) + " |")
+    extra = {**reenactment_margins(result, "cross_identity"), **reenactment_margins(result, "cross_view")}
+    if extra:
+        lines += ["", "; ".join(f"{k} {v:+.3f}" if "margin" in k else f"{k} {v:.3f}" for k, v in extra.items())]
+    return lines
+
+
 TASK_DOC = {
     "novel_view": "Ψ3d(source) rendered at each yaw bin vs the true render of the source identity and expression.",
     "input_as_prediction": "baseline: the source image itself taken as the prediction at every bin (at 0° it *is* the "
@@ -503,6 +584,11 @@ TASK_DOC = {
     "cross_identity_driving_view": "A driven by B's image with β_d, at θ_d, vs the true render of A with β_d.",
     "cross_identity": "A driven by B's image with β_d, at every yaw bin, vs the true render of A with β_d.",
     "no_motion": "baseline: Ψ driven by the source's own motion (v_d = v_s) vs the truth with β_d — what no reenactment scores.",
+    "no_motion_driving_view": "baseline: no reenactment (v_d = v_s), at θ_d.",
+    "copy_source": "baseline: the source image itself as the prediction at every bin (vs the truth with β_d).",
+    "copy_source_driving_view": "baseline: the source image itself, at θ_d.",
+    "psi3d_source": "baseline: Ψ3d(source) — what Ψ starts from — rendered at every bin (vs the truth with β_d).",
+    "psi3d_source_driving_view": "baseline: Ψ3d(source) rendered at θ_d.",
 }
 
 
@@ -522,6 +608,11 @@ def report_markdown(result: dict, art: Artifact | None = None) -> str:
                   "Margin = Ψ3d PSNR − copy-input PSNR on the same images. Soft IoU = Σ min(α, α̂) / Σ max(α, α̂) of the "
                   "rendered alpha against the true one (a uniform fog scores ~0.4); depth error = mean |depth − true| "
                   "(scene units, head box 1.3) where the true alpha > 0.5.", ""] + _margin_table(result) + [""]
+    else:
+        lines += ["## Reenactment beside its baselines", "",
+                  "Expression error is read by the evaluation analyser (floor above); mouth/eyes PSNR is inside the projected "
+                  "mouth and eye regions (models/genhead/regions.py); change correlation = corr(Ψ(s, d) − Ψ(s, s), "
+                  "truth(β_d) − truth(β_s)) per image at the same camera.", ""] + _reenact_table(result) + [""]
     for t, res in result["tasks"].items():
         lines += [f"## {t.replace('_', ' ')}", "", TASK_DOC.get(t, ""), ""] + _table(res) + [""]
     pv = result.get("pseudo_views")

@@ -63,14 +63,21 @@ def sample_identity(identity: int, views: int, p_neutral: float, p_single: float
 
 def render_block(gen: ProceduralGenHead, ids: list[int], views: int, resolution: int, p_neutral: float, p_single: float,
                  batch: int) -> dict[str, np.ndarray]:
-    """Render identities ``ids`` into a schema block (uint8 NHWC images, float32 labels).
+    """Render identities ``ids`` (one sample each, from its own seed) into a schema block."""
+    samples = [sample_identity(i, views, p_neutral, p_single) for i in ids]
+    return render_samples(gen, samples, ids, resolution, batch)
+
+
+def render_samples(gen: ProceduralGenHead, samples: list[dict[str, torch.Tensor]], identities: list[int], resolution: int,
+                   batch: int) -> dict[str, np.ndarray]:
+    """Render sampled parameters (``[1, ·]`` each, cameras ``[1, V, 25]``) into a schema block
+    (uint8 NHWC images, float32 labels); ``identities``: the identity label of each sample.
 
     The head is rendered with its sampled pose γ at the sampled (world) cameras; the store keeps
     the equivalent head-relative cameras T(γ)⁻¹·c (DESIGN.md §2) and γ as a label."""
-    samples = [sample_identity(i, views, p_neutral, p_single) for i in ids]
     cat = {k: torch.cat([s[k] for s in samples]) for k in samples[0]}
     imgs, alphas, depths = [], [], []
-    for s in range(0, len(ids), batch):
+    for s in range(0, len(samples), batch):
         sl = slice(s, s + batch)
         out = gen.render(cat["shape"][sl], cat["expression"][sl], cat["pose"][sl], cat["gaze"][sl], cat["z"][sl],
                          cat["cameras"][sl], resolution)
@@ -87,7 +94,7 @@ def render_block(gen: ProceduralGenHead, ids: list[int], views: int, resolution:
         "pose": cat["pose"].numpy().astype(np.float32),
         "gaze": cat["gaze"].numpy().astype(np.float32),
         "z": cat["z"].numpy().astype(np.float32),
-        "identity": np.asarray(ids, dtype=np.int64),
+        "identity": np.asarray(identities, dtype=np.int64),
     }
 
 

@@ -60,3 +60,25 @@ def masked_depth_error(depth: torch.Tensor, depth_true: torch.Tensor, alpha_true
     w = (alpha_true.float() > threshold).float().flatten(1)
     err = (depth.float() - depth_true.float()).abs().flatten(1)
     return (err * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def masked_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Per-image PSNR (dB, images mapped to [0, 1]) over the pixels where ``mask [B,1,H,W]`` > 0: ``[B]``;
+    NaN where the mask is empty."""
+    err = ((pred.float() - target.float()) / 2).square().mean(1, keepdim=True) * mask
+    area = mask.flatten(1).sum(1)
+    mse = err.flatten(1).sum(1) / area.clamp_min(1e-12)
+    return torch.where(area > 0, 10 * torch.log10(1.0 / (mse + eps)), torch.full_like(mse, float("nan")))
+
+
+def change_correlation(pred_changed: torch.Tensor, pred_base: torch.Tensor, true_changed: torch.Tensor,
+                       true_base: torch.Tensor) -> torch.Tensor:
+    """Does the model change the image where and as the truth changes? Per image, the Pearson correlation
+    over pixels of ``pred_changed − pred_base`` (e.g. Ψ(source, driving) − Ψ(source, source)) with
+    ``true_changed − true_base`` (the truth with the driving vs the source expression, same camera): ``[B]``.
+    1: the change is reproduced (up to scale); 0: unrelated, or no change at all."""
+    a = (pred_changed.float() - pred_base.float()).flatten(1)
+    b = (true_changed.float() - true_base.float()).flatten(1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    den = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(den > 1e-8, (a * b).sum(1) / den.clamp_min(1e-12), torch.zeros_like(den))

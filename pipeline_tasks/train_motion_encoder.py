@@ -1,10 +1,13 @@
 """Stage 2b: the motion encoder E_mot (DESIGN.md §1).
 
-Backend ``synthetic``: train the synthetic analyser (models/motion/synthetic_analyser.py) on a
-``genhead_samples`` artifact. One step: ``batch_size/2`` training samples × 2 distinct views each,
-a small brightness jitter, loss = MSE on standardised expression β + gaze, plus
-``identity_weight`` × a supervised-contrastive loss on identity labels (views of one identity are
-positives). Adam, EMA of weights; resumable from checkpoints in the artifact's temporary folder
+Backend ``synthetic``: train the synthetic analyser (models/motion/synthetic_analyser.py) on an
+``analyser_samples`` artifact (stage 1b: several independently drawn expressions, poses and gazes
+per identity, so expression cannot be read off identity; any store of the ``genhead_samples``
+schema works). One step: ``batch_size/2`` training samples, each with a partner — another
+sample of the same identity (another expression, pose and camera) where the store has one, else
+another view of the same sample — a brightness jitter and a left–right mirror (labels mirrored:
+blink L↔R, eye yaw negated), loss = MSE on standardised expression β + gaze, plus
+``identity_weight`` × a supervised-contrastive loss on identity labels (partners are positives). Adam, EMA of weights; resumable from checkpoints in the artifact's temporary folder
 (``checkpoints/``), TensorBoard events + scalars.jsonl/csv (``logs/``).
 
 Held out: the samples of the last ``val_identities`` identities of the store (by identity label,
@@ -12,6 +15,11 @@ in store order). Reported: R² per expression parameter and gaze angle (all view
 samples), identity retrieval top-1 (nearest other held-out image by cosine has the same
 identity) with its chance level, and a linear-probe R² of the embedding itself (ridge regression
 fitted on training samples) — the number that matters for Ψ, since Ψ only sees the embedding.
+What the *motion* embedding carries besides motion: identity top-1 retrieval from it across
+different samples (views of one sample excluded), the share of its variance between identity means
+(η², beside its permutation chance level), and the share a ridge fit from the head-relative camera
+(pose) explains, beside the share the expression/gaze labels explain. Each R² has a 95% interval
+from resampling held-out identities.
 
 Backend ``pdfgc``: nothing is trained; the stage loads the user's PD-FGC weights (a clear error if
 absent) and publishes them as the same kind of artifact, so downstream code always calls
@@ -25,7 +33,6 @@ Artifact ``motion_encoder/<version>/``: ``checkpoint.pt`` (EMA weights + constru
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,7 @@ import torch.nn.functional as F
 from models.motion import build_motion_encoder, freeze, load_motion_encoder as _load_from_path, save_motion_encoder
 from models.motion.base import CHECKPOINT_NAME, MotionEncoder
 from models.motion.synthetic_analyser import SyntheticAnalyser, supervised_contrastive_loss
+from pipeline_tasks.analyser_samples import VISIBILITY, visible_expressions
 from pipeline_tasks.config import MotionEncoderConfig, PipelineConfig
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.training.checkpoint import TrainingState
@@ -77,6 +85,7 @@ class LabelledViews:
         self.expression = np.asarray(group["expression"][:], np.float32)
         self.gaze = np.asarray(group["gaze"][:], np.float32)
         self.identity = np.asarray(group["identity"][:], np.int64)
+        self.cameras = np.asarray(group["cameras"][:], np.float32) if "cameras" in group else None  # [N, V, 25] head-relative
         names = dict(group.attrs).get("parameter_names", {})
         self.expression_names = list(names.get("expression") or [f"expression_{i}" for i in range(self.expression.shape[1])])
         self.gaze_names = list(names.get("gaze") or [f"gaze_{i}" for i in range(self.gaze.shape[1])])
@@ -92,6 +101,24 @@ class LabelledViews:
             return self.images[ids]
         uniq, inverse = np.unique(ids, return_inverse=True)
         return self.images.get_orthogonal_selection((uniq,))[inverse]
+
+    def rows_by_identity(self, allowed: np.ndarray) -> dict[int, np.ndarray]:
+        """Identity label → its sample ids among ``allowed``."""
+        allowed = np.sort(np.asarray(allowed))
+        ident = self.identity[allowed]
+        return {int(k): allowed[ident == k] for k in np.unique(ident)}
+
+    def partners(self, ids: np.ndarray, rows_of: dict[int, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """For each sample in ``ids``: another sample of the same identity (``rows_of``, from
+        :meth:`rows_by_identity`) when there is one, else the sample itself; returns (partner ids,
+        whether it is the sample itself)."""
+        out, alone = np.asarray(ids, np.int64).copy(), np.ones(len(ids), bool)
+        for k, i in enumerate(ids):
+            others = rows_of[int(self.identity[i])]
+            others = others[others != i]
+            if len(others):
+                out[k], alone[k] = others[rng.integers(0, len(others))], False
+        return out, alone
 
     def split(self, val_identities: int) -> tuple[np.ndarray, np.ndarray]:
         """(train sample ids, held-out sample ids): held out = samples of the last ``val_identities`` identities."""
@@ -115,20 +142,75 @@ def r2_scores(pred: np.ndarray, true: np.ndarray) -> list[float | None]:
     return out
 
 
-def retrieval_top1(emb: torch.Tensor, labels: np.ndarray) -> tuple[float | None, float | None]:
-    """Top-1 accuracy of the nearest other item by cosine (queries that have a positive) and chance level."""
+def retrieval_top1(emb: torch.Tensor, labels: np.ndarray, exclude: np.ndarray | None = None) -> tuple[float | None, float | None]:
+    """Top-1 accuracy of the nearest other item by cosine (queries that have a positive) and chance level.
+
+    ``exclude``: a group per item (e.g. the sample an image is a view of); items of the query's own
+    group are never candidates, so "same identity" must be found across different samples."""
     labels_t = torch.as_tensor(labels)
     sim = F.normalize(emb.float(), dim=-1) @ F.normalize(emb.float(), dim=-1).t()
-    sim.fill_diagonal_(-float("inf"))
+    own = torch.eye(len(labels_t), dtype=torch.bool)
+    if exclude is not None:
+        ex = torch.as_tensor(exclude)
+        own |= ex[:, None] == ex[None, :]
+    sim.masked_fill_(own, -float("inf"))
     same = labels_t[:, None] == labels_t[None, :]
-    same.fill_diagonal_(False)
+    same &= ~own
     has = same.any(1)
     if not bool(has.any()):
         return None, None
     nn_idx = sim.argmax(1)
     hit = same[torch.arange(len(labels_t)), nn_idx]
-    chance = same.sum(1).float() / max(len(labels_t) - 1, 1)
+    chance = same.sum(1).float() / (~own).sum(1).clamp_min(1).float()
     return float(hit[has].float().mean()), float(chance[has].mean())
+
+
+def variance_explained_by_groups(x: torch.Tensor, groups: np.ndarray) -> float:
+    """η²: the share of the total variance of ``x [N, D]`` that lies between the group means."""
+    x = x.double()
+    mu = x.mean(0)
+    g = torch.as_tensor(np.unique(groups, return_inverse=True)[1])
+    n_g = torch.bincount(g).double()
+    means = torch.zeros(len(n_g), x.shape[1], dtype=x.dtype).index_add_(0, g, x) / n_g[:, None]
+    between = (n_g[:, None] * (means - mu) ** 2).sum()
+    total = ((x - mu) ** 2).sum().clamp_min(1e-12)
+    return float(between / total)
+
+
+def permuted_groups(groups: np.ndarray, units: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``groups`` shuffled among whole ``units`` (e.g. identities among samples, keeping a sample's
+    views together): the null of "the grouping carries nothing" for :func:`variance_explained_by_groups`."""
+    uniq, first, inv = np.unique(units, return_index=True, return_inverse=True)
+    return rng.permutation(groups[first])[inv]
+
+
+def explained_variance(pred: torch.Tensor, true: torch.Tensor) -> float:
+    """1 − Σ residual² / Σ (true − mean)² over all columns (a variance-weighted R² of a vector)."""
+    true, pred = true.double(), pred.double()
+    return float(1.0 - ((true - pred) ** 2).sum() / ((true - true.mean(0)) ** 2).sum().clamp_min(1e-12))
+
+
+def pose_features(cameras: np.ndarray) -> torch.Tensor:
+    """What a head-relative camera says about pose: its cam2world rotation and position ``[N, 12]``."""
+    c2w = torch.as_tensor(np.asarray(cameras, np.float32))[..., :16].reshape(-1, 4, 4)
+    return c2w[:, :3, :4].reshape(-1, 12)
+
+
+def bootstrap_r2_ci(pred: np.ndarray, true: np.ndarray, groups: np.ndarray, reps: int = 200, seed: int = 0) -> list[list[float] | None]:
+    """95% interval of each column's R², resampling whole groups (identities) with replacement."""
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(reps):
+        rows = np.concatenate([members[k] for k in rng.integers(0, len(uniq), len(uniq))])
+        draws.append([np.nan if v is None else v for v in r2_scores(pred[rows], true[rows])])
+    arr = np.asarray(draws, float)
+    out: list[list[float] | None] = []
+    for j in range(true.shape[1]):
+        col = arr[:, j][np.isfinite(arr[:, j])]
+        out.append(None if len(col) < reps // 2 else [float(np.percentile(col, 2.5)), float(np.percentile(col, 97.5))])
+    return out
 
 
 def _ridge_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, lam: float = 1e-2) -> torch.Tensor:
@@ -160,9 +242,15 @@ def _embed_all(encoder: MotionEncoder, data: LabelledViews, ids: np.ndarray, dev
 
 @torch.no_grad()
 def evaluate_motion_encoder(
-    encoder: MotionEncoder, data: LabelledViews, train_ids: np.ndarray, val_ids: np.ndarray, device, probe_samples: int = 512
+    encoder: MotionEncoder, data: LabelledViews, train_ids: np.ndarray, val_ids: np.ndarray, device, probe_samples: int = 512,
+    visible: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Held-out R² per parameter (analyser heads), identity retrieval, linear-probe R² of the embedding."""
+    """Held-out R² per parameter (analyser heads, with a 95% interval over identities), what the
+    motion embedding carries besides motion (identity retrieval across different samples, the share
+    of its variance explained by identity and by pose), and a linear-probe R² of the embedding.
+
+    ``visible``: the expression coefficients the data's visibility measurement found visible;
+    ``r2_visible_min`` is the smallest held-out R² among them."""
     was_training = encoder.training
     encoder.eval()
     v = data.views
@@ -170,28 +258,48 @@ def evaluate_motion_encoder(
     names = data.expression_names + data.gaze_names
     val_motion, val_pred, val_ident = _embed_all(encoder, data, val_ids, device)
     val_true = np.repeat(labels[val_ids], v, axis=0)
-    out: dict[str, Any] = {"n_val_samples": int(len(val_ids)), "n_val_images": int(len(val_ids) * v)}
+    val_identity = np.repeat(data.identity[val_ids], v)
+    val_sample = np.repeat(val_ids, v)
+    out: dict[str, Any] = {"n_val_samples": int(len(val_ids)), "n_val_images": int(len(val_ids) * v),
+                           "n_val_identities": int(len(np.unique(val_identity)))}
     e = len(data.expression_names)
     if val_pred is not None:
         r2 = r2_scores(val_pred.numpy(), val_true)
         out["r2"] = dict(zip(names, r2))
+        out["r2_ci95"] = dict(zip(names, bootstrap_r2_ci(val_pred.numpy(), val_true, val_identity)))
         exp_r2 = [x for x in r2[:e] if x is not None]
         gaze_r2 = [x for x in r2[e:] if x is not None]
         out["r2_expression_mean"] = float(np.mean(exp_r2)) if exp_r2 else None
         out["r2_gaze_mean"] = float(np.mean(gaze_r2)) if gaze_r2 else None
         out["mae_expression"] = float(np.abs(val_pred.numpy()[:, :e] - val_true[:, :e]).mean())
+        if visible:
+            vis = [out["r2"].get(n) for n in visible]
+            out["visible_expressions"] = list(visible)
+            out["r2_visible_min"] = float(min(x for x in vis if x is not None)) if any(x is not None for x in vis) else None
     if val_ident is not None:
-        top1, chance = retrieval_top1(val_ident, np.repeat(data.identity[val_ids], v))
+        top1, chance = retrieval_top1(val_ident, val_identity)
         out["identity_retrieval_top1"] = top1
         out["identity_retrieval_chance"] = chance
-    probe_ids = train_ids[np.linspace(0, len(train_ids) - 1, min(probe_samples, len(train_ids))).astype(int)]
-    tr_motion, _, _ = _embed_all(encoder, data, np.unique(probe_ids), device)
-    tr_true = torch.from_numpy(np.repeat(labels[np.unique(probe_ids)], v, axis=0))
+    # what the motion embedding carries besides motion (it should carry little of either)
+    top1, chance = retrieval_top1(val_motion, val_identity, exclude=val_sample)
+    out["motion_identity_retrieval_top1"], out["motion_identity_retrieval_chance"] = top1, chance
+    out["motion_variance_by_identity"] = variance_explained_by_groups(val_motion, val_identity)
+    rng = np.random.default_rng(0)
+    out["motion_variance_by_identity_chance"] = float(np.mean(
+        [variance_explained_by_groups(val_motion, permuted_groups(val_identity, val_sample, rng)) for _ in range(20)]))
+    probe_ids = np.unique(train_ids[np.linspace(0, len(train_ids) - 1, min(probe_samples, len(train_ids))).astype(int)])
+    tr_motion, _, _ = _embed_all(encoder, data, probe_ids, device)
+    tr_true = torch.from_numpy(np.repeat(labels[probe_ids], v, axis=0))
     probe = _ridge_probe(tr_motion, tr_true, val_motion).numpy()
     probe_r2 = r2_scores(probe, val_true)
     out["probe_r2"] = dict(zip(names, probe_r2))
     pe = [x for x in probe_r2[:e] if x is not None]
     out["probe_r2_expression_mean"] = float(np.mean(pe)) if pe else None
+    if data.cameras is not None:
+        tr_pose, val_pose = pose_features(data.cameras[probe_ids]), pose_features(data.cameras[val_ids])
+        out["motion_variance_by_pose"] = explained_variance(_ridge_probe(tr_pose, tr_motion, val_pose), val_motion)
+    out["motion_variance_by_expression"] = explained_variance(_ridge_probe(tr_true.float(), tr_motion, torch.from_numpy(val_true)),
+                                                              val_motion)
     encoder.train(was_training)
     return out
 
@@ -204,7 +312,7 @@ def stage_config(cfg: PipelineConfig) -> dict[str, Any]:
 
 def train_motion_encoder(
     cfg: PipelineConfig,
-    samples_artifact: Artifact | str = "genhead_samples@latest",
+    samples_artifact: Artifact | str = "analyser_samples@latest",
     registry: ArtifactRegistry | None = None,
     stop_after: int | None = None,
 ) -> Artifact:
@@ -240,6 +348,27 @@ def _publish_pdfgc(cfg: PipelineConfig, w: ArtifactWriter) -> None:
     w.metrics.update(metrics)
 
 
+MIRRORED = {"blink_left": "blink_right", "blink_right": "blink_left"}  # what a horizontal flip swaps
+NEGATED_WHEN_MIRRORED = ("eye_yaw",)  # and what it negates (+yaw looks towards +x)
+
+
+def mirror_map(names: list[str]) -> tuple[list[int], torch.Tensor]:
+    """(column permutation, sign per column) that turn labels of an image into those of its mirror image."""
+    perm = [names.index(MIRRORED.get(n, n)) if MIRRORED.get(n, n) in names else i for i, n in enumerate(names)]
+    sign = torch.tensor([-1.0 if n in NEGATED_WHEN_MIRRORED else 1.0 for n in names])
+    return perm, sign
+
+
+def _mirror(x: torch.Tensor, y: torch.Tensor, names: list[str], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip half the images left–right and swap/negate their labels accordingly (blink L↔R, eye yaw)."""
+    perm, sign = mirror_map(names)
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    x, y = x.clone(), y.clone()
+    x[flip] = x[flip].flip(-1)
+    y[flip] = y[flip][:, perm] * sign.to(y)
+    return x, y
+
+
 def _jitter(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
     if amount <= 0:
         return x
@@ -251,6 +380,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     me: MotionEncoderConfig = cfg.motion_encoder
     device = resolve_device(cfg.device)
     data = LabelledViews(samples.path / "store.zarr")
+    visible = visible_expressions(samples) if (samples.path / VISIBILITY).exists() else None
     train_ids, val_ids = data.split(me.val_identities)
     val_eval_ids = val_ids[: me.val_max_samples]
     if me.batch_size < 2:
@@ -274,20 +404,29 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     gen = torch.Generator().manual_seed(me.seed + 1)
     state = TrainingState(models={"analyser": model}, optimizers={"analyser": opt}, emas={"analyser": ema}, sampler=sampler, generators={"augment": gen})
     target = torch.from_numpy(np.concatenate([data.expression, data.gaze], 1))
+    names = data.expression_names + data.gaze_names
     identity = torch.from_numpy(data.identity)
+    rows_of = data.rows_by_identity(train_ids)
 
     def step_fn(step: int) -> dict[str, float]:
         model.train()
         ids = sampler.next_batch()
+        # the second half of the batch: another sample of the same identity (analyser stores: another expression,
+        # pose and camera, so the identity head learns what stays) or, where there is none, another view
+        mates, alone = data.partners(ids, rows_of, sampler.rng)
         va = sampler.rng.integers(0, data.views, len(ids))
-        vb = (va + sampler.rng.integers(1, data.views, len(ids))) % data.views if data.views > 1 else va
-        imgs = data.get_images(ids)
+        vb = sampler.rng.integers(0, data.views, len(ids))
+        if data.views > 1:
+            vb = np.where(alone, (va + sampler.rng.integers(1, data.views, len(ids))) % data.views, vb)
         r = np.arange(len(ids))
-        x = to_model_images(np.concatenate([imgs[r, va], imgs[r, vb]]))
-        x = _jitter(x, me.brightness_jitter, gen).to(device)
-        ids2 = np.concatenate([ids, ids])
-        y = target[ids2].to(device)
-        out = model.forward_all(x)
+        x = to_model_images(np.concatenate([data.get_images(ids)[r, va], data.get_images(mates)[r, vb]]))
+        x = _jitter(x, me.brightness_jitter, gen)
+        ids2 = np.concatenate([ids, mates])
+        y = target[ids2]
+        if me.mirror:
+            x, y = _mirror(x, y, names, gen)
+        x, y = x.to(device), y.to(device)
+        out = model.forward_all(x, detach_identity=me.identity_detached)
         e = len(data.expression_names)
         y_std = model.standardise(y[:, :e], y[:, e:])
         err = (out["pred_std"] - y_std) ** 2
@@ -308,8 +447,10 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         }
 
     def val_fn(step: int) -> dict[str, float]:
-        m = evaluate_motion_encoder(ema.module, data, train_ids, val_eval_ids, device, probe_samples=128)
-        return {k: m[k] for k in ("r2_expression_mean", "r2_gaze_mean", "identity_retrieval_top1", "probe_r2_expression_mean") if m.get(k) is not None}
+        m = evaluate_motion_encoder(ema.module, data, train_ids, val_eval_ids, device, probe_samples=128, visible=visible)
+        keys = ("r2_expression_mean", "r2_visible_min", "r2_gaze_mean", "identity_retrieval_top1", "motion_identity_retrieval_top1",
+                "probe_r2_expression_mean")
+        return {k: m[k] for k in keys if m.get(k) is not None}
 
     steps_done, rows = run_loop(
         me, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, None, desc="motion_encoder", stop_after=stop_after
@@ -318,7 +459,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         raise TrainingInterrupted(f"motion_encoder stopped after {steps_done}/{me.steps} steps; rerun to resume from {w.path}")
 
     final = ema.module.eval()
-    metrics = evaluate_motion_encoder(final, data, train_ids, val_eval_ids, device)
+    metrics = evaluate_motion_encoder(final, data, train_ids, val_eval_ids, device, visible=visible)
     metrics.update({"steps": me.steps, "embedding_dim": final.embedding_dim, "backend": "synthetic"})
     save_motion_encoder(w.path / CHECKPOINT_NAME, final.cpu(), extra={"samples": samples.ref, "steps": me.steps})
     final.to(device)
@@ -331,7 +472,8 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     w.counts.update({"steps": me.steps, "train_samples": int(len(train_ids)), "val_samples": int(len(val_ids)), "views": int(data.views)})
     r2 = metrics.get("r2", {})
     print("motion_encoder: held-out R² " + ", ".join(f"{k} {v:.2f}" for k, v in r2.items() if v is not None)
-          + f"; identity top-1 {metrics.get('identity_retrieval_top1')} (chance {metrics.get('identity_retrieval_chance')})")
+          + f"; identity top-1 from the motion embedding {_fmt(metrics.get('motion_identity_retrieval_top1'))}"
+          f" (chance {_fmt(metrics.get('motion_identity_retrieval_chance'))}) over {metrics.get('n_val_identities')} held-out identities")
 
 
 @torch.no_grad()
@@ -373,10 +515,16 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
+def _interval(ci: list[float] | None) -> str:
+    return "–" if ci is None else f"{ci[0]:.2f}…{ci[1]:.2f}"
+
+
 def r2_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows ``{parameter, r2_head, r2_probe}`` for a Prefect table artifact (None where undefined)."""
-    head, probe = metrics.get("r2", {}), metrics.get("probe_r2", {})
-    return [{"parameter": k, "r2_head": head.get(k), "r2_probe": probe.get(k)} for k in head]
+    """Rows ``{parameter, r2_head, r2_ci95, r2_probe, visible}`` for a Prefect table artifact (None where undefined)."""
+    head, probe, ci = metrics.get("r2", {}), metrics.get("probe_r2", {}), metrics.get("r2_ci95", {})
+    vis = metrics.get("visible_expressions")
+    return [{"parameter": k, "r2_head": head.get(k), "r2_ci95": ci.get(k), "r2_probe": probe.get(k),
+             "visible": None if vis is None or k not in metrics.get("r2", {}) or k.startswith("eye_") else k in vis} for k in head]
 
 
 def summary_markdown(art: Artifact) -> str:
@@ -393,13 +541,18 @@ def summary_markdown(art: Artifact) -> str:
             f"- held-out samples: {m.get('n_val_samples')} ({m.get('n_val_images')} images), steps: {m.get('steps')}",
             f"- mean R² expression: **{_fmt(m.get('r2_expression_mean'))}** (heads), {_fmt(m.get('probe_r2_expression_mean'))} "
             "(linear probe of the embedding); gaze: " + _fmt(m.get("r2_gaze_mean")),
-            f"- identity retrieval top-1: **{_fmt(m.get('identity_retrieval_top1'))}** (chance {_fmt(m.get('identity_retrieval_chance'))})",
+            f"- identity head retrieval top-1: {_fmt(m.get('identity_retrieval_top1'))} (chance {_fmt(m.get('identity_retrieval_chance'))})",
+            f"- what the **motion** embedding carries besides motion, over {m.get('n_val_identities')} held-out identities: identity "
+            f"top-1 across samples **{_fmt(m.get('motion_identity_retrieval_top1'))}** (chance {_fmt(m.get('motion_identity_retrieval_chance'))}); "
+            f"variance between identities {_fmt(m.get('motion_variance_by_identity'))} (chance {_fmt(m.get('motion_variance_by_identity_chance'))}); "
+            f"explained by pose {_fmt(m.get('motion_variance_by_pose'))}, by the expression/gaze labels {_fmt(m.get('motion_variance_by_expression'))}",
             "",
-            "| parameter | R² (head) | R² (probe) |",
-            "|---|---:|---:|",
-            *(f"| {r['parameter']} | {_fmt(r['r2_head'])} | {_fmt(r['r2_probe'])} |" for r in r2_table(m)),
+            "| parameter | visible | R² (head) | 95% interval | R² (probe) |",
+            "|---|---|---:|---|---:|",
+            *(f"| {r['parameter']} | {_fmt(r['visible'])} | {_fmt(r['r2_head'])} | {_interval(r['r2_ci95'])} | {_fmt(r['r2_probe'])} |"
+              for r in r2_table(m)),
             "",
-            "R² is undefined (–) for parameters that are constant in the held-out data.",
+            "R² is undefined (–) for parameters that are constant in the held-out data; the interval resamples held-out identities.",
         ]
     return "\n".join(lines)
 

@@ -180,6 +180,16 @@ def sample_params(
     shape = torch.randn(n, len(SHAPE_NAMES), generator=generator)
     z = torch.randn(n, Z_DIM, generator=generator)
     expression = sample_expression(n, generator, p_neutral, p_single)
-    pose = (torch.rand(n, 3, generator=generator) * 2 - 1) * POSE_SAMPLE_RANGE * pose_scale
-    gaze = (torch.rand(n, 2, generator=generator) * 2 - 1) * GAZE_RANGE * 0.8
+    pose = sample_pose(n, generator, pose_scale)
+    gaze = sample_gaze(n, generator)
     return {"shape": shape, "expression": expression, "pose": pose, "gaze": gaze, "z": z}
+
+
+def sample_pose(n: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """Head poses ``[n, 3]`` ~ U(±``POSE_SAMPLE_RANGE`` · scale) rad."""
+    return (torch.rand(n, 3, generator=generator) * 2 - 1) * POSE_SAMPLE_RANGE * scale
+
+
+def sample_gaze(n: int, generator: torch.Generator) -> torch.Tensor:
+    """Eye gaze ``[n, 2]`` ~ U(±0.8 · ``GAZE_RANGE``) rad."""
+    return (torch.rand(n, 2, generator=generator) * 2 - 1) * GAZE_RANGE * 0.8

@@ -131,14 +131,18 @@ class SyntheticAnalyser(MotionEncoder):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.motion_mlp(self.features(images))
 
-    def forward_all(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One trunk pass → motion embedding, standardised predictions, identity embedding."""
+    def forward_all(self, images: torch.Tensor, detach_identity: bool = False) -> dict[str, torch.Tensor]:
+        """One trunk pass → motion embedding, standardised predictions, identity embedding.
+
+        ``detach_identity``: the identity head reads the trunk without shaping it (measured: a shared
+        trunk trained for identity too carries who the person is into the motion embedding, identity
+        top-1 0.80 from it, and its expression R² stays at 0)."""
         f = self.features(images)
         motion = self.motion_mlp(f)
         return {
             "motion": motion,
             "pred_std": self.motion_head(motion),
-            "identity": F.normalize(self.identity_mlp(f), dim=-1),
+            "identity": F.normalize(self.identity_mlp(f.detach() if detach_identity else f), dim=-1),
         }
 
     def unstandardise(self, pred_std: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ first 3 channels are RGB; ``models.rendering.volume.render_rays`` does the rest 
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn

@@ -9,6 +9,7 @@ import torch
 from models.checkpoints import save_checkpoint
 from models.psi import build_psi, init_psi_from_psi3d
 from models.psi.network import is_cross_attention_param
+from pipeline_tasks.analyser_samples import run_analyser_samples_stage
 from pipeline_tasks.config import load_config
 from pipeline_tasks.evaluate import EvaluationError, analyser_config, evaluate
 from pipeline_tasks.genhead import run_genhead_stage
@@ -18,6 +19,8 @@ from pipeline_tasks.train_psi3d import CHECKPOINT
 SMALL = [
     "device=cpu", "genhead.n_identities=6", "genhead.views_per_identity=2", "genhead.shard_size=6",
     "genhead.preview_identities=2", "genhead.render_batch=6",
+    "analyser_samples.n_identities=4", "analyser_samples.expressions_per_identity=2", "analyser_samples.shard_size=8",
+    "analyser_samples.visibility_identities=2",
     "motion_encoder.steps=3", "motion_encoder.batch_size=8", "motion_encoder.val_identities=2",
     "motion_encoder.width=8", "motion_encoder.checkpoint_every=100", "motion_encoder.val_every=100",
     "eval.n_identities=2", "eval.yaw_bins_degrees=[-30,0,30]", "eval.trajectory_frames=8",
@@ -44,7 +47,7 @@ def world(tmp_path_factory):
     registry = ArtifactRegistry(tmp_path_factory.mktemp("eval") / "artifacts")
     cfg = load_config("tiny", SMALL)
     samples = run_genhead_stage(cfg, registry, progress=False)
-    e_mot = train_motion_encoder(cfg, samples, registry)
+    e_mot = train_motion_encoder(cfg, run_analyser_samples_stage(cfg, registry, progress=False), registry)
     torch.manual_seed(0)
     psi3d = build_psi(cfg.model, static=True).eval()
     p3 = _model_artifact(registry, "psi3d", cfg, psi3d, [samples])
@@ -90,10 +93,22 @@ def test_psi_evaluation_tasks_and_a_motion_blind_psi(world):
     registry, cfg, _, _, ps = world
     art = evaluate(cfg, ps.ref, registry)
     t = json.loads((art.path / "metrics.json").read_text())["tasks"]
-    assert set(t) == {"self_reenactment", "cross_view", "cross_identity_driving_view", "cross_identity", "no_motion"}
-    flat = lambda task: np.ravel(t[task]["per_image"]["psnr"]).tolist()  # noqa: E731
+    assert set(t) == {"self_reenactment", "cross_view", "cross_identity_driving_view", "cross_identity", "no_motion",
+                      "no_motion_driving_view", "copy_source", "copy_source_driving_view", "psi3d_source", "psi3d_source_driving_view"}
+    flat = lambda task, m="psnr": np.ravel(t[task]["per_image"][m]).tolist()  # noqa: E731
     assert flat("cross_view") == pytest.approx(flat("cross_identity"), abs=1e-4)
     assert flat("cross_view") == pytest.approx(flat("no_motion"), abs=1e-4)
+    # Ψ at init is Ψ3d: it scores what its starting point scores, everywhere, mouth and eyes included
+    for m in ("psnr", "mouth_psnr", "eyes_psnr"):
+        assert flat("no_motion", m) == pytest.approx(flat("psi3d_source", m), abs=1e-3), m
+    assert flat("cross_identity_driving_view") == pytest.approx(flat("psi3d_source_driving_view"), abs=1e-3)
+    # a motion-blind Ψ changes nothing when the driving image changes: the change correlation is exactly 0
+    assert set(flat("cross_identity", "change_correlation")) == {0.0}
+    assert flat("copy_source") != pytest.approx(flat("no_motion"), abs=1e-2)  # the copy is a different baseline
+    head = art.manifest["metrics"]
+    assert head["cross_id_expression_error_vs_no_motion"] == pytest.approx(1.0, abs=1e-3)
+    assert head["cross_id_mouth_psnr_margin_vs_psi3d"] == pytest.approx(0.0, abs=1e-3)
+    assert "cross_id_margin_vs_copy_source_min" in head and "Reenactment beside its baselines" in (art.path / "report.md").read_text()
     assert t["self_reenactment"]["bins"] == ["driving cam"]
     for g in ("self_reenactment", "cross_identity"):
         assert (art.path / "grids" / f"{g}.png").is_file()

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from models import cameras as cam
-from models.genhead import params as P
-from models.genhead.ground_truth import GroundTruth, identity_from_seed, identity_ids
+from models.genhead.ground_truth import GroundTruth, identity_ids
 from models.genhead.procedural import ProceduralGenHead
 
 

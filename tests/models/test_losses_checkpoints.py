@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from models import losses
 from models.checkpoints import CheckpointMismatchError, load_checkpoint, save_checkpoint
-from models.config import LossConfig, LossTerm, ModelConfig
+from models.config import LossConfig, LossTerm
 from models.param_counts import preset_config
 
 

@@ -10,6 +10,7 @@ import torch
 
 from pipeline_tasks import pseudo_mv as pmv_stage
 from pipeline_tasks import train_psi as psi_stage
+from pipeline_tasks.analyser_samples import run_analyser_samples_stage
 from pipeline_tasks.config import load_config
 from pipeline_tasks.genhead import run_genhead_stage
 from pipeline_tasks.psi_objective import PsiObjective
@@ -22,6 +23,8 @@ from storage_schemas.artifacts import ArtifactRegistry
 FAST = [
     "genhead.n_identities=12", "genhead.shard_size=6", "genhead.views_per_identity=3",
     "psi3d.steps=2", "psi3d.val_identities=2", "psi3d.batch_size=2", "psi3d.checkpoint_every=1",
+    "analyser_samples.n_identities=4", "analyser_samples.expressions_per_identity=2", "analyser_samples.shard_size=8",
+    "analyser_samples.visibility_identities=2",
     "motion_encoder.steps=2", "motion_encoder.val_identities=2", "motion_encoder.batch_size=8",
     "videos.n_videos=3", "videos.n_frames=4",
     "pseudo_mv.views_per_frame=2", "pseudo_mv.frame_batch=4",
@@ -37,7 +40,7 @@ def upstream(tmp_path_factory):
     cfg = load_config("tiny", FAST)
     g = run_genhead_stage(cfg, reg, progress=False)
     p3 = train_psi3d(cfg, g, reg)
-    me = train_motion_encoder(cfg, g, reg)
+    me = train_motion_encoder(cfg, run_analyser_samples_stage(cfg, reg, progress=False), reg)
     vids = run_videos_stage(cfg, reg, progress=False)
     pmv = pmv_stage.convert(cfg, p3, me, vids, reg, progress=False)
     return {"cfg": cfg, "reg": reg, "genhead": g, "psi3d": p3, "motion_encoder": me, "videos": vids, "pseudo_mv": pmv}

@@ -107,6 +107,7 @@ def tiny_cfg(**motion_overrides):
         "motion_encoder.log_every": 5,
         "motion_encoder.lr": 3e-3,
         "motion_encoder.ema_halflife_steps": 5,
+        "motion_encoder.mirror": False,  # the blobs encode labels by position, unlike a mirror-symmetric head
     }
     over.update({f"motion_encoder.{k}": v for k, v in motion_overrides.items()})
     return load_config("tiny", over)

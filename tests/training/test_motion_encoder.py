@@ -13,10 +13,15 @@ from models.motion.synthetic_analyser import supervised_contrastive_loss
 from pipeline_tasks.train_motion_encoder import (
     KIND,
     TrainingInterrupted,
+    bootstrap_r2_ci,
+    explained_variance,
     load_motion_encoder,
+    mirror_map,
+    permuted_groups,
     r2_scores,
     retrieval_top1,
     train_motion_encoder,
+    variance_explained_by_groups,
 )
 from storage_schemas.artifacts import ArtifactError, ArtifactRegistry
 
@@ -79,6 +84,72 @@ def test_metric_helpers():
     good = torch.nn.functional.normalize(torch.tensor([[1.0, 0], [1, 0.05], [0, 1], [0.05, 1]]), dim=1)
     bad = good[[0, 2, 1, 3]]
     assert supervised_contrastive_loss(good, labels) < supervised_contrastive_loss(bad, labels)
+
+
+def test_identity_leakage_metrics_on_constructed_embeddings():
+    """Views of one sample are twins; retrieval must find the identity across *other* samples."""
+    rng = np.random.default_rng(0)
+    n_id, n_expr, views = 8, 3, 2
+    identity = np.repeat(np.arange(n_id), n_expr * views)
+    sample = np.repeat(np.arange(n_id * n_expr), views)
+    expr = rng.normal(size=(n_id * n_expr, 4)).repeat(views, 0)  # motion only: twins within a sample
+    who = rng.normal(size=(n_id, 4)).repeat(n_expr * views, 0)
+    motion_only, identity_only = torch.tensor(expr), torch.tensor(who + 0.01 * rng.normal(size=who.shape))
+    top1, chance = retrieval_top1(motion_only, identity)
+    assert top1 == 1.0  # without excluding the twin view, a pure-motion embedding looks like it knows who
+    top1, chance = retrieval_top1(motion_only, identity, exclude=sample)
+    assert top1 < 0.35 and chance == pytest.approx((n_expr - 1) * views / (n_id * n_expr * views - views))
+    assert retrieval_top1(identity_only, identity, exclude=sample)[0] == 1.0
+    assert variance_explained_by_groups(identity_only, identity) > 0.99
+    eta_motion = variance_explained_by_groups(motion_only, identity)
+    eta_chance = np.mean([variance_explained_by_groups(motion_only, permuted_groups(identity, sample, rng)) for _ in range(50)])
+    assert abs(eta_motion - eta_chance) < 0.15  # at chance: who carries nothing of it
+    naive = np.mean([variance_explained_by_groups(motion_only, rng.permutation(identity)) for _ in range(50)])
+    assert naive < eta_chance - 0.1  # shuffling single views would break the twins and understate chance
+    assert explained_variance(motion_only, motion_only) == pytest.approx(1.0)
+    assert explained_variance(motion_only.mean(0, keepdim=True).expand_as(motion_only), motion_only) == pytest.approx(0.0)
+
+
+def test_r2_interval_resamples_identities():
+    rng = np.random.default_rng(1)
+    true = rng.uniform(size=(60, 2))
+    groups = np.repeat(np.arange(20), 3)
+    assert bootstrap_r2_ci(true, true, groups, reps=50) == [[1.0, 1.0], [1.0, 1.0]]
+    noisy = true + rng.normal(scale=0.1, size=true.shape)
+    (lo, hi), _ = bootstrap_r2_ci(noisy, true, groups, reps=100)
+    point = r2_scores(noisy, true)[0]
+    assert lo < point < hi and hi - lo < 0.5
+    const = np.concatenate([true[:, :1], np.ones((60, 1))], 1)
+    assert bootstrap_r2_ci(const, const, groups, reps=20)[1] is None  # undefined stays undefined
+
+
+def test_mirroring_an_image_mirrors_its_labels():
+    """What a blink of the left eye, or a look to one side, does to the image, flipped, is what the
+    mirrored labels (``mirror_map``: blink L↔R, eye yaw negated) do: the trainer's mirror augmentation."""
+    from models import cameras as cam
+    from models.genhead import params as P
+    from models.genhead.procedural import ProceduralGenHead
+
+    gen = ProceduralGenHead()
+    names = P.EXPRESSION_NAMES + P.GAZE_NAMES
+    perm, sign = mirror_map(names)
+    n, front = P.neutral(), cam.orbit_label(torch.zeros(1), torch.zeros(1))
+
+    def render(lab):
+        return gen.render(n["shape"], lab[:, :9], n["pose"], lab[:, 9:], n["z"], front[:, None], 64).rgb[:, 0]
+
+    def cos(a, b):
+        return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+
+    base = render(torch.zeros(1, len(names)))  # (the hair parting makes the head itself asymmetric)
+    for name, value in (("blink_left", 1.0), ("eye_yaw", 0.3)):
+        label = torch.zeros(1, len(names))
+        label[0, names.index(name)] = value
+        mirrored = label[:, perm] * sign
+        change, mirrored_change = render(label) - base, render(mirrored) - base
+        assert cos(change.flip(-1), mirrored_change) > 0.85, name
+        assert cos(change, mirrored_change) < 0.2, name  # the labels did change sides
+    assert perm[names.index("smile")] == names.index("smile") and sign[names.index("eye_pitch")] == 1.0
 
 
 # ---------------------------------------------------------------- the stage
