@@ -22,12 +22,12 @@ PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)/api
 WORK_POOL ?= portrait4d-local
 
-.PHONY: setup lock pipeline ablation test test-all inspect bench learn-bench contact-sheet param-counts server deploy run stop clean help
+.PHONY: setup lock pipeline ablation test test-all inspect bench learn-bench learn-bench-motion contact-sheet param-counts server deploy run stop clean help
 
 help:
 	@echo "make pipeline [PRESET=tiny] [SET='psi3d.steps=50 ...'] [VIDEOS='path/*.mp4']   whole DAG"
-	@echo "make ablation [PRESET=tiny] [SET=...]   the v2 ablation: pseudo multi-view vs monocular-only Ψ, per yaw bin"
-	@echo "make test | test-all | inspect | bench | learn-bench | contact-sheet | param-counts"
+	@echo "make ablation [PRESET=tiny] [SEEDS=3] [SET=...]   the v2 ablation: pseudo multi-view vs monocular-only Ψ, per yaw bin"
+	@echo "make test | test-all | inspect | bench | learn-bench | learn-bench-motion | contact-sheet | param-counts"
 	@echo "make server | deploy | run | stop      local Prefect server, deployments, a worker"
 	@echo "make clean                             remove artifacts and Prefect state (not .venv)"
 
@@ -50,9 +50,11 @@ lock: setup
 pipeline: setup
 	$(PY) -m flows.pipeline --preset $(PRESET) $(if $(SET),--set "$(SET)") $(if $(VIDEOS),--videos "$(VIDEOS)")
 
-# The v2 ablation (stage 4 again with monocular frames only, both evaluated); reuses the pipeline's artifacts.
+# The v2 ablation (stage 4 again with monocular frames only; SEEDS training seeds per variant, all evaluated, with
+# bootstrap intervals over seeds and identities); reuses the pipeline's artifacts.
+SEEDS ?= 3
 ablation: setup
-	$(PY) -m flows.ablation --preset $(PRESET) $(if $(SET),--set "$(SET)")
+	$(PY) -m flows.ablation --preset $(PRESET) --seeds "$(SEEDS)" $(if $(SET),--set "$(SET)")
 
 test: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
@@ -69,6 +71,11 @@ bench: setup
 # Ψ3d learns 3D: stages 1, 2a and 5 on the `learn` preset (≤ 90 min on 2 cores) → bench/learn/learn-<host>-<date>.md
 learn-bench: setup
 	$(PY) bench/learn_bench.py $(if $(SET),--set "$(SET)") $(ARGS)
+
+# Ψ learns motion: stages 1b, 2b, videos, 3, 4 and 5 for Ψ on the `learn` preset, reusing learn-bench's Ψ3d
+# → bench/learn/learn-motion-<host>-<date>.md
+learn-bench-motion: setup
+	$(PY) bench/learn_motion.py $(if $(SET),--set "$(SET)") $(ARGS)
 
 param-counts: setup
 	$(PY) -m models.param_counts

@@ -145,8 +145,9 @@ class BenchmarkSet:
     # ---- rendering (on demand, cached per set) -------------------------------------------
     def render(self, gt: GroundTruth | None = None, batch: int = 32) -> dict[str, torch.Tensor]:
         """Ground-truth images in [−1, 1]: ``source``, ``driving_self``, ``driving_cross`` ``[N,3,H,W]``,
-        ``nvs_targets``, ``reenact_targets`` ``[N,V,3,H,W]``, and the geometry of the novel-view
-        targets ``nvs_alpha``, ``nvs_depth`` ``[N,V,1,H,W]``. Rendered once per set object."""
+        ``nvs_targets``, ``reenact_targets`` ``[N,V,3,H,W]``, the geometry of the novel-view
+        targets ``nvs_alpha``, ``nvs_depth`` and the alpha of the reenactment targets ``reenact_alpha``
+        ``[N,V,1,H,W]``. Rendered once per set object."""
         if self._renders:
             return self._renders
         gt = gt or GroundTruth()
@@ -166,6 +167,7 @@ class BenchmarkSet:
 
         with torch.no_grad():
             nvs, nvs_alpha, nvs_depth = run(self.identities, tgt, self.source_expression, self.source_gaze, geometry=True)
+            reenact, reenact_alpha, _ = run(self.identities, tgt, self.driving_expression, self.driving_gaze, geometry=True)
             self._renders = {
                 "source": run(self.identities, self.source_cameras, self.source_expression, self.source_gaze),
                 "driving_self": run(self.identities, self.driving_cameras, self.driving_expression, self.driving_gaze),
@@ -173,7 +175,8 @@ class BenchmarkSet:
                 "nvs_targets": nvs,
                 "nvs_alpha": nvs_alpha,
                 "nvs_depth": nvs_depth,
-                "reenact_targets": run(self.identities, tgt, self.driving_expression, self.driving_gaze),
+                "reenact_targets": reenact,
+                "reenact_alpha": reenact_alpha,
             }
         return self._renders
 

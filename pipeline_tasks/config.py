@@ -116,6 +116,9 @@ class Psi3dTrainConfig(TrainConfig):
     """Stage 2a: Ψ3d on GenHead samples."""
 
     val_identities: int = 16  # held-out identities (the last ones of the store)
+    # target views rendered per source per step (≤ views_per_identity − 1): the encoder runs once per source and
+    # its tri-plane is supervised from K cameras; K = 1 is one (source, target) pair per sample
+    targets_per_source: int = 1
 
 
 class MotionEncoderConfig(TrainLoopConfig):

@@ -52,7 +52,7 @@ from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "eval"
-SCHEMA_VERSION = 3  # v3: reenactment region PSNR, change correlation, copy-source and Ψ3d baselines; v2: novel-view means exclude 0°, geometry
+SCHEMA_VERSION = 4  # v4: soft silhouette IoU of Ψ's reenactments (cross-view, cross-identity); v3: reenactment region PSNR, change correlation, copy-source and Ψ3d baselines; v2: novel-view means exclude 0°, geometry
 ANALYSER_KIND = "eval_analyser"
 ABLATION_KIND = "ablation"
 METRICS = ("psnr", "mouth_psnr", "eyes_psnr", "ssim", "lpips", "expression_error", "gaze_error_deg", "pose_error_deg",
@@ -363,16 +363,19 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
         def at_bins(pred_flat):
             return scorer.score(pred_flat, truth_bins, *known_bins, truth_read, regions=reg_bins)
 
-        pred_self = run_net(r["source"], m_s, m_self, cams)
-        pred_cross = run_net(r["source"], m_s, m_cross, cams)
+        pred_self, alpha_self, _ = run_net(r["source"], m_s, m_self, cams, geometry=True)
+        pred_cross, alpha_cross, _ = run_net(r["source"], m_s, m_cross, cams, geometry=True)
+        true_alpha = flat(r["reenact_alpha"])
         pred_none = run_net(r["source"], m_s, m_s, cams)  # no reenactment: v_d = v_s
         tasks["self_reenactment"] = _task_result(at_driving_view(pred_self[:, 0]), n, ["driving cam"])
         cv = at_bins(flat(pred_self[:, 1:]))
         cv["change_correlation"] = change_correlation(flat(pred_self[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr)
+        cv["soft_iou"] = alpha_iou(flat(alpha_self[:, 1:]), true_alpha)  # geometry of the reenacted head
         tasks["cross_view"] = _task_result(cv, n, bin_labels)
         tasks["cross_identity_driving_view"] = _task_result(at_driving_view(pred_cross[:, 0]), n, ["driving cam"])
         ci = at_bins(flat(pred_cross[:, 1:]))
         ci["change_correlation"] = change_correlation(flat(pred_cross[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr)
+        ci["soft_iou"] = alpha_iou(flat(alpha_cross[:, 1:]), true_alpha)
         tasks["cross_identity"] = _task_result(ci, n, bin_labels)
         if cfg.eval.baselines:
             # what Ψ must beat: no reenactment, the source copied, and Ψ3d (what Ψ starts from) at the target camera
@@ -566,7 +569,7 @@ def _margin_table(result: dict) -> list[str]:
 def _reenact_table(result: dict) -> list[str]:
     """Mean (|yaw| bins, 0° excluded) of the reenactment tasks and their baselines, one row each."""
     t = result["tasks"]
-    cols = ("psnr", "mouth_psnr", "eyes_psnr", "expression_error", "change_correlation", "identity_similarity")
+    cols = ("psnr", "mouth_psnr", "eyes_psnr", "expression_error", "change_correlation", "identity_similarity", "soft_iou")
     lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name in ("cross_identity", "cross_view") + REENACT_BASELINES:
         if name in t:

@@ -14,8 +14,9 @@ One training sample, exactly as the design states:
 
 Ψ starts from Ψ3d (every weight but the motion cross-attention parts), so at step 0 it renders
 what Ψ3d renders; cross-attention parameters get their own learning-rate multiplier. The last
-``val_videos`` videos are held out: their self-reenactment loss is measured at step 0 and during
-training, and the manifest records both.
+``val_videos`` videos are held out: their self-reenactment is measured at step 0 and during
+training (pipeline_tasks/psi_validation.py: PSNR, mouth/eye-region PSNR and the change correlation,
+beside no-motion, copy-source and Ψ3d(source) on the same pairs), and the manifest records both.
 """
 
 from __future__ import annotations
@@ -29,15 +30,17 @@ import torch
 
 from models.checkpoints import load_checkpoint
 from models.config import ModelConfig
+from models.genhead.regions import region_masks
 from models.psi import build_psi, init_psi_from_psi3d, param_groups
 from models.psi.network import Psi
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.metrics import psnr
 from pipeline_tasks.psi_objective import PsiObjective
+from pipeline_tasks.psi_validation import HeldOutPairs, baseline_scores, margins, reenactment_scores, truth_with_labels_of
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.train_motion_encoder import load_motion_encoder
-from pipeline_tasks.train_psi3d import CHECKPOINT, to_model_alpha, to_model_images
+from pipeline_tasks.train_psi3d import CHECKPOINT, load_psi3d, to_model_alpha, to_model_images
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
@@ -91,6 +94,7 @@ class PseudoMVVideos:
         root = pm.open_read(store_path)
         self.ids = video_ids
         self.data = [{n: root[v][n][:] for n in self.NAMES} for v in video_ids]
+        self.attrs = [dict(root[v].attrs) for v in video_ids]
         self.lengths = np.array([len(d["frames"]) for d in self.data])
         self.k = self.data[0]["views"].shape[1]
 
@@ -133,12 +137,34 @@ def split_videos(index: list[dict], n_val: int) -> tuple[list[str], list[str]]:
     return ids[:-n_val], ids[-n_val:]
 
 
-def validation_plan(data: PseudoMVVideos, n_per_video: int = 8, seed: int = 12345) -> SamplePlan:
+def validation_plan(data: PseudoMVVideos, n_per_video: int = 16, seed: int = 12345) -> SamplePlan:
     """Fixed self-reenactment samples of held-out videos: real driving frame, real target frame."""
     rng = np.random.default_rng(seed)
     videos = np.repeat(np.arange(len(data.ids)), n_per_video)
     plan = draw_plan(rng, videos, data.lengths, data.k, 1.0, 1.0)
     return plan
+
+
+def held_out_pairs(data: PseudoMVVideos, plan: SamplePlan, sharpness: float = 200.0) -> HeldOutPairs:
+    """The validation pairs of ``plan`` with what the synthetic world knows about them: the mouth/eye
+    regions of each target and the truth with the source's expression at the target camera."""
+    b = data.batch(plan, "cpu")
+    res = b["target"].shape[-1]
+    pairs = HeldOutPairs(b["source"], b["driving"], b["target"], b["cameras"], b["motion_source"], b["motion_driving"])
+    not_gt = [data.ids[v] for v in sorted(set(plan.video.tolist())) if data.attrs[v].get("camera_source") != "ground_truth"]
+    if not_gt:
+        pairs.note = f"no region / change metrics: cameras of {', '.join(not_gt)} are not ground truth"
+        return pairs
+    pairs.regions = region_masks(b["cameras"], res)
+    truth = torch.empty_like(b["target"])
+    try:
+        for v in sorted(set(plan.video.tolist())):
+            rows = np.flatnonzero(plan.video == v)
+            truth[rows] = truth_with_labels_of(data.attrs[v], plan.source_t[rows], b["cameras"][rows], res, sharpness)
+        pairs.truth_source_expression = truth
+    except (OSError, KeyError, ValueError) as exc:  # a moved or foreign sidecar: the other metrics still stand
+        pairs.note = f"no change correlation: {exc}"
+    return pairs
 
 
 @torch.no_grad()
@@ -215,11 +241,18 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
         state.models["D"] = objective.discriminator
         state.optimizers["D"] = objective.d_optimizer
     vplan = validation_plan(val)
+    pairs = held_out_pairs(val, vplan, cfg.genhead.sharpness) if ddp.is_main else None
+    base = baseline_scores(pairs, load_psi3d(p3, cfg.model, device), device) if ddp.is_main else {}
+
+    def validate(model) -> dict[str, float]:
+        scores = reenactment_scores(model, pairs, device)
+        return {**reenactment_metrics(model, val, vplan, objective, device), **scores, **margins(scores, base)}
+
     step0_path = w.path / "step0_metrics.json"
     if step0_path.exists():  # resumed: the step-0 measurement was taken before the kill
         step0 = json.loads(step0_path.read_text())
     elif ddp.is_main:
-        step0 = reenactment_metrics(psi, val, vplan, objective, device)
+        step0 = validate(psi)
         step0_path.write_text(json.dumps(step0))
 
     def step_fn(step: int) -> dict[str, float]:
@@ -241,7 +274,7 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
         return {"loss": log.pop("total"), **log}
 
     def val_fn(step: int) -> dict[str, float]:
-        return reenactment_metrics(ema.module, val, vplan, objective, device)
+        return validate(ema.module)
 
     @torch.no_grad()
     def sample_fn(step: int) -> None:
@@ -268,20 +301,27 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
         raise InterruptedError(f"psi stopped after {steps_done}/{tc.steps} steps")
     if not ddp.is_main:
         return
-    final = reenactment_metrics(ema.module, val, vplan, objective, device)
+    final = validate(ema.module)
     metrics = {
         "val_reenactment_loss_step0": step0["reenactment_loss"],
-        "val_reenactment_loss": final["reenactment_loss"],
         "val_psnr_step0": step0["psnr"],
-        "val_psnr": final["psnr"],
+        **{f"val_{k}": v for k, v in final.items()},
+        **{f"baseline_{k}": v for k, v in base.items()},
+        "val_pairs": pairs.n,
         "val_videos_held_out": val_ids != train_ids,
     }
     publish_trained(w, cfg.model, ema.module, rows, f"Ψ ({cfg.preset})", metrics,
                     {"steps": tc.steps, "train_videos": len(train_ids), "val_videos": len(val_ids),
                      "params_not_copied_from_psi3d": len(not_copied)},
-                    {"kind": KIND, "steps": tc.steps, "not_copied_from_psi3d": not_copied})
-    print(f"psi: held-out self-reenactment loss {step0['reenactment_loss']:.4f} at step 0 → {final['reenactment_loss']:.4f} "
-          f"(PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB)")
+                    {"kind": KIND, "steps": tc.steps, "not_copied_from_psi3d": not_copied,
+                     "validation_note": pairs.note or "region and change metrics on ground-truth cameras and labels"})
+    region = (f"; mouth PSNR {final['mouth_psnr']:.2f} dB (no motion {final['no_motion_mouth_psnr']:.2f}, "
+              f"Ψ3d(source) {base.get('psi3d_source_mouth_psnr', float('nan')):.2f}, copy-source {base['copy_source_mouth_psnr']:.2f})"
+              if "mouth_psnr" in final else f" ({pairs.note})")
+    change = f"; change correlation {final['change_correlation']:.3f}" if "change_correlation" in final else ""
+    print(f"psi: held-out self-reenactment ({pairs.n} pairs) loss {step0['reenactment_loss']:.4f} at step 0 → "
+          f"{final['reenactment_loss']:.4f}; PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB (no motion {final['no_motion_psnr']:.2f}, "
+          f"copy-source {base['copy_source_psnr']:.2f}){region}{change}")
 
 
 def load_psi(artifact: Artifact, model_cfg: ModelConfig | None = None, device="cpu") -> Psi:

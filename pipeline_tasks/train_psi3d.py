@@ -79,12 +79,14 @@ class GenHeadViews:
         return out
 
     def pairs(self, ids: np.ndarray, p: np.ndarray, q: np.ndarray, device: torch.device):
-        """(source images, target images, target alpha, target depth, target cameras) for identities ``ids``."""
+        """(source images, target images, target alpha, target depth, target cameras) for identities ``ids``.
+
+        ``q`` is ``[B]`` (one target view each) or ``[B, K]`` (K target views each: targets ``[B, K, …]``)."""
         imgs, alpha, cams = self.get("images", ids), self.get("alpha", ids), self.get("cameras", ids)
         depth = self.get("depth", ids)
-        r = np.arange(len(ids))
+        r = np.arange(len(ids)) if np.ndim(q) == 1 else np.arange(len(ids))[:, None]
         return (
-            to_model_images(imgs[r, p]).to(device),
+            to_model_images(imgs[np.arange(len(ids)), p]).to(device),
             to_model_images(imgs[r, q]).to(device),
             to_model_alpha(alpha[r, q]).to(device),
             torch.from_numpy(depth[r, q].astype(np.float32)).unsqueeze(-3).to(device),
@@ -96,6 +98,17 @@ class GenHeadViews:
         ids = np.asarray(ids)
         labels = {k: self.group[k].get_orthogonal_selection((ids,)) for k in ("shape", "expression", "gaze", "z")}
         return render_novel_view_set(labels["shape"], labels["expression"], labels["gaze"], labels["z"], yaw_bins, self.resolution)
+
+
+def draw_views(rng: np.random.Generator, n: int, views: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source view ``p`` [n] and target views ``q`` ≠ p: [n] when ``k`` = 1, else [n, k] distinct per row."""
+    if not 1 <= k <= views - 1:
+        raise ValueError(f"psi3d.targets_per_source={k}: must be between 1 and views_per_identity − 1 = {views - 1}")
+    p = rng.integers(0, views, n)
+    if k == 1:
+        return p, (p + rng.integers(1, views, n)) % views
+    offsets = np.stack([rng.permutation(views - 1)[:k] + 1 for _ in range(n)])
+    return p, (p[:, None] + offsets) % views
 
 
 def split_identities(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
@@ -260,18 +273,22 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         state.optimizers["D"] = objective.d_optimizer
 
     use_depth = tc.losses.depth.weight > 0
+    k_targets = tc.targets_per_source
+    draw_views(np.random.default_rng(0), 1, data.views, k_targets)  # fails early on an impossible K
     yaw_bins = [float(y) for y in cfg.eval.yaw_bins_degrees]
     views = data.novel_view_set(val_ids, yaw_bins) if ddp.is_main else None
     base = baselines(views, data.mean_train_image) if views is not None else None
 
     def step_fn(step: int) -> dict[str, float]:
         ids = sampler.next_batch()
-        p = sampler.rng.integers(0, data.views, len(ids))
-        q = (p + sampler.rng.integers(1, data.views, len(ids))) % data.views  # q ≠ p
+        p, q = draw_views(sampler.rng, len(ids), data.views, k_targets)  # q ≠ p
         ids, p, q = ddp.shard(ids, p, q)  # this rank's part of the global batch
         src, tgt, alpha, depth, cams = data.pairs(ids, p, q, device)
         out = psi.render(net(src), cams, generator=gen)
-        loss, log = objective.generator_loss(out, tgt, alpha, cams, torch.ones(len(ids), dtype=torch.bool), step,
+        if k_targets > 1:  # [B, K, …] → [B·K, …]: every (source, target view) pair is one sample of the objective
+            out, tgt, alpha, depth, cams = ({k: v.flatten(0, 1) for k, v in out.items()},
+                                            *(x.flatten(0, 1) for x in (tgt, alpha, depth, cams)))
+        loss, log = objective.generator_loss(out, tgt, alpha, cams, torch.ones(len(tgt), dtype=torch.bool), step,
                                              target_depth=depth if use_depth else None)
         lr = cosine_lr(tc.lr, step, tc.steps, tc.lr_final_fraction)  # a function of the step: resumes exactly
         for group in opt.param_groups:

@@ -104,6 +104,9 @@ def test_psi_evaluation_tasks_and_a_motion_blind_psi(world):
     assert flat("cross_identity_driving_view") == pytest.approx(flat("psi3d_source_driving_view"), abs=1e-3)
     # a motion-blind Ψ changes nothing when the driving image changes: the change correlation is exactly 0
     assert set(flat("cross_identity", "change_correlation")) == {0.0}
+    # the reenacted head's silhouette is scored against the true alpha; motion-blind: the same head either way
+    iou = flat("cross_identity", "soft_iou")
+    assert all(0 <= x <= 1 for x in iou) and iou == pytest.approx(flat("cross_view", "soft_iou"), abs=1e-5)
     assert flat("copy_source") != pytest.approx(flat("no_motion"), abs=1e-2)  # the copy is a different baseline
     head = art.manifest["metrics"]
     assert head["cross_id_expression_error_vs_no_motion"] == pytest.approx(1.0, abs=1e-3)

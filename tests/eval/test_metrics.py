@@ -165,3 +165,38 @@ def test_region_psnr_sees_an_expression_whole_frame_psnr_hides():
     whole, mouth, eyes = psnr(source, driving), masked_psnr(source, driving, masks["mouth"]), masked_psnr(source, driving, masks["eyes"])
     assert (mouth < whole - 4).all() and (eyes > mouth + 4).all()  # measured: 5.5–9 dB lower inside the mouth
     assert (masked_psnr(driving, driving, masks["mouth"]) > 90).all()  # a perfect reenactment scores the ceiling
+
+
+def test_ablation_statistics_over_seeds_and_identities():
+    """Seeds paired by position: the difference is averaged over seeds and identities; each seed's own mean is
+    kept; a seed-to-seed offset widens the bootstrap interval, which holds 0 when the variants do not differ."""
+    from pipeline_tasks.ablation import bootstrap_interval, significant_bins
+
+    rng = np.random.default_rng(0)
+    n, v = 12, 3
+    truth = rng.normal(20, 1, (n, v))
+
+    def result(model, per_image):
+        return {"model": model, "benchmark": {"digest": "x"},
+                "tasks": {"cross_view": {"bins": ["-30°", "+0°", "+30°"], "per_image": {"psnr": per_image.tolist()},
+                                         "by_bin": {"psnr": per_image.mean(0).tolist()}}}}
+
+    # the method is +1 dB at every identity and seed; seed offsets are shared by both variants (paired seeds)
+    offsets = [0.0, 0.5, -0.3]
+    method = [result(f"psi@m{s}", truth + 1.0 + o) for s, o in enumerate(offsets)]
+    base = [result(f"psi@b{s}", truth + o) for s, o in enumerate(offsets)]
+    r = compare(method, base)["cross_view"]["metrics"]["psnr"]
+    assert r["difference"] == pytest.approx([1.0] * v) and np.allclose(r["seed_differences"], 1.0)
+    assert r["ci95"][0] == pytest.approx([1.0] * v) and r["ci95"][1] == pytest.approx([1.0] * v)
+    assert significant_bins("psnr", r) == (3, 0) and significant_bins("lpips", r) == (0, 3)
+
+    # no real difference, but each seed of the method lands elsewhere: the interval must hold 0
+    noisy = [result(f"psi@m{s}", truth + o + rng.normal(0, 0.05, (n, v))) for s, o in enumerate([0.6, -0.5, -0.1])]
+    r2 = compare(noisy, [result("psi@b", truth)] * 3)["cross_view"]["metrics"]["psnr"]
+    assert all(lo < 0 < hi for lo, hi in zip(*r2["ci95"]))
+    lo_one, _ = bootstrap_interval((np.array(noisy[0]["tasks"]["cross_view"]["per_image"]["psnr"]) - truth)[None])
+    assert all(lo > 0.4 for lo in lo_one)  # one seed alone would have claimed +0.6 dB
+    assert significant_bins("psnr", r2) == (0, 0)
+
+    with pytest.raises(Exception, match="pair one per seed"):
+        compare(method, base[:2])

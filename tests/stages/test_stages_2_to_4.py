@@ -17,6 +17,7 @@ from pipeline_tasks.psi_objective import PsiObjective
 from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar, run_videos_stage
 from pipeline_tasks.train_motion_encoder import train_motion_encoder
 from pipeline_tasks.train_psi3d import load_psi3d, to_model_images, train_psi3d
+from pipeline_tasks.training.logs import read_log
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import ArtifactRegistry
 
@@ -258,3 +259,91 @@ def test_user_videos_convert_with_estimated_cameras_and_bad_one_is_skipped(upstr
     assert group["frames"].shape == (12, 64, 64, 3)
     assert group["alpha"][:].mean() > 20  # the segmentation mask covers the face
     assert art.manifest["counts"]["skipped_videos"] == 1
+
+
+def test_psi3d_several_target_views_per_source(upstream):
+    """``psi3d.targets_per_source`` K: K distinct target views ≠ the source per sample, each paired with its
+    own camera, alpha and depth; a K = 2 run trains; an impossible K fails before training."""
+    from pipeline_tasks.train_psi3d import GenHeadViews, draw_views
+
+    rng = np.random.default_rng(3)
+    p, q = draw_views(rng, 500, 4, 3)
+    assert q.shape == (500, 3) and (q != p[:, None]).all() and all(len(set(row)) == 3 for row in q)
+    p1, q1 = draw_views(np.random.default_rng(3), 500, 4, 1)
+    assert q1.shape == (500,) and (q1 != p1).all() and set(q1) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="targets_per_source=4"):
+        draw_views(rng, 2, 4, 4)
+
+    data = GenHeadViews(upstream["genhead"].path / "store.zarr")
+    ids = np.array([3, 0, 5])
+    p, q = draw_views(np.random.default_rng(0), 3, data.views, 2)
+    src, tgt, alpha, depth, cams = data.pairs(ids, p, q, torch.device("cpu"))
+    assert tgt.shape[:2] == (3, 2) and cams.shape == (3, 2, 25) and alpha.shape[:2] == depth.shape[:2] == (3, 2)
+    store = {k: data.get(k, ids) for k in ("images", "cameras")}
+    for i in range(3):
+        assert torch.equal(src[i], to_model_images(store["images"][i, p[i]]))
+        for k in range(2):
+            assert torch.equal(tgt[i, k], to_model_images(store["images"][i, q[i, k]]))
+            assert torch.equal(cams[i, k], torch.from_numpy(store["cameras"][i, q[i, k]]).float())
+
+    reg = upstream["reg"]
+    cfg = load_config("tiny", FAST + ["psi3d.targets_per_source=2"])
+    p3 = train_psi3d(cfg, upstream["genhead"], reg)
+    rows = [r for r in read_log(p3.path / "logs") if "loss" in r]
+    assert rows and all(np.isfinite(r["loss"]) and np.isfinite(r["alpha"]) for r in rows)
+    assert p3.manifest["config"]["psi3d"]["targets_per_source"] == 2 and np.isfinite(p3.manifest["metrics"]["val_psnr_novel"])
+    with pytest.raises(ValueError, match="targets_per_source=3"):
+        train_psi3d(load_config("tiny", FAST + ["psi3d.targets_per_source=3"]), upstream["genhead"], reg)
+
+
+def test_psi_validation_pairs_know_the_truth(upstream):
+    """Ψ's validation pairs of a synthetic video: the synthetic world re-renders the stored frames from
+    the sidecar (so the truth with the source's expression at the target camera is the right image), the
+    regions are where the face is, and a model that ignores motion scores exactly its no-motion value
+    with a change correlation of 0, while an oracle that reenacts perfectly scores a correlation of 1."""
+    from pipeline_tasks.psi_validation import baseline_scores, reenactment_scores, truth_with_labels_of
+
+    index = pm.read_index(upstream["pseudo_mv"].path / "store.zarr")
+    val = psi_stage.PseudoMVVideos(upstream["pseudo_mv"].path / "store.zarr", [index[-1]["video_id"]])
+    frames = np.arange(val.lengths[0])
+    again = truth_with_labels_of(val.attrs[0], frames, torch.from_numpy(val.data[0]["frame_cameras"]), 64)
+    stored = to_model_images(val.data[0]["frames"])
+    assert float(psi_stage.psnr(again, stored).min()) > 30  # the stored frames (H.264, crf 18) re-rendered
+
+    plan = psi_stage.validation_plan(val, n_per_video=6)
+    pairs = psi_stage.held_out_pairs(val, plan)
+    assert pairs.n == 6 and pairs.note == "" and pairs.truth_source_expression is not None
+    for name in ("mouth", "eyes"):
+        area = pairs.regions[name].flatten(1).mean(1)
+        assert ((area > 0.005) & (area < 0.2)).all(), (name, area)
+    # the truth with the source's expression differs from the target (another expression) only a little
+    gap = psi_stage.psnr(pairs.truth_source_expression, pairs.target)
+    moved = plan.source_t != plan.t
+    assert (gap[moved] > 20).all() and (gap[moved] < 60).all()
+
+    # Ψ at init is Ψ3d with motion off: reenactment = no motion, change correlation 0, equal to Ψ3d(source)
+    psi = psi_stage.build_psi(upstream["cfg"].model)
+    p3 = load_psi3d(upstream["psi3d"], upstream["cfg"].model)
+    psi_stage.init_psi_from_psi3d(psi, p3.state_dict())
+    s = reenactment_scores(psi, pairs, "cpu")
+    base = baseline_scores(pairs, p3, "cpu")
+    assert s["psnr"] == s["no_motion_psnr"] and s["mouth_psnr"] == s["no_motion_mouth_psnr"] and s["change_correlation"] == 0
+    assert s["psnr"] == pytest.approx(base["psi3d_source_psnr"], abs=1e-3)
+    assert base["copy_source_psnr"] == pytest.approx(float(psi_stage.psnr(pairs.source, pairs.target).mean()))
+
+    class Oracle(torch.nn.Module):
+        """Renders the truth: the target when driven by v_d, the source expression's truth when v_d = v_s."""
+
+        def forward(self, src, m_s, m_d):
+            return {"source": src, "driven": [not torch.equal(a, b) for a, b in zip(m_s, m_d)]}
+
+        def render(self, planes, cams, perturb=False):  # the pair: its source image and its target camera
+            out = []
+            for x, c, driven in zip(planes["source"], cams, planes["driven"]):
+                j = int(torch.nonzero((pairs.source == x).flatten(1).all(1) & (pairs.cameras == c).all(1))[0])
+                out.append(pairs.target[j] if driven else pairs.truth_source_expression[j])
+            return {"image": torch.stack(out)}
+
+    pairs.motion_driving = pairs.motion_driving + 1.0  # make v_d ≠ v_s for every pair
+    perfect = reenactment_scores(Oracle(), pairs, "cpu")
+    assert perfect["psnr"] == pytest.approx(100, abs=0.01) and perfect["change_correlation"] > 0.999
