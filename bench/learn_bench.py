@@ -17,19 +17,18 @@ Usage: python bench/learn_bench.py [--preset learn] [--set "psi3d.steps=..."] [-
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import shutil
 import socket
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from learn_common import StageClock, parse_args  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py: host, CPU, torch)
 
 TARGET_MARGIN_DB = {30.0: 6.0, 45.0: 6.0}  # |yaw| → required margin over copy-input
@@ -97,11 +96,7 @@ def report(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="learn")
-    ap.add_argument("--set", default="", help="dotted overrides, e.g. 'psi3d.steps=100'")
-    ap.add_argument("--out", default=str(HERE / "learn"))
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, "psi3d.steps=100", argv)
 
     import models  # noqa: F401  (torchvision shim first)
     from pipeline_tasks.config import load_config
@@ -112,18 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.preset, args.set or None)
     registry = ArtifactRegistry()
-    t0 = time.time()
-    times = {}
-    t = time.time()
-    samples = run_genhead_stage(cfg, registry)
-    times["genhead_samples"] = time.time() - t
-    t = time.time()
-    psi3d = train_psi3d(cfg, samples, registry)
-    times["psi3d"] = time.time() - t
-    t = time.time()
-    ev = evaluate(cfg, psi3d, registry)
-    times["eval"] = time.time() - t
-    wall = time.time() - t0
+    clock = StageClock()
+    samples = clock.run("genhead_samples", run_genhead_stage, cfg, registry)
+    psi3d = clock.run("psi3d", train_psi3d, cfg, samples, registry)
+    ev = clock.run("eval", evaluate, cfg, psi3d, registry)
+    times, wall = clock.seconds, clock.wall
 
     eval_metrics = json.loads((ev.path / "metrics.json").read_text())
     validation = json.loads((psi3d.path / "validation.json").read_text())

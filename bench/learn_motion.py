@@ -20,19 +20,18 @@ stage-5 cross-identity grid as PNG. Usage: python bench/learn_motion.py [--set "
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import shutil
 import socket
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from learn_common import StageClock, parse_args  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py: host, CPU, torch)
 
 TARGET_R2_VISIBLE = 0.8
@@ -140,11 +139,7 @@ def report(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="learn")
-    ap.add_argument("--set", default="", help="dotted overrides, e.g. 'psi.steps=100'")
-    ap.add_argument("--out", default=str(HERE / "learn"))
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, "psi.steps=100", argv)
 
     import models  # noqa: F401  (torchvision shim first)
     from pipeline_tasks import pseudo_mv as pmv_stage
@@ -161,15 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.preset, args.set or None)
     registry = ArtifactRegistry()
-    t0 = time.time()
-    times: dict[str, float] = {}
-
-    def timed(name, fn, *a, **kw):
-        t = time.time()
-        out = fn(*a, **kw)
-        times[name] = time.time() - t
-        return out
-
+    clock = StageClock()
+    timed = clock.run
     samples = timed("genhead_samples", run_genhead_stage, cfg, registry)
     psi3d = timed("psi3d", train_psi3d, cfg, samples, registry)
     an = timed("analyser_samples", run_analyser_samples_stage, cfg, registry)
@@ -178,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     pmv = timed("pseudo_mv", pmv_stage.convert, cfg, psi3d, me, vids, registry)
     psi = timed("psi", train_psi, cfg, pmv, psi3d, me, registry)
     ev = timed("eval", evaluate, cfg, psi, registry)
-    wall = time.time() - t0
+    times, wall = clock.seconds, clock.wall
 
     eval_metrics = json.loads((ev.path / "metrics.json").read_text())
     pm = psi.manifest["metrics"]

@@ -1,0 +1,36 @@
+"""What the two learning benchmarks (`learn_bench.py`, `learn_motion.py`) share: their command line and
+the per-stage wall clock."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+OUT_DIR = Path(__file__).resolve().parent / "learn"
+
+
+def parse_args(doc: str, set_example: str, argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--preset", default="learn")
+    ap.add_argument("--set", default="", help=f"dotted overrides, e.g. '{set_example}'")
+    ap.add_argument("--out", default=str(OUT_DIR))
+    return ap.parse_args(argv)
+
+
+class StageClock:
+    """``clock.run(name, fn, *args)`` calls ``fn`` and records its wall time under ``name``."""
+
+    def __init__(self):
+        self.start = time.time()
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        t = time.time()
+        out = fn(*args, **kwargs)
+        self.seconds[name] = time.time() - t
+        return out
+
+    @property
+    def wall(self) -> float:
+        return time.time() - self.start
