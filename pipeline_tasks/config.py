@@ -74,14 +74,16 @@ class VideosConfig(_Strict):
     max_yaw_degrees: float = 30.0  # head sway amplitude bound
 
 
-def cosine_lr(lr: float, step: int, steps: int, final_fraction: float) -> float:
-    """Learning rate at ``step`` (0-based) of ``steps``: cosine from ``lr`` to ``lr · final_fraction``."""
+def cosine_lr(lr: float, step: int, steps: int, final_fraction: float, warmup_steps: int = 0) -> float:
+    """Learning rate at ``step`` (0-based) of ``steps``: a linear warm-up from ``lr / warmup_steps`` over
+    ``warmup_steps``, then cosine from ``lr`` to ``lr · final_fraction`` (a function of the step: resumes exactly)."""
     import math
 
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
     if final_fraction >= 1.0 or steps <= 1:
-        return lr
+        return lr * warm
     t = min(max(step / (steps - 1), 0.0), 1.0)
-    return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
+    return lr * warm * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 class TrainLoopConfig(_Strict):
@@ -131,7 +133,11 @@ class MotionEncoderConfig(TrainLoopConfig):
     pdfgc_weights: str | None = None  # path to PD-FGC motion_model.pth (backend pdfgc)
     steps: int = 300
     batch_size: int = 32  # images per step: batch_size/2 samples × 2 views each
+    # lr 2e-3 without warm-up left the analyser on its "predict the mean" plateau (held-out R² 0.00 on every
+    # coefficient after 1000 steps, learn preset); 1e-3 or 5e-4 after a 100-step warm-up left it by step 250
     lr: float = 1e-3
+    lr_warmup_steps: int = 100  # linear warm-up of the learning rate (then cosine to lr × lr_final_fraction)
+    lr_final_fraction: float = 0.1
     ema_halflife_steps: float = 20.0
     input_size: int = 64  # analyser input resolution (any image size is resized to it)
     width: int = 32  # base conv width of the analyser
@@ -140,6 +146,8 @@ class MotionEncoderConfig(TrainLoopConfig):
     identity_detached: bool = True  # the identity head learns on the trunk's features without shaping them (motion only)
     temperature: float = 0.1  # of the identity loss
     brightness_jitter: float = 0.1  # per-image gain U(1±j) augmentation
+    shift_jitter: float = 0.0  # per-image translation U(±j) of the image width (another face-crop alignment)
+    scale_jitter: float = 0.0  # per-image zoom U(1±j)
     mirror: bool = True  # flip half the images left–right, swapping blink L/R and negating eye yaw
     val_identities: int = 16  # held-out identities (the last ones of the store)
     val_max_samples: int = 512  # cap on held-out samples evaluated (all their views are used)

@@ -232,3 +232,18 @@ def test_image_grid_places_tiles_and_titles(tmp_path):
         image_grid(imgs[:1], row_titles=["a", "b"])
     p = save_image_grid(imgs, tmp_path / "g" / "grid.png", col_titles=["x", "y", "z"])
     assert Image.open(p).mode == "RGB"
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+def test_lr_schedule_warms_up_then_decays_to_its_final_fraction():
+    from pipeline_tasks.config import cosine_lr
+
+    lrs = [cosine_lr(1e-3, s, 1000, 0.1, warmup_steps=100) for s in range(1000)]
+    assert lrs[0] == pytest.approx(1e-5, rel=0.02)  # 1/100 of lr, times the (still ≈ 1) cosine
+    assert all(b > a for a, b in zip(lrs[:99], lrs[1:100]))  # rising through the warm-up
+    assert max(lrs) == pytest.approx(1e-3 * cosine_lr(1.0, 99, 1000, 0.1), rel=1e-9)  # peak at the end of the warm-up
+    assert all(b <= a for a, b in zip(lrs[99:], lrs[100:]))  # then never rising
+    assert lrs[-1] == pytest.approx(1e-4)
+    # no warm-up and no decay: the constant lr of every older preset
+    assert {cosine_lr(2e-4, s, 50, 1.0) for s in range(50)} == {2e-4}
+    assert cosine_lr(1e-3, 0, 1000, 1.0, warmup_steps=10) == pytest.approx(1e-4)
