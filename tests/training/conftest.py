@@ -108,6 +108,8 @@ def tiny_cfg(**motion_overrides):
         "motion_encoder.lr": 3e-3,
         "motion_encoder.lr_warmup_steps": 0,  # the blob store is learnt at a constant lr in a few dozen steps
         "motion_encoder.lr_final_fraction": 1.0,
+        "motion_encoder.shift_jitter": 0.0,  # the blobs encode labels by position: a crop jitter would move them
+        "motion_encoder.scale_jitter": 0.0,
         "motion_encoder.ema_halflife_steps": 5,
         "motion_encoder.mirror": False,  # the blobs encode labels by position, unlike a mirror-symmetric head
     }

@@ -152,6 +152,31 @@ def test_mirroring_an_image_mirrors_its_labels():
     assert perm[names.index("smile")] == names.index("smile") and sign[names.index("eye_pitch")] == 1.0
 
 
+def test_shift_and_scale_augmentation_moves_the_face_within_its_bounds():
+    """The crop jitter moves an image's content by at most ``shift`` × the width (both ways), zooms it by at
+    most ``scale``, keeps the image size, and is the identity when both are 0."""
+    from pipeline_tasks.train_motion_encoder import _shift_scale
+
+    x = torch.zeros(64, 3, 64, 64)
+    x[:, :, 28:36, 28:36] = 1.0  # a bright square at the centre (x, y = 31.5)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(_shift_scale(x, 0.0, 0.0, gen), x)
+    ys = torch.arange(64.0)
+
+    def centre_and_size(img):
+        m = img[:, 0]
+        w = m.sum((1, 2))
+        cx = (m.sum(1) * ys).sum(-1) / w
+        return cx, w
+
+    cx, mass = centre_and_size(_shift_scale(x, 4 / 64, 0.0, gen))
+    dx = cx - 31.5
+    assert dx.abs().max() <= 4.0 + 1e-3 and dx.min() < -2.0 and dx.max() > 2.0  # ±4 px, both directions
+    assert torch.allclose(mass, torch.full_like(mass, 64.0), atol=0.5)  # a pure shift keeps the square's area
+    _, mass = centre_and_size(_shift_scale(x, 0.0, 0.2, gen))
+    assert mass.min() < 64 * 0.85 and mass.max() > 64 * 1.15 and mass.max() <= 64 * 1.2**2 + 1  # zoom in and out by ≤ 20%
+
+
 # ---------------------------------------------------------------- the stage
 def test_analyser_learns_expressions_and_identity(registry_with_samples, make_cfg, encoded_names):
     reg, samples = registry_with_samples
