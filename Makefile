@@ -116,4 +116,4 @@ stop:
 	  kill -KILL -$$pid 2>/dev/null || true; rm -f $$f; echo "stopped $$name"; fi; done
 
 clean:
-	rm -rf artifacts .prefect outputs
+	rm -rf artifacts artifacts-oracle-bench .prefect outputs

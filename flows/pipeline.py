@@ -44,7 +44,8 @@ def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None
     refs["motion_encoder"] = train_motion_encoder_flow(preset, ov, refs["analyser_samples"])
     if not cfg.pseudo_mv.videos:
         refs["synthetic_videos"] = synthetic_videos_flow(preset, ov)
-    refs["pseudo_mv"] = pseudo_mv_flow(preset, ov, refs["psi3d"], refs["motion_encoder"])
+    # stage 3 on the videos this run built, not on whichever synthetic_videos artifact is newest in the registry
+    refs["pseudo_mv"] = pseudo_mv_flow(preset, ov, refs["psi3d"], refs["motion_encoder"], synthetic_videos=refs.get("synthetic_videos"))
     refs["psi"] = train_psi_flow(preset, ov, refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"])
     # stage 5: both models on the held-out synthetic benchmark (pipeline_tasks/evaluate.py)
     refs["eval_psi3d"] = evaluate_flow(preset, ov, refs["psi3d"])

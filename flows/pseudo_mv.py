@@ -27,10 +27,13 @@ def pseudo_mv_flow(
     psi3d: str = "psi3d@latest",
     motion_encoder: str = "motion_encoder@latest",
     videos: str | None = None,
+    synthetic_videos: str | None = None,
 ) -> str:
-    """``videos``: a folder or glob of user videos; default: the latest ``synthetic_videos`` artifact."""
+    """``videos``: a folder or glob of user videos; else the ``synthetic_videos`` artifact named (the pipeline
+    passes the one it just built), default the latest one."""
     overrides = list(overrides or []) + ([f"pseudo_mv.videos={videos}"] if videos else [])
-    art = convert(load_config(preset, overrides), psi3d, motion_encoder, registry=ArtifactRegistry(), map_shards=prefect_map_shards)
+    art = convert(load_config(preset, overrides), psi3d, motion_encoder, synthetic_videos, registry=ArtifactRegistry(),
+                  map_shards=prefect_map_shards)
     create_markdown_artifact(artifact_markdown(art, "pseudo multi-view data"), key="pseudo-mv", description=f"{art.ref}")
     return art.ref
 

@@ -148,6 +148,7 @@ class MotionEncoderConfig(TrainLoopConfig):
     brightness_jitter: float = 0.1  # per-image gain U(1±j) augmentation
     shift_jitter: float = 0.0  # per-image translation U(±j) of the image width (another face-crop alignment)
     scale_jitter: float = 0.0  # per-image zoom U(1±j)
+    blur_jitter: float = 0.0  # per-image Gaussian blur σ ~ U(0, j) pixels (stage 3 feeds E_mot Ψ3d's softer renders)
     mirror: bool = True  # flip half the images left–right, swapping blink L/R and negating eye yaw
     val_identities: int = 16  # held-out identities (the last ones of the store)
     val_max_samples: int = 512  # cap on held-out samples evaluated (all their views are used)

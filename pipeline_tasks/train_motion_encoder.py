@@ -36,6 +36,7 @@ Artifact ``motion_encoder/<version>/``: ``checkpoint.pt`` (EMA weights + constru
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -217,10 +218,13 @@ def bootstrap_r2_ci(pred: np.ndarray, true: np.ndarray, groups: np.ndarray, reps
 
 
 def _ridge_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, lam: float = 1e-2) -> torch.Tensor:
-    mu, sd = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    a = torch.cat([(train_x - mu) / sd, torch.ones(len(train_x), 1)], 1).double()
+    """Ridge fit on standardised features. A feature constant in training (a dead unit) is dropped, not divided
+    by ~0: its rounding noise would otherwise get a weight that a different test value blows up."""
+    mu, sd = train_x.mean(0), train_x.std(0)
+    inv = torch.where(sd > 1e-5, 1.0 / sd.clamp_min(1e-5), torch.zeros_like(sd))
+    a = torch.cat([(train_x - mu) * inv, torch.ones(len(train_x), 1)], 1).double()
     w = torch.linalg.solve(a.t() @ a + lam * len(a) * torch.eye(a.shape[1], dtype=a.dtype), a.t() @ train_y.double())
-    b = torch.cat([(test_x - mu) / sd, torch.ones(len(test_x), 1)], 1).double()
+    b = torch.cat([(test_x - mu) * inv, torch.ones(len(test_x), 1)], 1).double()
     return (b @ w).float()
 
 
@@ -394,6 +398,23 @@ def _shift_scale(x: torch.Tensor, shift: float, scale: float, gen: torch.Generat
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def _blur(x: torch.Tensor, sigma_max: float, gen: torch.Generator) -> torch.Tensor:
+    """Per-image Gaussian blur of σ ~ U(0, ``sigma_max``) pixels (replicate border): E_mot reads Ψ3d's pseudo views
+    in stage 3, which are softer than the renders it trains on. σ → 0 leaves an image unchanged."""
+    if sigma_max <= 0:
+        return x
+    b, c, h, w = x.shape
+    sigma = sigma_max * torch.rand(b, generator=gen)
+    r = max(1, math.ceil(3 * sigma_max))
+    taps = torch.arange(-r, r + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps[None] / sigma.clamp_min(1e-3)[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).to(x).repeat_interleave(c, 0)  # [b·c, 2r+1]
+    y = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, kernel[:, None, None, :], groups=b * c)
+    y = F.conv2d(y, kernel[:, None, :, None], groups=b * c)
+    return y.reshape(b, c, h, w)
+
+
 def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None) -> None:
     me: MotionEncoderConfig = cfg.motion_encoder
     device = resolve_device(cfg.device)
@@ -440,6 +461,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         x = to_model_images(np.concatenate([data.get_images(ids)[r, va], data.get_images(mates)[r, vb]]))
         x = _jitter(x, me.brightness_jitter, gen)
         x = _shift_scale(x, me.shift_jitter, me.scale_jitter, gen)
+        x = _blur(x, me.blur_jitter, gen)
         ids2 = np.concatenate([ids, mates])
         y = target[ids2]
         if me.mirror:

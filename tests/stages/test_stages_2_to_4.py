@@ -347,3 +347,50 @@ def test_psi_validation_pairs_know_the_truth(upstream):
     pairs.motion_driving = pairs.motion_driving + 1.0  # make v_d ≠ v_s for every pair
     perfect = reenactment_scores(Oracle(), pairs, "cpu")
     assert perfect["psnr"] == pytest.approx(100, abs=0.01) and perfect["change_correlation"] > 0.999
+
+
+def _bench_module(name: str):
+    """A script of ``bench/`` (not an installed package) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_oracle_store_carries_the_true_labels_and_the_probe_reads_them(upstream, tmp_path):
+    """bench/psi_motion_oracle.py: the copy's motion is the frame's standardised labels (views share their
+    frame's), the source store is untouched, and the ridge probe reads an affine code of the labels back (R² ≈ 1)."""
+    oracle = _bench_module("psi_motion_oracle")
+    src = upstream["pseudo_mv"].path / "store.zarr"
+    dst = tmp_path / "oracle.zarr"
+    dim = upstream["cfg"].model.psi.motion_dim
+    before = {v: pm.open_read(src)[v]["frame_motion"][:] for v in pm.completed_videos(src)}
+    oracle.write_oracle_store(src, dst, dim)
+    root = pm.open_read(dst)
+    n = len(oracle.LABEL_NAMES)
+    for v, emb in before.items():
+        labels = oracle.oracle_labels(dict(root[v].attrs))
+        got = root[v]["frame_motion"][:]
+        assert got.shape == emb.shape and not np.allclose(got, emb)
+        assert np.all(got[:, n:] == 0)
+        varying = labels.std(0) > 1e-6
+        for j in np.flatnonzero(varying):  # an affine map of the label: correlation 1
+            assert np.corrcoef(got[:, j], labels[:, j])[0, 1] > 0.999
+        assert np.array_equal(root[v]["view_motion"][:], np.repeat(got[:, None], root[v]["view_motion"].shape[1], 1))
+        assert np.array_equal(pm.open_read(src)[v]["frame_motion"][:], emb)  # the source store is not touched
+    probe = oracle.store_motion_probe(dst, 1)  # 8 training frames: too few to read much; only the layout is checked
+    held = oracle.oracle_labels(dict(root[pm.completed_videos(dst)[-1]].attrs))
+    constant = [bool(c) for c in held.std(0) < 1e-6]
+    for key in ("frame_motion", "view_motion"):
+        assert [r is None for r in probe[key]] == constant  # no R² where the held-out label does not vary
+    # the probe itself: an affine code of the labels reads back at R² ≈ 1, a constant label has no R²
+    rng = np.random.default_rng(0)
+    y = rng.random((400, 3))
+    y[:, 2] = 0.5
+    code = np.c_[y @ rng.normal(size=(3, 5)), rng.normal(size=(400, 2)) * 0.01]
+    r2 = oracle._ridge_r2(code[:300], y[:300], code[300:], y[300:], 1e-4)
+    assert r2[0] > 0.99 and r2[1] > 0.99 and r2[2] is None

@@ -177,6 +177,24 @@ def test_shift_and_scale_augmentation_moves_the_face_within_its_bounds():
     assert mass.min() < 64 * 0.85 and mass.max() > 64 * 1.15 and mass.max() <= 64 * 1.2**2 + 1  # zoom in and out by ≤ 20%
 
 
+def test_blur_augmentation_softens_edges_by_a_per_image_amount_and_keeps_the_mean():
+    """The blur keeps each image's mean and a flat image, is off at 0, and spreads a sharp edge over a width
+    that differs between images and stays within σ_max."""
+    from pipeline_tasks.train_motion_encoder import _blur
+
+    x = -torch.ones(32, 3, 32, 32)
+    x[..., 16:] = 1.0  # a vertical edge between columns 15 and 16
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(_blur(x, 0.0, gen), x)
+    flat = torch.full((4, 3, 16, 16), 0.3)
+    assert torch.allclose(_blur(flat, 1.5, gen), flat, atol=1e-6)
+    y = _blur(x, 1.5, gen)
+    assert y.shape == x.shape
+    assert torch.allclose(y.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-4)
+    soft = ((y[:, 0, 16, :] > -0.95) & (y[:, 0, 16, :] < 0.95)).sum(-1)  # columns the edge is spread over
+    assert soft.min() < soft.max()  # σ differs per image
+    assert soft.max() <= 2 * 3 * 1.5 + 1 and soft.max() >= 4  # up to ±3σ_max, and some images clearly blurred
+
 # ---------------------------------------------------------------- the stage
 def test_analyser_learns_expressions_and_identity(registry_with_samples, make_cfg, encoded_names):
     reg, samples = registry_with_samples
