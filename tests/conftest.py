@@ -21,3 +21,22 @@ def registry(tmp_path, monkeypatch):
     root = tmp_path / "artifacts"
     monkeypatch.setenv("P4D_HOME", str(root))
     return ArtifactRegistry(root)
+
+
+@pytest.fixture
+def flow_in_subprocess(tmp_path):
+    """``run(code, arg, env=None) → stdout lines``: Python ``code`` in a fresh interpreter (``sys.argv[1]`` = ``arg``)
+    with its own Prefect home and temporary API, as a user's ``python -m flows...`` would run; fails with its stderr."""
+    import subprocess
+    import sys
+
+    def run(code: str, arg: str, env: dict[str, str] | None = None, timeout: int = 240) -> list[str]:
+        full = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "HF_HUB_OFFLINE": "1", "PREFECT_LOGGING_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", **(env or {})}
+        full.pop("PREFECT_API_URL", None)
+        proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, env=full, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout.splitlines()
+
+    return run

@@ -396,26 +396,17 @@ def test_oracle_store_carries_the_true_labels_and_the_probe_reads_them(upstream,
     assert r2[0] > 0.99 and r2[1] > 0.99 and r2[2] is None
 
 
-def test_stage3_flow_converts_the_videos_it_is_given_not_the_newest(upstream, tmp_path):
+def test_stage3_flow_converts_the_videos_it_is_given_not_the_newest(upstream, tmp_path, flow_in_subprocess):
     """The pipeline hands stage 3 the videos artifact it built. With a newer ``synthetic_videos`` artifact in the
     registry, ``pseudo_mv_flow(..., synthetic_videos=<the run's>)`` must still convert the run's videos: here it
     finds that conversion complete and returns it (a real Prefect flow run, temporary API, in a subprocess)."""
-    import os
-    import subprocess
-    import sys
-
     reg = _copy_registry(upstream["reg"], tmp_path / "artifacts")
     newer = run_videos_stage(load_config("tiny", FAST + ["videos.n_videos=2"]), reg, progress=False)
     assert reg.resolve("synthetic_videos@latest").ref == newer.ref != upstream["videos"].ref
     code = ("import json, sys; from flows.pseudo_mv import pseudo_mv_flow;"
             f"print('REF', pseudo_mv_flow('tiny', json.loads(sys.argv[1]), {upstream['psi3d'].ref!r}, "
             f"{upstream['motion_encoder'].ref!r}, synthetic_videos={upstream['videos'].ref!r}))")
-    env = {**os.environ, "P4D_HOME": str(reg.root), "PREFECT_HOME": str(tmp_path / "prefect"), "HF_HUB_OFFLINE": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(FAST)], capture_output=True, text=True, env=env, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ref = next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("REF "))
+    lines = flow_in_subprocess(code, json.dumps(FAST), {"P4D_HOME": str(reg.root)})
+    ref = next(line.split()[1] for line in lines if line.startswith("REF "))
     assert ref == upstream["pseudo_mv"].ref
     assert upstream["videos"].ref in reg.resolve(ref).parents and newer.ref not in reg.resolve(ref).parents

@@ -266,12 +266,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, registry_with_samples
     assert rows_a == rows_b  # steps 5–6 logged once, not twice
 
 
-def test_flow_publishes_r2_table(tmp_path, registry_with_samples, make_cfg):
+def test_flow_publishes_r2_table(registry_with_samples, make_cfg, flow_in_subprocess):
     """The Prefect flow end to end (temporary Prefect home and API, in a subprocess)."""
-    import os
-    import subprocess
-    import sys
-
     reg, samples = registry_with_samples
     cfg = make_cfg(steps=4, val_every=1000, checkpoint_every=1000, input_size=16, batch_size=8)
     overrides = {k: v for k, v in {
@@ -289,18 +285,13 @@ def test_flow_publishes_r2_table(tmp_path, registry_with_samples, make_cfg):
         "got = asyncio.run(arts()); print('REF', ref); print('KEYS', sorted(got));"
         "print('MARKDOWN', json.dumps(got.get('motion-encoder-' + ref.split('@')[1])))"
     )
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "HF_HUB_OFFLINE": "1", "PREFECT_LOGGING_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], capture_output=True, text=True, env=env, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ref = next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("REF "))
+    lines = flow_in_subprocess(code, json.dumps(overrides))
+    ref = next(line.split()[1] for line in lines if line.startswith("REF "))
     art = reg.resolve(ref)
     assert art.kind == KIND and art.parents == [samples.ref]
-    keys = next(line for line in proc.stdout.splitlines() if line.startswith("KEYS "))
+    keys = next(line for line in lines if line.startswith("KEYS "))
     assert f"motion-encoder-{art.version}" in keys and f"motion-encoder-{art.version}-r2" in keys
-    markdown = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("MARKDOWN "))[9:])
+    markdown = json.loads(next(line for line in lines if line.startswith("MARKDOWN "))[9:])
     assert "| jaw_open |" in markdown and art.ref in markdown  # the R² table
 
 
