@@ -78,7 +78,7 @@ def num_samples(store_path: str | Path) -> int:
     """Identities stored so far (0 if the store does not exist yet)."""
     if not (Path(store_path) / "zarr.json").exists():
         return 0
-    return open_group(store_path, mode="r+")["identity"].shape[0]
+    return SCHEMA.committed(open_group(store_path, mode="r+"))
 
 
 def open_read(store_path: str | Path) -> zarr.Group:
@@ -88,9 +88,15 @@ def open_read(store_path: str | Path) -> zarr.Group:
 def validate(store_path: str | Path) -> None:
     """Raise :class:`SchemaError` listing every problem, with the store path in the message."""
     try:
-        group = open_group(store_path, mode="r")
+        group = open_group(store_path, mode="r", consolidated=False)
     except FileNotFoundError as exc:
         raise SchemaError(store_path, [str(exc)]) from None
     problems = SCHEMA.problems(group, str(store_path))
+    if not problems:  # content: a camera with zero focal length is a sample that was never written (a zero-filled gap)
+        fx = np.asarray(group["cameras"][:, :, 16])
+        bad = np.flatnonzero((fx <= 0).any(axis=1))
+        if len(bad):
+            problems.append(f"{store_path}/cameras: {len(bad)} sample(s) with a zero camera (never written), first at "
+                            f"index {int(bad[0])}; delete the store and rerun the stage")
     if problems:
         raise SchemaError(store_path, problems)

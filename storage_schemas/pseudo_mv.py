@@ -124,7 +124,7 @@ def open_read(store_path: str | Path) -> zarr.Group:
 def validate(store_path: str | Path) -> None:
     """Check the root and every video group; raise :class:`SchemaError` listing every problem."""
     try:
-        root = open_group(store_path, mode="r")
+        root = open_group(store_path, mode="r", consolidated=False)
     except FileNotFoundError as exc:
         raise SchemaError(store_path, [str(exc)]) from None
     problems: list[str] = []

@@ -18,6 +18,9 @@ import zarr
 from zarr.codecs import BloscCodec
 
 
+COMMITTED = "committed_samples"  # group attribute: samples whose append finished (written last: the commit)
+
+
 class SchemaError(ValueError):
     """A store does not match its schema; the message lists every problem and the store path."""
 
@@ -84,13 +87,27 @@ class GroupSchema:
                 "schema_version": self.version,
                 "sizes": {k: int(v) for k, v in sizes.items()},
                 "shard_samples": shard_samples,
+                COMMITTED: 0,
                 **dict(attrs or {}),
             }
         )
         return group
 
+    def committed(self, group: zarr.Group) -> int:
+        """Samples whose append finished. Arrays may be longer after a killed append: that tail is not data.
+
+        Stores written before the commit attribute existed count their shortest array."""
+        value = group.attrs.get(COMMITTED)
+        if value is None:
+            return min(group[a.name].shape[0] for a in self.arrays)
+        return int(value)
+
     def append(self, group: zarr.Group, block: Mapping[str, np.ndarray]) -> int:
-        """Append one block (every array, same leading length); returns the new sample count."""
+        """Append one block (every array, same leading length); returns the new sample count.
+
+        Kill-safe: every array is written from the committed count (overwriting the tail a killed
+        append left), and the count is raised only after the last array is written (one atomic
+        metadata write), so a kill at any moment leaves the committed samples whole."""
         names = {a.name for a in self.arrays}
         if set(block) != names:
             raise ValueError(
@@ -100,7 +117,7 @@ class GroupSchema:
         if len(set(lengths.values())) != 1:
             raise ValueError(f"schema {self.name}: block arrays differ in length: {lengths}")
         n = next(iter(lengths.values()))
-        start = group[self.arrays[0].name].shape[0]
+        start = self.committed(group)
         for spec in self.arrays:
             arr = group[spec.name]
             data = np.asarray(block[spec.name])
@@ -110,6 +127,7 @@ class GroupSchema:
                 )
             arr.resize((start + n, *arr.shape[1:]))
             arr[start : start + n] = data.astype(spec.dtype, copy=False)
+        group.attrs[COMMITTED] = start + n
         return start + n
 
     # ---- validate -------------------------------------------------------------------------
@@ -155,15 +173,22 @@ class GroupSchema:
                 out.append(
                     f"{where}/{spec.name}: {arr.shape[0]} samples along {spec.dims[0]}, other arrays have {n_samples}"
                 )
+            committed = attrs.get(COMMITTED)
+            if committed is not None and arr.shape[0] != committed:
+                out.append(
+                    f"{where}/{spec.name}: {arr.shape[0]} samples but {committed} committed (an append was interrupted; "
+                    "rerun the stage to finish it)"
+                )
         return out
 
 
-def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
-    """Open a store; read-only by default. Consolidated metadata is used when present."""
+def open_group(path: str | Path, mode: str = "r", consolidated: bool = True) -> zarr.Group:
+    """Open a store; read-only by default. Consolidated metadata is used when present, unless
+    ``consolidated`` is False (validation: it must see what is on disk, not a snapshot of it)."""
     path = Path(path)
     if not (path / "zarr.json").exists():
         raise FileNotFoundError(f"{path}: not a Zarr v3 store (no zarr.json)")
-    if mode == "r":
+    if mode == "r" and consolidated:
         return zarr.open_group(str(path), mode="r")
     return zarr.open_group(str(path), mode=mode, use_consolidated=False)
 

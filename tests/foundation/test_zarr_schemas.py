@@ -12,11 +12,13 @@ from storage_schemas.zarr_schema import SchemaError
 
 def block(n, v=2, r=8, seed=0):
     rng = np.random.default_rng(seed)
+    cameras = rng.normal(size=(n, v, 25)).astype(np.float32)
+    cameras[..., 16] = np.abs(cameras[..., 16]) + 1  # a focal length
     return {
         "images": rng.integers(0, 256, (n, v, r, r, 3), dtype=np.uint8),
         "alpha": rng.integers(0, 256, (n, v, r, r), dtype=np.uint8),
         "depth": rng.uniform(3, 5, (n, v, r, r)).astype(np.float16),
-        "cameras": rng.normal(size=(n, v, 25)).astype(np.float32),
+        "cameras": cameras,
         "shape": rng.normal(size=(n, 4)).astype(np.float32),
         "expression": rng.normal(size=(n, 3)).astype(np.float32),
         "pose": rng.normal(size=(n, 3)).astype(np.float32),
@@ -51,6 +53,27 @@ def test_genhead_round_trip(tmp_path):
         g["identity"][0] = 5
     with pytest.raises(FileExistsError):
         gs.create(path, 2, 8, 4, 3, 3, 2, 5)
+
+
+def test_torn_append_and_zero_filled_gap_are_invalid_and_resume_overwrites_the_tail(tmp_path):
+    path = tmp_path / "store.zarr"
+    make_genhead(path, shards=(4,))
+    g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    g["images"].resize((6, *g["images"].shape[1:]))  # a killed append: its first array grew, nothing was committed
+    g["images"][4:6] = 7
+    assert gs.num_samples(path) == 4
+    with pytest.raises(SchemaError, match=r"images: 6 samples but 4 committed"):
+        gs.validate(path)
+    nxt = block(3, seed=5)
+    assert gs.append(path, nxt) == 7  # written from the committed count: the torn tail is overwritten
+    gs.validate(path)
+    np.testing.assert_array_equal(gs.open_read(path)["images"][4:], nxt["images"])
+    # the corruption the old resume made: lengths agree, but a stretch was never written (zero cameras)
+    g = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    for spec in gs.SCHEMA.arrays:
+        g[spec.name][5:6] = 0
+    with pytest.raises(SchemaError, match=r"1 sample\(s\) with a zero camera \(never written\), first at index 5"):
+        gs.validate(path)
 
 
 def test_append_rejects_mismatched_block(tmp_path):

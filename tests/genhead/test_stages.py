@@ -101,3 +101,47 @@ def test_talking_trajectories_are_smooth_bounded_and_expressive():
     assert jaw.max() > 0.3 and (jaw.diff().abs().max() < 0.4)  # speech moves the jaw; ≤ 4.5 syllables/s keeps steps small
     assert e[:, P.EXPRESSION_NAMES.index("blink_left")].max() > 0.5  # at least one blink in 10 s
     assert pose.diff(dim=0).abs().max() < 0.05
+
+
+KILL_SCRIPT = """
+import os, sys
+from pathlib import Path
+import zarr
+from pipeline_tasks.config import load_config
+from pipeline_tasks.genhead import write_samples
+
+kill_at, events = int(sys.argv[2]), [0]
+def dying(method):
+    def wrapper(self, *args, **kwargs):
+        events[0] += 1
+        if events[0] == kill_at:
+            os._exit(137)  # as SIGKILL: no cleanup, no finally
+        return method(self, *args, **kwargs)
+    return wrapper
+zarr.Array.__setitem__ = dying(zarr.Array.__setitem__)
+zarr.Array.resize = dying(zarr.Array.resize)
+write_samples(load_config("tiny", sys.argv[3:]), Path(sys.argv[1]), progress=False)
+"""
+
+
+@pytest.mark.parametrize("kill_at", [22, 31, 40])  # the 2nd append: after images, midway, before identity (its last write)
+def test_stage1_killed_during_an_append_resumes_to_the_uninterrupted_store(tmp_path, kill_at):
+    """A real process death inside ``GroupSchema.append`` (10 arrays × resize + write per shard), then a rerun."""
+    import subprocess
+    import sys
+
+    overrides = SMALL + ["genhead.n_identities=4"]
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "a"), str(kill_at), *overrides],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    store = tmp_path / "a" / STORE
+    assert gs.num_samples(store) == 2  # the first shard is committed, the torn second is not
+    with pytest.raises(gs.SchemaError):
+        gs.validate(store)  # a torn append is not a valid store
+    stats = write_samples(load_config("tiny", overrides), tmp_path / "a", progress=False)
+    assert stats["resumed_from"] == 2
+    gs.validate(store)
+    write_samples(load_config("tiny", overrides), tmp_path / "b", progress=False)
+    a, b = gs.open_read(store), gs.open_read(tmp_path / "b" / STORE)
+    for spec in gs.SCHEMA.arrays:
+        assert np.array_equal(np.asarray(a[spec.name]), np.asarray(b[spec.name])), spec.name
