@@ -6,10 +6,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-PRESET ?= tiny
-SET ?=
-VIDEOS ?=
-PYTEST_ARGS ?=
+# User values reach the recipes as environment variables, expanded by the shell inside quotes ("$$VIDEOS"),
+# never pasted into the recipe text: a quote, `;` or `$` in a path or override stays part of the value.
+# Argument lists (ARGS, PYTEST_ARGS, RUN_ARGS) are split like shell words by Python's shlex, never evaluated:
+# `$(WITH_ARGS) NAME cmd ...` runs cmd ... followed by the words of $$NAME.
+WITH_ARGS = $(PY) -c 'import os, shlex, sys; os.execvp(sys.argv[2], sys.argv[2:] + shlex.split(os.environ.get(sys.argv[1], "")))'
+export PRESET ?= tiny
+export SET ?=
+export VIDEOS ?=
+export PYTEST_ARGS ?=
+export ARGS ?=
+export SEEDS ?= 3
+export RUN_ARGS ?=
 
 export P4D_HOME ?= $(CURDIR)/artifacts
 export PREFECT_HOME ?= $(CURDIR)/.prefect
@@ -48,34 +56,33 @@ lock: setup
 	   $(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//' ; } > requirements/constraints.txt
 
 pipeline: setup
-	$(PY) -m flows.pipeline --preset $(PRESET) $(if $(SET),--set "$(SET)") $(if $(VIDEOS),--videos "$(VIDEOS)")
+	$(PY) -m flows.pipeline --preset "$$PRESET" $${SET:+--set "$$SET"} $${VIDEOS:+--videos "$$VIDEOS"}
 
 # The v2 ablation (stage 4 again with monocular frames only; SEEDS training seeds per variant, all evaluated, with
 # bootstrap intervals over seeds and identities); reuses the pipeline's artifacts.
-SEEDS ?= 3
 ablation: setup
-	$(PY) -m flows.ablation --preset $(PRESET) --seeds "$(SEEDS)" $(if $(SET),--set "$(SET)")
+	$(PY) -m flows.ablation --preset "$$PRESET" --seeds "$$SEEDS" $${SET:+--set "$$SET"}
 
 test: setup
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(WITH_ARGS) PYTEST_ARGS $(PY) -m pytest -q -m "not slow"
 
 test-all: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(WITH_ARGS) PYTEST_ARGS $(PY) -m pytest -q
 
 inspect: setup
-	$(PY) -m storage_schemas.inspect $(ARGS)
+	$(WITH_ARGS) ARGS $(PY) -m storage_schemas.inspect
 
 bench: setup
-	$(PY) bench/run.py $(ARGS)
+	$(WITH_ARGS) ARGS $(PY) bench/run.py
 
 # Ψ3d learns 3D: stages 1, 2a and 5 on the `learn` preset (≤ 90 min on 2 cores) → bench/learn/learn-<host>-<date>.md
 learn-bench: setup
-	$(PY) bench/learn_bench.py $(if $(SET),--set "$(SET)") $(ARGS)
+	$(WITH_ARGS) ARGS $(PY) bench/learn_bench.py $${SET:+--set "$$SET"}
 
 # Ψ learns motion: stages 1b, 2b, videos, 3, 4 and 5 for Ψ on the `learn` preset, reusing learn-bench's Ψ3d
 # → bench/learn/learn-motion-<host>-<date>.md
 learn-bench-motion: setup
-	$(PY) bench/learn_motion.py $(if $(SET),--set "$(SET)") $(ARGS)
+	$(WITH_ARGS) ARGS $(PY) bench/learn_motion.py $${SET:+--set "$$SET"}
 
 param-counts: setup
 	$(PY) -m models.param_counts
@@ -104,9 +111,9 @@ deploy: setup
 	  $(WITH_SERVER) setsid nohup $(PREFECT) worker start --pool $(WORK_POOL) > $(PREFECT_HOME)/worker.log 2>&1 & \
 	  echo $$! > $(PREFECT_HOME)/worker.pid; echo "worker started (log $(PREFECT_HOME)/worker.log)"; fi
 
-DEPLOYMENT ?= portrait4d-pipeline/$(PRESET)
+export DEPLOYMENT ?= portrait4d-pipeline/$(PRESET)
 run: setup
-	$(WITH_SERVER) $(PREFECT) deployment run '$(DEPLOYMENT)' $(RUN_ARGS) --watch
+	$(WITH_SERVER) $(WITH_ARGS) RUN_ARGS $(PREFECT) deployment run "$$DEPLOYMENT" --watch
 
 stop:
 	@# the worker first: a worker orphaned by its server ignores SIGTERM

@@ -28,7 +28,8 @@ from storage_schemas.artifacts import ArtifactRegistry
 
 
 def _as_list(overrides) -> list[str]:
-    return [f"{k}={v}" for k, v in parse_overrides(overrides).items()]
+    """Overrides as ``key=value`` items (None as ``key=``), which ``parse_overrides`` reads back to the same values."""
+    return [f"{k}={'' if v is None else v}" for k, v in parse_overrides(overrides).items()]
 
 
 @flow(name="portrait4d-pipeline", log_prints=True)

@@ -233,8 +233,30 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None
     node[parts[-1]] = value
 
 
+def _is_text_field(key: str) -> bool:
+    """Whether ``key`` (dotted) names a ``str`` / ``str | None`` field of :class:`PipelineConfig`.
+
+    Such values (paths, globs, names) are taken verbatim: YAML would read ``*.mp4`` as an alias,
+    ``clips #1/x`` as ``clips`` plus a comment, ``~`` as None and a folder named ``1080`` as a number."""
+    import typing
+
+    model: Any = PipelineConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        if i == len(parts) - 1:
+            return annotation is str or set(typing.get_args(annotation)) == {str, type(None)}
+        model = annotation
+    return False
+
+
 def parse_overrides(overrides: dict[str, Any] | list[str] | str | None) -> dict[str, Any]:
-    """Accept ``{"a.b": 1}``, ``["a.b=1", ...]`` or ``"a.b=1 c=2"``; values are parsed as YAML."""
+    """Accept ``{"a.b": 1}``, ``["a.b=1", ...]`` or ``"a.b=1 c=2"``; values are parsed as YAML, except for
+    text fields (paths, globs, names: :func:`_is_text_field`), which are taken verbatim ("" is None).
+    The one-string form splits on whitespace: pass a value with spaces as a list item."""
     if not overrides:
         return {}
     if isinstance(overrides, dict):
@@ -245,7 +267,13 @@ def parse_overrides(overrides: dict[str, Any] | list[str] | str | None) -> dict[
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form section.field=value")
         key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw != "" else None
+        key = key.strip()
+        if raw == "":
+            out[key] = None
+        elif _is_text_field(key):
+            out[key] = raw
+        else:
+            out[key] = yaml.safe_load(raw)
     return out
 
 

@@ -29,6 +29,33 @@ def test_overrides_are_typed_and_checked():
         load_config("huge")
 
 
+@pytest.mark.parametrize("pattern, expected", [
+    ("*.mp4", ["a.mp4", "b.mp4"]),  # YAML: an alias (ScannerError)
+    ("clips #1/*.mp4", ["clips #1/c.mp4"]),  # YAML: "clips" and a comment
+    ("~/home clips", ["home clips/h.mp4"]),  # YAML: "~" alone is None
+    ("1080", ["1080/d.mp4"]),  # YAML: an integer (fails validation)
+    ("yes", ["yes/e.mp4"]),  # YAML 1.1: a boolean
+])
+def test_video_paths_reach_ingestion_verbatim(tmp_path, monkeypatch, pattern, expected):
+    """``--videos`` / ``VIDEOS`` as the pipeline passes it (a ``pseudo_mv.videos=`` item, re-listed for each
+    subflow) selects exactly the files it names."""
+    from flows.pipeline import _as_list
+    from pipeline_tasks.ingest.pipeline import expand_video_inputs
+
+    for rel in ["a.mp4", "b.mp4", "clips #1/c.mp4", "clips/x.mp4", "1080/d.mp4", "yes/e.mp4", "home/home clips/h.mp4"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    ov = _as_list(["psi3d.steps=3", f"pseudo_mv.videos={pattern}"])  # what each subflow receives
+    cfg = load_config("tiny", ov)
+    assert cfg.pseudo_mv.videos == pattern and cfg.psi3d.steps == 3
+    found = expand_video_inputs(cfg.pseudo_mv.videos)
+    roots = [tmp_path / "home" if pattern.startswith("~") else tmp_path]
+    assert sorted(str(p.resolve().relative_to(roots[0])) for p in found) == expected
+    assert load_config("tiny", _as_list(["pseudo_mv.videos="])).pseudo_mv.videos is None
+
+
 def test_stage_config_selects_sections():
     a, b = load_config("tiny"), load_config("tiny", ["psi.steps=1"])
     assert a.stage_config("genhead") == b.stage_config("genhead")
