@@ -14,6 +14,7 @@ can run one task per shard of videos; by default shards run here, one after the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import time
@@ -54,6 +55,7 @@ class VideoInput:
     path: str
     sidecar: str | None = None
     sha256: str | None = None
+    also_at: tuple[str, ...] = ()  # other paths of the same content (converted once, all listed in the index)
 
     @property
     def synthetic(self) -> bool:
@@ -70,12 +72,20 @@ class ConversionStats:
 
 
 def user_video_inputs(spec: str) -> list[VideoInput]:
-    """User videos from a folder or glob; ids are the file stem plus a short content hash."""
-    out = []
+    """User videos from a folder or glob; ids are the file stem plus a short content hash.
+
+    One content is one video: a byte-identical file found again (another folder, another name) is
+    not converted twice; its paths are kept in ``also_at`` for the index. Distinct content never
+    shares an id (the hash is part of it)."""
+    by_digest: dict[str, VideoInput] = {}
     for p in expand_video_inputs(spec):
         digest = file_hash(p) if p.is_file() and p.stat().st_size else hashlib.sha256(str(p).encode()).hexdigest()
-        out.append(VideoInput(f"{p.stem}-{digest[:8]}", str(p), None, digest))
-    return out
+        first = by_digest.get(digest)
+        if first is None:
+            by_digest[digest] = VideoInput(f"{p.stem}-{digest[:8]}", str(p), None, digest)
+        else:
+            by_digest[digest] = dataclasses.replace(first, also_at=(*first.also_at, str(p)))
+    return list(by_digest.values())
 
 
 def synthetic_video_inputs(art: Artifact) -> list[VideoInput]:
@@ -325,7 +335,7 @@ def convert(
             if e is None and v.video_id in completed:
                 e = {"video_id": v.video_id, "source_file": v.path, "frames": int(pm.open_group_frames(store, v.video_id)), "status": "converted"}
             if e is not None:
-                index.append(e)
+                index.append({**e, "also_at": list(v.also_at)} if v.also_at else e)
         pm.set_index(store, index)
         converted = [e for e in index if e["status"] == "converted"]
         if not converted:

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -76,12 +77,22 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
 
 
+REF_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
 def parse_ref(spec: str) -> tuple[str, str]:
     """``"kind@version"`` or ``"kind@latest"`` (or bare ``"kind"`` = latest) → (kind, version)."""
     kind, _, version = spec.partition("@")
     if not kind:
         raise ArtifactError(f"artifact reference {spec!r} has no kind; expected 'kind@version' or 'kind@latest'")
-    return kind, version or "latest"
+    version = version or "latest"
+    for part in (kind, version):  # a ref names a folder inside the artifact root, never a path out of it
+        if not REF_PART.fullmatch(part) or ".." in part:
+            raise ArtifactError(
+                f"artifact reference {spec!r}: {part!r} is not a kind or version name (letters, digits, '_', '-', '.'; "
+                "no path separators or '..')"
+            )
+    return kind, version
 
 
 @dataclass(frozen=True)

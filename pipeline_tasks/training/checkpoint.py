@@ -15,6 +15,7 @@ import os
 import random
 import re
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +29,10 @@ FORMAT = "p4d-training-state/1"
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not fit the objects it is loaded into."""
+
+
+class UnreadableCheckpoint(CheckpointError):
+    """The file itself cannot be read (corrupt, truncated, or not plain tensors and data)."""
 
 
 def checkpoint_path(ckpt_dir: str | Path, step: int) -> Path:
@@ -53,16 +58,23 @@ def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -
     """Every random state a step may draw from."""
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _plain_numpy_state(np.random.get_state()),
         "torch_cpu": torch.get_rng_state(),
         "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "generators": {k: g.get_state() for k, g in (generators or {}).items()},
     }
 
 
+def _plain_numpy_state(state: tuple) -> tuple:
+    """NumPy's legacy global state with its key array as a list: plain data that ``weights_only`` loading accepts."""
+    name, keys, pos, has_gauss, cached = state
+    return (name, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached))
+
+
 def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch_cpu"])
     cuda_states = state.get("torch_cuda") or []
     if cuda_states and torch.cuda.is_available():
@@ -153,9 +165,10 @@ class TrainingState:
         """Restore every object and random state from ``path``; returns ``{"step", "meta"}``."""
         path = Path(path)
         try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+            # tensors and plain data only: a checkpoint file cannot run code when it is loaded
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:
-            raise CheckpointError(f"cannot read checkpoint {path}: {exc}; delete it to resume from an earlier one") from exc
+            raise UnreadableCheckpoint(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
         if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a training-state checkpoint (format {FORMAT!r})")
         _load_into("model", self.models, ckpt["models"], path)
@@ -171,11 +184,23 @@ class TrainingState:
         return {"step": int(ckpt["step"]), "meta": ckpt.get("meta", {})}
 
     def resume(self, ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> int:
-        """Load the latest checkpoint in ``ckpt_dir`` if any; returns the step to continue from (0 if none)."""
-        path = latest_checkpoint(ckpt_dir)
-        if path is None:
-            return 0
-        return self.load(path, map_location)["step"]
+        """Load the newest *readable* checkpoint in ``ckpt_dir``; returns the step to continue from (0 if none).
+
+        A file that cannot be read (torn by a disk fault, truncated by a copy) is reported and the older
+        one kept beside it is used; when none can be read the run stops with every file and its reason,
+        rather than silently starting over. A checkpoint that reads but does not fit the models raises."""
+        found = list_checkpoints(ckpt_dir)
+        reasons = []
+        for path in reversed(found):
+            try:
+                return self.load(path, map_location)["step"]
+            except UnreadableCheckpoint as exc:
+                reasons.append(str(exc))
+                warnings.warn(f"{exc}; trying the previous checkpoint", stacklevel=2)
+        if reasons:
+            raise CheckpointError(f"no readable checkpoint in {ckpt_dir}:\n  " + "\n  ".join(reasons)
+                                  + "\ndelete the folder to start this stage over")
+        return 0
 
 
 def save_checkpoint(ckpt_dir: str | Path, step: int, state: TrainingState, meta: Mapping[str, Any] | None = None, keep: int | None = 2) -> Path:

@@ -78,6 +78,17 @@ def test_resolve_latest_and_exact_and_refusals(registry):
         registry.resolve(f"psi3d@{tmp_version}")
 
 
+def test_refs_cannot_name_a_path_outside_the_artifact_root(registry):
+    outside = ArtifactRegistry(registry.root.parent / "elsewhere")
+    art = make(outside, "psi3d", {"s": 1})  # complete, and reachable as root/../elsewhere/psi3d/<version>
+    rel = f"../elsewhere/psi3d@{art.version}"
+    assert (registry.root / "../elsewhere/psi3d" / art.version).resolve() == art.path.resolve()
+    for ref in (rel, f"psi3d@../../elsewhere/psi3d/{art.version}", "psi3d@..", "/tmp@x", "psi3d@a/b"):
+        with pytest.raises(ArtifactError, match="is not a kind or version name"):
+            registry.resolve(ref)
+    assert outside.resolve(f"psi3d@{art.version}").version == art.version
+
+
 def test_lineage(registry):
     g = make(registry, "genhead_samples", {})
     p3 = make(registry, "psi3d", {}, [g])

@@ -3,6 +3,7 @@ exact resume of Ψ training, and conversion resuming after a kill without redoin
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,13 +245,21 @@ def test_user_videos_convert_with_estimated_cameras_and_bad_one_is_skipped(upstr
     folder.mkdir()
     animate_astronaut(folder / "astronaut.mp4", n_frames=12, size=256)
     (folder / "broken.mp4").write_text("this is not a video")
+    (folder / "copy").mkdir()
+    (folder / "copy" / "astronaut.mp4").write_bytes((folder / "astronaut.mp4").read_bytes())  # the same file twice
+    (folder / "other").mkdir()
+    animate_astronaut(folder / "other" / "astronaut.mp4", n_frames=8, size=256)  # the same name, other content
     cfg = load_config("tiny", FAST + [f"pseudo_mv.videos={folder}", "pseudo_mv.ingest.min_usable_frames=4"])
     reg = _copy_registry(upstream["reg"], tmp_path / "d")
     art = pmv_stage.convert(cfg, upstream["psi3d"].ref, upstream["motion_encoder"].ref, registry=reg, progress=False)
     assert set(art.parents) == {upstream["psi3d"].ref, upstream["motion_encoder"].ref}  # no synthetic videos
     store = art.path / "store.zarr"
     pm.validate(store)
-    index = {e["source_file"].split("/")[-1]: e for e in pm.read_index(store)}
+    index = {str(Path(e["source_file"]).relative_to(folder)): e for e in pm.read_index(store)}
+    assert sorted(index) == ["astronaut.mp4", "broken.mp4", "other/astronaut.mp4"]  # the copy converts once...
+    assert index["astronaut.mp4"]["also_at"] == [str(folder / "copy" / "astronaut.mp4")]  # ...and its path is listed
+    assert index["other/astronaut.mp4"]["status"] == "converted" and index["other/astronaut.mp4"]["frames"] == 8
+    assert index["other/astronaut.mp4"]["video_id"] != index["astronaut.mp4"]["video_id"]
     assert index["astronaut.mp4"]["status"] == "converted" and index["astronaut.mp4"]["frames"] == 12
     assert index["broken.mp4"]["status"] == "skipped"
     assert "broken.mp4" in index["broken.mp4"]["reason"] and "not a video" in index["broken.mp4"]["reason"]
@@ -258,7 +267,7 @@ def test_user_videos_convert_with_estimated_cameras_and_bad_one_is_skipped(upstr
     assert group.attrs["camera_source"] == "estimated"
     assert group["frames"].shape == (12, 64, 64, 3)
     assert group["alpha"][:].mean() > 20  # the segmentation mask covers the face
-    assert art.manifest["counts"]["skipped_videos"] == 1
+    assert art.manifest["counts"]["skipped_videos"] == 1 and art.manifest["counts"]["videos"] == 2
 
 
 def test_psi3d_several_target_views_per_source(upstream):

@@ -49,6 +49,13 @@ def render_blob(expr: np.ndarray, gaze: np.ndarray, ident: int, view: int, res: 
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
+def front_camera() -> np.ndarray:
+    """The frontal 25-vector camera (a valid label: stores reject zero cameras as never written)."""
+    from models import cameras as cam
+
+    return cam.orbit_label(torch.zeros(1), torch.zeros(1))[0].numpy()
+
+
 def make_blob_store(path: Path, n_samples: int = 96, views: int = 3, res: int = 32, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     expr = np.zeros((n_samples, 9), np.float32)
@@ -66,7 +73,7 @@ def make_blob_store(path: Path, n_samples: int = 96, views: int = 3, res: int = 
         "images": images,
         "alpha": np.full(images.shape[:-1], 255, np.uint8),
         "depth": np.full(images.shape[:-1], 4.0, np.float16),
-        "cameras": np.zeros((n_samples, views, 25), np.float32),
+        "cameras": np.broadcast_to(front_camera(), (n_samples, views, 25)).copy(),
         "shape": np.zeros((n_samples, 2), np.float32),
         "expression": expr,
         "pose": np.zeros((n_samples, 3), np.float32),

@@ -155,12 +155,35 @@ def test_latest_checkpoint_ordering_pruning_and_errors(tmp_path):
     assert latest_checkpoint(d).name == "step_00000100.pt"  # numeric, not lexical or mtime order
     state.save(d, 120, keep=2)
     assert [p.name for p in list_checkpoints(d)] == ["step_00000100.pt", "step_00000120.pt"]
-    (d / "step_00000130.pt").write_bytes(b"truncated")
-    with pytest.raises(CheckpointError, match="step_00000130.pt"):
-        state.resume(d)
     bad_state = TrainingState(models={"other": torch.nn.Linear(1, 1)})
     with pytest.raises(CheckpointError, match="'other'"):
         bad_state.load(d / "step_00000120.pt")
+    good = (d / "step_00000120.pt").read_bytes()
+    (d / "step_00000130.pt").write_bytes(good[: len(good) // 2])  # the newest is torn: the older one kept beside it wins
+    with pytest.warns(UserWarning, match="step_00000130.pt"):
+        assert state.resume(d) == 120
+    (d / "step_00000100.pt").write_bytes(b"x")
+    (d / "step_00000120.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"no readable checkpoint(.|\n)*step_00000130(.|\n)*step_00000120(.|\n)*step_00000100"):
+        with pytest.warns(UserWarning):
+            state.resume(d)  # none readable: stop and say so, never silently start over
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (open, (str(_RunsCode.marker), "w"))
+
+
+def test_a_checkpoint_cannot_run_code_when_loaded(tmp_path):
+    """Training state is loaded with ``weights_only``: tensors and plain data only."""
+    *_, state = _state()
+    _RunsCode.marker = tmp_path / "code-ran"
+    payload = {**state.state_dict(3), "meta": {"x": _RunsCode()}}
+    torch.save(payload, tmp_path / "step_00000003.pt")
+    assert not _RunsCode.marker.exists()
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        state.load(tmp_path / "step_00000003.pt")
+    assert not _RunsCode.marker.exists()
 
 
 # ---------------------------------------------------------------- logs, curves, progress
