@@ -233,20 +233,29 @@ def convert_videos(
     for v in todo:
         if any(s["video_id"] == v.video_id for s in stats.skipped):
             continue
-        try:
+        step = "decode"
+        try:  # one video's failure, whatever it is, is recorded with its file and step; the others convert
             if v.synthetic:
                 frames, cams, idx, alpha, attrs = _decode_synthetic(v, cfg)
             else:
                 r = ingested[v.video_id]
                 frames, cams, idx, alpha = r.frames, r.cameras, r.frame_indices, r.alpha
                 attrs = {**r.attrs(), "crop": r.crop.tolist(), "quality_flags": r.flags.tolist(), "alpha_source": "segmentation"}
+            step = "render"
+            arrays = render_video(psi3d, e_mot, v.video_id, frames, cams, idx, c.views_per_frame, c.seed, c.frame_batch,
+                                  device, alpha, bar)
+            attrs["frame_indices"] = [int(i) for i in idx]
+            step = "write"
+            pm.write_video(store_path, v.video_id, arrays, attrs, shard_frames=c.shard_frames)
         except IngestionError as exc:
-            stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "skipped", "reason": str(exc)})
+            stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "skipped",
+                                  "step": step, "reason": str(exc)})
             continue
-        arrays = render_video(psi3d, e_mot, v.video_id, frames, cams, idx, c.views_per_frame, c.seed, c.frame_batch,
-                              device, alpha, bar)
-        attrs["frame_indices"] = [int(i) for i in idx]
-        pm.write_video(store_path, v.video_id, arrays, attrs, shard_frames=c.shard_frames)
+        except Exception as exc:  # noqa: BLE001 — e.g. out of memory, a codec or disk error: this video only
+            pm.discard_incomplete(store_path, v.video_id)
+            stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "failed",
+                                  "step": step, "reason": f"{v.path}: {step} failed: {type(exc).__name__}: {exc}"})
+            continue
         stats.frames += len(frames)
         stats.views += len(frames) * c.views_per_frame
         stats.converted.append({"video_id": v.video_id, "source_file": v.path, "frames": int(len(frames)), "status": "converted"})

@@ -9,7 +9,7 @@ name the source file and its hash, fps, crop parameters, the camera source (``gr
 
 A video group is written whole, then marked ``complete``; a group left incomplete by a killed
 run is deleted and rewritten on resume. The root attribute ``index`` lists every video (id,
-frames, status ``converted`` or ``skipped`` with its reason).
+frames, status ``converted``, ``skipped`` (bad input) or ``failed`` (a fault while converting it) with its step and reason).
 """
 
 from __future__ import annotations
@@ -100,6 +100,13 @@ def write_video(
     VIDEO_SCHEMA.create(group, sizes, shard_frames, {**dict(attrs), "complete": False, "frames": int(len(frames))})
     VIDEO_SCHEMA.append(group, arrays)
     group.attrs["complete"] = True
+
+
+def discard_incomplete(store_path: str | Path, video_id: str) -> None:
+    """Remove what a failed writer left of ``video_id`` (never a complete group)."""
+    root = open_group(store_path, mode="r+")
+    if video_id in root.group_keys() and root[video_id].attrs.get("complete") is not True:
+        shutil.rmtree(Path(store_path) / video_id)
 
 
 def open_group_frames(store_path: str | Path, video_id: str) -> int:

@@ -348,6 +348,13 @@ def iter_ingest(
             except IngestionError as e:  # VideoSkipped included
                 yield p, None, e.reason
                 continue
+            except Exception as e:  # noqa: BLE001 — any other fault (a detector or codec error, memory) fails this video only
+                for model in (analyzer, segmenter):  # a model that failed mid-call is not trusted with the next video
+                    if model is not None:
+                        model.close()
+                analyzer = segmenter = None
+                yield p, None, f"{p}: ingestion failed: {type(e).__name__}: {e}"
+                continue
             yield p, res, None
     finally:
         if analyzer is not None:

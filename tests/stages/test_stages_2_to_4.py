@@ -419,3 +419,31 @@ def test_stage3_flow_converts_the_videos_it_is_given_not_the_newest(upstream, tm
     ref = next(line.split()[1] for line in lines if line.startswith("REF "))
     assert ref == upstream["pseudo_mv"].ref
     assert upstream["videos"].ref in reg.resolve(ref).parents and newer.ref not in reg.resolve(ref).parents
+
+
+def test_a_fault_in_one_video_fails_that_video_only(upstream, tmp_path, monkeypatch):
+    """Any exception while converting one video (here the renderer runs out of memory halfway through the
+    videos; a fault not otherwise causable here, so injected) is recorded in the index with its file, step and
+    reason, leaves no partial group, and the other videos convert."""
+    cfg = upstream["cfg"].model_copy(update={"pseudo_mv": upstream["cfg"].pseudo_mv.model_copy(update={"seed": 11})})
+    reg = _copy_registry(upstream["reg"], tmp_path / "f")
+    args = (cfg, upstream["psi3d"].ref, upstream["motion_encoder"].ref, upstream["videos"].ref, reg)
+    real_render, calls = pmv_stage.render_video, []
+
+    def oom_on_second(psi3d, e, vid, *a, **k):
+        calls.append(vid)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory (injected)")
+        return real_render(psi3d, e, vid, *a, **k)
+
+    monkeypatch.setattr(pmv_stage, "render_video", oom_on_second)
+    art = pmv_stage.convert(*args, progress=False)
+    store = art.path / "store.zarr"
+    pm.validate(store)
+    index = {e["video_id"]: e for e in pm.read_index(store)}
+    failed = index[calls[1]]
+    assert failed["status"] == "failed" and failed["step"] == "render"
+    assert failed["source_file"] in failed["reason"] and "RuntimeError: CUDA out of memory" in failed["reason"]
+    assert calls[1] not in pm.completed_videos(store)
+    assert sorted(e["status"] for e in index.values()) == ["converted", "converted", "failed"]
+    assert art.manifest["counts"]["videos"] == 2 and art.manifest["counts"]["skipped_videos"] == 1
