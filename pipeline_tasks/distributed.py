@@ -157,6 +157,11 @@ def launch(stage: str, cfg, parents: list, w, stop_after: int | None, nproc: int
     w.extra.update(result["extra"])
 
 
+# The trainer modules a worker runs, by stage. Imported by name in the worker, so that neither trainer's code
+# counts as code of the other stage (artifact versions hash the modules a stage imports: storage_schemas/code_hash.py).
+TRAINERS = {"psi3d": "pipeline_tasks.train_psi3d", "psi": "pipeline_tasks.train_psi"}
+
+
 @dataclass
 class _WorkerWriter:
     """What ``_train`` uses of an ArtifactWriter; the parent commits the real one."""
@@ -169,14 +174,15 @@ class _WorkerWriter:
 
 def main(argv: list[str] | None = None) -> None:
     """torchrun worker entry point."""
+    import importlib
+
     import torch.distributed as dist
 
-    from pipeline_tasks import train_psi, train_psi3d
     from pipeline_tasks.config import PipelineConfig
     from storage_schemas.artifacts import ArtifactRegistry
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage", choices=["psi3d", "psi"])
+    ap.add_argument("stage", choices=sorted(TRAINERS))
     ap.add_argument("--workdir", type=Path, required=True)
     args = ap.parse_args(argv)
     spec = json.loads((args.workdir / SPEC).read_text())
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     backend = "nccl" if ctx.device(cfg.device).type == "cuda" else "gloo"
     dist.init_process_group(backend)
     w = _WorkerWriter(args.workdir)
-    train = train_psi3d._train if args.stage == "psi3d" else train_psi._train
+    train = importlib.import_module(TRAINERS[args.stage])._train
     try:
         train(cfg, *parents, w, spec["stop_after"], ddp=ctx)
         result = {"metrics": w.metrics, "counts": w.counts, "extra": {**w.extra, "ddp_world_size": ctx.world_size}}

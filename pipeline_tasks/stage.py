@@ -1,7 +1,7 @@
 """Run a stage at most once per version: skip it when complete, resume it when interrupted.
 
 Every stage follows the same rule (DESIGN.md §4): its version hashes its config section(s),
-its parents and its schema version; a complete version is reused, a leftover temporary folder
+its parents, its schema version and the code it runs; a complete version is reused, a leftover temporary folder
 is resumed, and the payload is published atomically.
 """
 
@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
+from storage_schemas.code_hash import PROJECT_PACKAGES, stage_code_hash
 
 log = logging.getLogger("portrait4d")
 
@@ -23,16 +24,25 @@ def run_once(
     parents: Iterable[Artifact],
     schema_version: int,
     build: Callable[[ArtifactWriter], None],
+    code_module: str | None = None,
 ) -> Artifact:
-    """Return the complete ``kind`` artifact for these inputs, building it if needed."""
+    """Return the complete ``kind`` artifact for these inputs, building it if needed.
+
+    The version includes the hash of the code the stage runs: ``code_module`` (default: the module
+    ``build`` is defined in, i.e. the stage's own) and every project module it imports."""
     parents = list(parents)
-    version = registry.version_for(kind, config, parents, schema_version)
+    code_module = code_module or getattr(build, "__module__", None)
+    if not code_module or code_module.split(".")[0] not in PROJECT_PACKAGES:
+        raise ValueError(f"run_once({kind!r}): build is defined in {code_module!r}, not a project stage module; "
+                         "pass code_module='pipeline_tasks.<stage>' (its code goes into the version)")
+    code = stage_code_hash(code_module)
+    version = registry.version_for(kind, config, parents, schema_version, code)
     existing = registry.find(kind, version)
     if existing is not None:
         log.info("%s@%s is complete: skipping the stage", kind, version)
         return existing
     t0 = time.time()
-    with registry.writer(kind, config, parents, schema_version, version=version) as w:
+    with registry.writer(kind, config, parents, schema_version, version=version, code_hash=code) as w:
         if w.resumed:
             log.info("%s@%s: resuming from %s", kind, version, w.path)
         build(w)

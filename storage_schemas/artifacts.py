@@ -4,9 +4,11 @@ An artifact lives at ``<root>/<kind>/<version>/`` with ``manifest.json`` and its
 is ``$P4D_HOME`` (default ``./artifacts``).
 
 * **Version** = the first 12 hex digits of a SHA-256 over (kind, resolved config, parent refs,
-  schema version, code version). The code version in the hash is the package version; the git
-  commit is recorded in the manifest but not hashed, so a commit that changes nothing a stage
-  does (documentation, tests) does not invalidate every artifact.
+  schema version, package version, and for a stage the hash of the code it runs: its module and
+  every project module it imports, comments and docstrings left out; ``storage_schemas/code_hash.py``).
+  A change in a stage's code makes a new version of it and, through the parent refs, of everything
+  after it; a commit that changes nothing a stage runs (documentation, tests, another stage) does
+  not. The git commit is recorded in the manifest but not hashed.
 * **Atomic creation**: a writer works in ``<root>/<kind>/.tmp-<version>-<uuid>/`` while holding an
   exclusive ``flock`` on ``<root>/<kind>/.lock-<version>``; ``commit()`` writes the manifest with
   status ``complete`` last and renames the folder to ``<version>/``. A writer killed at any point
@@ -163,6 +165,7 @@ class ArtifactWriter:
     schema_version: int
     path: Path
     resumed: bool
+    code_hash: str | None = None
     counts: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -184,6 +187,7 @@ class ArtifactWriter:
             "config_hash": config_hash(self.config),
             "parents": self.parents,
             "code_version": code_version(),
+            **({"code_hash": self.code_hash} if self.code_hash else {}),
             "git_commit": git_commit(),
             "counts": self.counts,
             "metrics": self.metrics,
@@ -216,8 +220,15 @@ class ArtifactRegistry:
 
     # ---- versions -------------------------------------------------------------------------
     def version_for(
-        self, kind: str, config: dict[str, Any], parents: Iterable[Artifact | str] = (), schema_version: int = 1
+        self,
+        kind: str,
+        config: dict[str, Any],
+        parents: Iterable[Artifact | str] = (),
+        schema_version: int = 1,
+        code_hash: str | None = None,
     ) -> str:
+        """Hash of the kind, config, parents, schema version, package version and (for stages) the
+        hash of the code the stage runs (``storage_schemas.code_hash``)."""
         payload = {
             "kind": kind,
             "config": config,
@@ -225,6 +236,8 @@ class ArtifactRegistry:
             "schema_version": schema_version,
             "code_version": code_version(),
         }
+        if code_hash is not None:
+            payload["code_hash"] = code_hash
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:12]
 
     # ---- reading --------------------------------------------------------------------------
@@ -300,6 +313,7 @@ class ArtifactRegistry:
         parents: Iterable[Artifact | str] = (),
         schema_version: int = 1,
         version: str | None = None,
+        code_hash: str | None = None,
     ) -> Iterator[ArtifactWriter]:
         """Build ``kind@version`` under a lock; resume a killed writer's folder if one is left.
 
@@ -307,7 +321,7 @@ class ArtifactRegistry:
         temporary folder is kept for the next run to resume.
         """
         parents = list(parents)
-        version = version or self.version_for(kind, config, parents, schema_version)
+        version = version or self.version_for(kind, config, parents, schema_version, code_hash)
         if self.find(kind, version) is not None:
             raise ArtifactError(f"{kind}@{version} is already complete at {self.root / kind / version}")
         kind_dir = self.root / kind
@@ -344,6 +358,7 @@ class ArtifactRegistry:
                     schema_version=schema_version,
                     path=path,
                     resumed=resumed,
+                    code_hash=code_hash,
                 )
                 yield w
             finally:
@@ -420,6 +435,7 @@ class ArtifactRegistry:
                     "parents": a.parents,
                     "config_hash": m.get("config_hash"),
                     "code_version": m.get("code_version"),
+                    "code_hash": m.get("code_hash"),
                     "git_commit": m.get("git_commit"),
                     "schema_version": m.get("schema_version"),
                     "counts": canonical_json(m.get("counts", {})),
@@ -442,6 +458,7 @@ class ArtifactRegistry:
                     "parents": [],
                     "config_hash": None,
                     "code_version": None,
+                    "code_hash": None,
                     "git_commit": None,
                     "schema_version": None,
                     "counts": "{}",

@@ -19,6 +19,7 @@ CATALOG_SCHEMA = pa.schema(
         ("parents", pa.list_(pa.string())),
         ("config_hash", pa.string()),
         ("code_version", pa.string()),
+        ("code_hash", pa.string()),  # the stage's code (storage_schemas/code_hash.py)
         ("git_commit", pa.string()),
         ("schema_version", pa.int64()),
         ("counts", pa.string()),  # JSON object

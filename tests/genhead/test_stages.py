@@ -13,6 +13,7 @@ from pipeline_tasks.config import load_config
 from pipeline_tasks.genhead import CONTACT_SHEET, STORE, run_genhead_stage, write_samples
 from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar, run_videos_stage
 from storage_schemas import genhead_samples as gs
+from storage_schemas.code_hash import stage_code_hash
 
 SMALL = ["genhead.views_per_identity=2", "genhead.shard_size=2", "genhead.resolution=32", "genhead.preview_identities=3",
          "genhead.render_batch=2"]
@@ -30,6 +31,7 @@ def test_stage1_writes_a_valid_store_and_is_reused(registry):
     assert (art.path / CONTACT_SHEET).stat().st_size > 1000
     assert art.manifest["counts"]["images"] == 8 and art.manifest["metrics"]["images_per_s"] > 0
     assert run_genhead_stage(cfg, registry, progress=False).version == art.version
+    assert art.manifest["code_hash"] == stage_code_hash("pipeline_tasks.genhead")  # its version follows its code
     # head pose is the camera: the stored (head-relative) camera with pose 0 reproduces the stored image,
     # which was rendered with the identity's pose γ at a world camera; γ stays a label
     i, v = 1, 1
