@@ -1,6 +1,6 @@
 """Stage 3: monocular videos → pseudo multi-view Zarr groups (DESIGN.md §1, §5).
 
-For each video: decode (decord) → frames and cameras (the sidecar's ground truth for synthetic
+For each video: decode (PyAV) → frames and cameras (the sidecar's ground truth for synthetic
 videos; ingestion's estimates for user videos) → Ψ3d on batches of frames → one tri-plane per
 frame → K views per frame at cameras sampled from the training ranges (seeded per video and
 frame) in one batched render → E_mot on frames and views → one Zarr group per video.
@@ -31,7 +31,7 @@ from models.cameras import CameraRanges, sample_cameras
 from models.psi.network import Psi
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.ingest import IngestionError, expand_video_inputs, iter_ingest
-from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
+from pipeline_tasks.ingest.decode import file_hash, probe, read_frames, select_frames
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar
@@ -178,8 +178,8 @@ def _decode_synthetic(v: VideoInput, cfg: PipelineConfig) -> tuple[np.ndarray, n
     side = read_sidecar(v.sidecar)
     info = probe(v.path)
     ic = cfg.pseudo_mv.ingest
-    idx, fps = select_frames(v.path, info.n_source_frames, info.source_fps, ic.target_fps, ic.frame_stride, ic.max_frames)
-    frames = np.concatenate([f for _, f in iter_batches(v.path, idx, ic.decode_batch, info.codec)])
+    idx, fps = select_frames(info, ic.target_fps, ic.frame_stride, ic.max_frames)
+    frames = read_frames(v.path, idx, info, ic.decode_batch)  # the ground truth is per source frame: every one must decode
     cams = np.asarray(side["cameras"], dtype=np.float32)
     if len(cams) != info.n_source_frames:
         raise IngestionError(Path(v.path), f"sidecar {v.sidecar} has {len(cams)} cameras for {info.n_source_frames} frames")
@@ -258,7 +258,10 @@ def convert_videos(
             continue
         stats.frames += len(frames)
         stats.views += len(frames) * c.views_per_frame
-        stats.converted.append({"video_id": v.video_id, "source_file": v.path, "frames": int(len(frames)), "status": "converted"})
+        entry = {"video_id": v.video_id, "source_file": v.path, "frames": int(len(frames)), "status": "converted"}
+        if not v.synthetic and ingested[v.video_id].quality.get("damaged_frames"):  # frames the decoder could not read
+            entry["damaged_frames"] = ingested[v.video_id].quality["damaged_frames"]
+        stats.converted.append(entry)
     bar.close()
     stats.seconds = time.perf_counter() - t0
     return stats

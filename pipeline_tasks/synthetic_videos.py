@@ -149,10 +149,8 @@ def write_videos(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> d
     """Render every video not yet present under ``out_dir``; returns counts and throughput."""
     v = cfg.videos
     res = stage_resolution(cfg)
-    if res % 32:
-        # decord 0.6.0 returns mis-shaped frames for small widths that are not multiples of 32
-        # (e.g. 48×48 decodes as [48, 48, 4]); measured 2025, see tests/genhead/test_stages.py
-        raise ValueError(f"videos.resolution must be a multiple of 32 so that decord decodes it correctly, got {res}")
+    if res % 2:  # H.264 in yuv420p stores chroma at half size
+        raise ValueError(f"videos.resolution must be even (H.264, yuv420p), got {res}")
     gen = ProceduralGenHead(sharpness=cfg.genhead.sharpness)
     vdir = out_dir / "videos"
     vdir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ class IngestConfig(_Strict):
     target_fps: float | None = Field(None, gt=0)  # resample to this rate (nearest frame); None keeps the source rate
     frame_stride: int = Field(1, ge=1)  # then keep every n-th frame
     max_frames: int | None = Field(None, ge=1)
-    decode_batch: int = Field(32, ge=1)  # frames per decord get_batch call
+    decode_batch: int = Field(32, ge=1)  # frames decoded per batch handed on
     # face analysis
     backend: Literal["mediapipe", "face_alignment"] = "mediapipe"
     face_alignment_landmarks: Literal["2d", "3d"] = "2d"

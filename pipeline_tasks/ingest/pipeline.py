@@ -26,7 +26,7 @@ from pipeline_tasks.face.canonical import ALIGN_POINTS, KEYPOINT_NAMES, PNP_POIN
 from pipeline_tasks.ingest.align import estimate_crop, outside_fraction, warp_crop
 from pipeline_tasks.ingest.camera import pose_to_label, reprojection_error, solve_head_pose
 from pipeline_tasks.ingest.config import IngestConfig
-from pipeline_tasks.ingest.decode import VideoInfo, iter_batches, probe, select_frames
+from pipeline_tasks.ingest.decode import DecodeReport, VideoInfo, iter_batches, probe, select_frames
 from pipeline_tasks.ingest.errors import IngestionError, VideoSkipped
 from pipeline_tasks.ingest.smoothing import fill_gaps, one_euro_segments
 
@@ -194,7 +194,7 @@ def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, ana
             segmenter: Segmenter | None) -> IngestResult:
     t_start = time.perf_counter()
     path = info.path
-    indices, fps = select_frames(path, info.n_source_frames, info.source_fps, cfg.target_fps, cfg.frame_stride, cfg.max_frames)
+    indices, fps = select_frames(info, cfg.target_fps, cfg.frame_stride, cfg.max_frames)
     n = len(indices)
     if n == 0:
         raise IngestionError(path, "zero frames after frame selection (target_fps/stride/max_frames)")
@@ -205,20 +205,30 @@ def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, ana
     score = np.zeros(n, dtype=np.float32)
     n_faces = np.zeros(n, dtype=np.int32)
     keep = info.width * info.height * 3 * n <= _KEEP_DECODED_BYTES
-    decoded: list[np.ndarray] = []
     f = min(1.0, cfg.analysis_max_side / max(info.width, info.height))
-    for start, batch in iter_batches(path, indices, cfg.decode_batch, info.codec):
+    damage = DecodeReport()
+    decoded: list[tuple[np.ndarray, np.ndarray]] = []
+    for positions, batch in iter_batches(path, indices, cfg.decode_batch, info.codec, info, damage):
         if keep:
-            decoded.append(batch)
-        for j, frame in enumerate(batch):
+            decoded.append((positions, batch))
+        for t, frame in zip(positions, batch):
             small = frame if f == 1.0 else cv2.resize(frame, (round(info.width * f), round(info.height * f)), interpolation=cv2.INTER_AREA)
             faces = analyzer.faces(small)
             face = largest_face(faces)
-            n_faces[start + j] = len(faces)
+            n_faces[t] = len(faces)
             if face is not None:
                 sx, sy = info.width / small.shape[1], info.height / small.shape[0]
-                kp[start + j] = face.keypoints * (sx, sy)
-                score[start + j] = face.score
+                kp[t] = face.keypoints * (sx, sy)
+                score[t] = face.score
+    lost = np.zeros(0, dtype=np.int64)
+    if damage.missing_positions:  # frames the decoder could not read: left out of the video, recorded
+        ok = np.ones(n, dtype=bool)
+        ok[damage.missing_positions] = False
+        lost, indices = indices[~ok], indices[ok]
+        kp, score, n_faces = kp[ok], score[ok], n_faces[ok]
+        renumber = np.cumsum(ok) - 1
+        decoded = [(renumber[p], b) for p, b in decoded]
+        n = len(indices)
 
     # per-frame quality
     flags = np.zeros(n, dtype=np.uint8)
@@ -267,14 +277,17 @@ def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, ana
     # pass 2: aligned crops and masks
     frames = np.empty((n, resolution, resolution, 3), dtype=np.uint8)
     alpha = np.full((n, resolution, resolution), 255, dtype=np.uint8)
-    batches = ((i * cfg.decode_batch, b) for i, b in enumerate(decoded)) if keep else iter_batches(path, indices, cfg.decode_batch, info.codec)
-    for start, batch in batches:
-        for j, frame in enumerate(batch):
-            t = start + j
+    again = DecodeReport()
+    batches = decoded if keep else iter_batches(path, indices, cfg.decode_batch, info.codec, info, again)
+    for positions, batch in batches:
+        for t, frame in zip(positions, batch):
             frames[t] = warp_crop(frame, crop[t], resolution, cfg.border)
             if segmenter is not None:
                 alpha[t] = np.round(segmenter.mask(frames[t]) * 255).astype(np.uint8)
     decoded.clear()
+    if again.missing_positions:
+        raise IngestionError(path, f"frames {indices[again.missing_positions[:5]].tolist()} decoded once and not the second time "
+                                   f"({'; '.join(again.errors[:2])})")
 
     usable = (flags & UNUSABLE) == 0
     quality = {
@@ -287,7 +300,11 @@ def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, ana
         "median_crop_px": float(np.median(crop[:, 2])),
         "backend": analyzer.name,
         "source": {"width": info.width, "height": info.height, "codec": info.codec, "container": info.container,
-                   "fps": info.source_fps, "n_frames": info.n_source_frames},
+                   "fps": info.source_fps, "n_frames": info.n_source_frames, "rotation": info.rotation},
+        "damaged_frames": int(len(lost)),  # selected frames the decoder could not read, left out
+        "damaged_source_frames": lost[:100].tolist(),
+        "decode_errors": damage.errors[:10],
+        "truncated": info.demux_error,  # the container broke off here; the frames before it are kept
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     return IngestResult(

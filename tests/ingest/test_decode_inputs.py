@@ -20,28 +20,31 @@ def counter_clip(tmp_path_factory):
 
 
 def _decode(path, idx, batch):
-    out = [b for _, b in iter_batches(path, idx, batch)]
-    return np.concatenate(out)
+    out = list(iter_batches(path, idx, batch, info=probe(path)))
+    positions = np.concatenate([p for p, _ in out])
+    assert list(positions) == list(range(len(idx)))  # every selected frame, in order
+    return np.concatenate([b for _, b in out])
 
 
 def test_probe_and_batched_decode(counter_clip):
     info = probe(counter_clip)
     assert (info.width, info.height, info.n_source_frames, info.source_fps) == (32, 32, 30, 25.0)
     assert info.sha256 == file_hash(counter_clip) and len(info.sha256) == 64
-    idx, fps = select_frames(counter_clip, 30, 25.0)
+    idx, fps = select_frames(info)
     frames = _decode(counter_clip, idx, batch=7)  # batches of 7 must stitch in order
     assert frames.shape == (30, 32, 32, 3)
     np.testing.assert_allclose(frames.reshape(30, -1).mean(1), 8 * np.arange(30), atol=3)
 
 
 def test_resample_stride_and_max_frames(counter_clip):
-    idx, fps = select_frames(counter_clip, 30, 25.0, target_fps=12.5)
+    info = probe(counter_clip)
+    idx, fps = select_frames(info, target_fps=12.5)
     assert fps == 12.5 and list(idx[:5]) == [0, 2, 4, 6, 8] and len(idx) == 15
-    idx, fps = select_frames(counter_clip, 30, 25.0, target_fps=12.5, stride=2, max_frames=4)
+    idx, fps = select_frames(info, target_fps=12.5, stride=2, max_frames=4)
     assert fps == 6.25 and list(idx) == [0, 4, 8, 12]
     frames = _decode(counter_clip, idx, batch=3)
     np.testing.assert_allclose(frames.reshape(4, -1).mean(1), 8 * np.array([0, 4, 8, 12]), atol=3)
-    idx, fps = select_frames(counter_clip, 30, 25.0, target_fps=50.0)  # upsampling repeats frames
+    idx, fps = select_frames(info, target_fps=50.0)  # upsampling repeats frames
     assert fps == 50.0 and list(idx[:4]) == [0, 0, 1, 1]
 
 
