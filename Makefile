@@ -30,7 +30,7 @@ PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)/api
 WORK_POOL ?= portrait4d-local
 
-.PHONY: setup lock pipeline ablation test test-all inspect bench learn-bench learn-bench-motion contact-sheet param-counts server deploy run stop clean help
+.PHONY: clean-stale setup lock pipeline ablation test test-all inspect bench learn-bench learn-bench-motion contact-sheet param-counts server deploy run stop clean help
 
 help:
 	@echo "make pipeline [PRESET=tiny] [SET='psi3d.steps=50 ...'] [VIDEOS='path/*.mp4']   whole DAG"
@@ -71,6 +71,11 @@ test-all: setup
 
 inspect: setup
 	$(WITH_ARGS) ARGS $(PY) -m storage_schemas.inspect
+
+# temporary folders left by killed stages (`make inspect ARGS=--stale` lists them); OLDER_THAN in hours
+export OLDER_THAN ?= 0
+clean-stale: setup
+	$(PY) -m storage_schemas.inspect --remove-stale --older-than "$$OLDER_THAN"
 
 bench: setup
 	$(WITH_ARGS) ARGS $(PY) bench/run.py

@@ -41,6 +41,10 @@ def run_once(
     if existing is not None:
         log.info("%s@%s is complete: skipping the stage", kind, version)
         return existing
+    abandoned = [t for t in registry.temporaries(kind) if not t.in_use and t.version != version]
+    if abandoned:
+        log.warning("%d abandoned temporary folder(s) of %s from other versions (%.1f MiB): `make inspect ARGS=--stale` "
+                    "lists them, `make clean-stale` removes them", len(abandoned), kind, sum(t.bytes for t in abandoned) / 2**20)
     t0 = time.time()
     with registry.writer(kind, config, parents, schema_version, version=version, code_hash=code) as w:
         if w.resumed:

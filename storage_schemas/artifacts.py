@@ -40,6 +40,8 @@ from typing import Any, Iterable, Iterator
 MANIFEST = "manifest.json"
 STATUS_COMPLETE = "complete"
 STATUS_INCOMPLETE = "incomplete"
+STATUS_RUNNING = "incomplete (running)"  # a live writer holds its lock
+STATUS_ABANDONED = "incomplete (abandoned)"  # left by a killed stage: resumed by the next run, or removed by `make clean-stale`
 
 
 class ArtifactError(RuntimeError):
@@ -142,6 +144,49 @@ def _dir_bytes(path: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+@dataclass
+class Temporary:
+    """A ``<kind>/.tmp-<version>-<id>/`` folder: a stage in progress (``in_use``) or abandoned by a killed one."""
+
+    path: Path
+    kind: str
+    version: str
+    in_use: bool
+    idle_s: float  # since the newest write inside it
+    bytes: int
+
+
+def lock_is_held(lock_path: Path) -> bool:
+    """Whether some process holds the ``flock`` on ``lock_path``, without touching it: Linux lists every
+    lock in /proc/locks by inode (elsewhere a non-blocking try, released at once)."""
+    try:
+        inode = lock_path.stat().st_ino
+    except FileNotFoundError:
+        return False
+    try:
+        with open("/proc/locks") as fh:
+            return any(line.split()[1] == "FLOCK" and line.split()[5].rsplit(":", 1)[-1] == str(inode) for line in fh
+                       if len(line.split()) > 5)
+    except OSError:
+        pass
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def _last_write(path: Path) -> float:
+    """Newest mtime of ``path`` and the files and folders up to two levels below it."""
+    newest = path.stat().st_mtime
+    for p in list(path.iterdir()) + [q for d in path.iterdir() if d.is_dir() for q in d.iterdir()]:
+        with contextlib.suppress(OSError):
+            newest = max(newest, p.stat().st_mtime)
+    return newest
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -272,6 +317,36 @@ class ArtifactRegistry:
         pattern = f"{kind}/.tmp-*" if kind else "*/.tmp-*"
         return sorted(p for p in self.root.glob(pattern) if p.is_dir())
 
+    def temporaries(self, kind: str | None = None) -> list["Temporary"]:
+        """Every temporary folder with whether a live writer holds it and how long since it was last written."""
+        now = time.time()
+        return [Temporary(p, p.parent.name, p.name.split("-")[1], lock_is_held(p.parent / f".lock-{p.name.split('-')[1]}"),
+                          now - _last_write(p), _dir_bytes(p)) for p in self.incomplete(kind)]
+
+    def remove_abandoned(self, older_than_s: float = 0.0, kind: str | None = None) -> list["Temporary"]:
+        """Delete temporary folders no writer holds, untouched for ``older_than_s``; return what was removed.
+
+        An abandoned folder is what a killed stage left to resume from (checkpoints, finished videos):
+        removing it gives that progress up. The version's lock is taken while removing, so a writer
+        starting at that moment is refused rather than resuming from a half-deleted folder."""
+        removed = []
+        for t in self.temporaries(kind):
+            if t.in_use or t.idle_s < older_than_s:
+                continue
+            with open(t.path.parent / f".lock-{t.version}", "a+") as lock:
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a writer took it after all
+                try:
+                    shutil.rmtree(t.path)
+                    removed.append(t)
+                finally:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        if removed:
+            self.write_catalog()
+        return removed
+
     def resolve(self, spec: str | Artifact, schema_version: int | None = None) -> Artifact:
         """``kind@latest`` / ``kind@<version>`` → a complete artifact, or a clear ArtifactError."""
         if isinstance(spec, Artifact):
@@ -367,21 +442,6 @@ class ArtifactRegistry:
             if self.find(kind, version) is not None:
                 lock_path.unlink()
 
-    def discard_incomplete(self, kind: str | None = None) -> list[Path]:
-        """Delete leftover temporary folders whose writers are not running (lock free)."""
-        removed = []
-        for tmp in self.incomplete(kind):
-            version = tmp.name.split("-")[1]
-            lock_path = tmp.parent / f".lock-{version}"
-            with open(lock_path, "a+") as lock:
-                try:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                shutil.rmtree(tmp, ignore_errors=True)
-                removed.append(tmp)
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-        return removed
 
     # ---- lineage --------------------------------------------------------------------------
     def ancestors(self, spec: str | Artifact) -> list[Artifact]:
@@ -445,13 +505,13 @@ class ArtifactRegistry:
                     "path": str(a.path),
                 }
             )
-        for tmp in self.incomplete():
-            version = tmp.name.split("-")[1]
+        for t in self.temporaries():
+            tmp, version = t.path, t.version
             rows.append(
                 {
                     "kind": tmp.parent.name,
                     "version": version,
-                    "status": STATUS_INCOMPLETE,
+                    "status": STATUS_RUNNING if t.in_use else STATUS_ABANDONED,
                     "created_at": _dt.datetime.fromtimestamp(tmp.stat().st_mtime, _dt.timezone.utc).isoformat(
                         timespec="seconds"
                     ),
@@ -464,7 +524,7 @@ class ArtifactRegistry:
                     "counts": "{}",
                     "metrics": "{}",
                     "wall_time_s": None,
-                    "bytes": _dir_bytes(tmp),
+                    "bytes": t.bytes,
                     "path": str(tmp),
                 }
             )

@@ -4,6 +4,8 @@
     python -m storage_schemas.inspect --json               # one JSON object per artifact
     python -m storage_schemas.inspect PATH/store.zarr      # tree, chunks, compression, validation
     python -m storage_schemas.inspect --lineage kind@version   # ancestry (and descendants)
+    python -m storage_schemas.inspect --stale              # temporary folders: running or abandoned
+    python -m storage_schemas.inspect --remove-stale [--older-than HOURS]   # delete the abandoned ones
 
 The root is ``$P4D_HOME`` (default ``./artifacts``) unless ``--root`` is given.
 """
@@ -70,6 +72,18 @@ def catalog_table(registry: ArtifactRegistry) -> str:
     return format_table(shown, ["kind", "version", "status", "created_at", "parents", "size", "metrics"])
 
 
+def stale_report(registry: ArtifactRegistry) -> str:
+    temps = registry.temporaries()
+    if not temps:
+        return f"no temporary folders under {registry.root}"
+    rows = [{"kind": t.kind, "version": t.version, "state": "running" if t.in_use else "abandoned",
+             "idle": f"{t.idle_s / 3600:.1f} h", "size": human_bytes(t.bytes), "path": str(t.path)} for t in temps]
+    abandoned = [t for t in temps if not t.in_use]
+    note = (f"\n{len(abandoned)} abandoned ({human_bytes(sum(t.bytes for t in abandoned))}): the next run of the same "
+            "version resumes from its folder; `make clean-stale [OLDER_THAN=hours]` removes them (their progress is lost)")
+    return format_table(rows, ["kind", "version", "state", "idle", "size", "path"]) + (note if abandoned else "")
+
+
 def store_report(path: Path) -> tuple[str, bool]:
     """Tree of a Zarr store (arrays, shapes, dtypes, chunks, compression ratio, attributes) and its validation."""
     group = open_group(path, mode="r")
@@ -130,9 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", help="artifact root (default $P4D_HOME or ./artifacts)")
     ap.add_argument("--json", action="store_true", help="one JSON object per artifact")
     ap.add_argument("--lineage", metavar="KIND@VERSION", help="print ancestors and descendants")
+    ap.add_argument("--stale", action="store_true", help="temporary folders: a stage running now, or abandoned by a killed one")
+    ap.add_argument("--remove-stale", action="store_true", help="delete abandoned temporary folders (not running ones)")
+    ap.add_argument("--older-than", type=float, default=0.0, metavar="HOURS", help="with --remove-stale: idle at least this long")
     args = ap.parse_args(argv)
     registry = ArtifactRegistry(args.root)
     try:
+        if args.remove_stale:
+            removed = registry.remove_abandoned(older_than_s=args.older_than * 3600)
+            for t in removed:
+                print(f"removed {t.path} ({human_bytes(t.bytes)}, idle {t.idle_s / 3600:.1f} h)")
+            print(f"removed {len(removed)} abandoned temporary folder(s)")
+            return 0
+        if args.stale:
+            print(stale_report(registry))
+            return 0
         if args.store:
             report, ok = store_report(Path(args.store))
             print(report)

@@ -158,5 +158,27 @@ def test_catalog_lists_incomplete_rows(registry):
         pass  # not committed
     registry.write_catalog()
     rows = pq.read_table(registry.catalog_path).to_pylist()
-    assert sorted((r["kind"], r["status"]) for r in rows) == [("a", "complete"), ("b", "incomplete")]
-    assert registry.discard_incomplete() and registry.incomplete() == []
+    assert sorted((r["kind"], r["status"]) for r in rows) == [("a", "complete"), ("b", "incomplete (abandoned)")]
+    assert registry.remove_abandoned() and registry.incomplete() == []
+
+
+def test_abandoned_temporaries_are_told_from_running_ones_and_removed_on_request(registry, capsys):
+    from storage_schemas.inspect import main as inspect_main
+
+    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(registry.root), "mid_payload"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)  # a stage killed mid-way: its folder is what the next run resumes from
+    proc.wait()
+    with registry.writer("live", {"b": 1}) as live:  # a stage running now (its lock is held)
+        temps = {t.kind: t for t in registry.temporaries()}
+        assert not temps["stage"].in_use and temps["live"].in_use
+        assert temps["stage"].idle_s < 600 and temps["stage"].bytes > 0
+        assert registry.remove_abandoned(older_than_s=3600) == []  # too recent for that threshold
+        assert inspect_main(["--root", str(registry.root), "--stale"]) == 0
+        out = capsys.readouterr().out
+        assert "stage" in out and "abandoned" in out and "running" in out
+        assert inspect_main(["--root", str(registry.root), "--remove-stale", "--older-than", "0"]) == 0
+        assert "removed" in capsys.readouterr().out
+        assert [t.kind for t in registry.temporaries()] == ["live"] and live.path.is_dir()  # the running one stays
+        live.commit()
+    assert registry.temporaries() == []
