@@ -12,11 +12,13 @@ per-yaw-bin comparison with its intervals as an ``ablation`` artifact and a Pref
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows import supervise
 from flows.evaluate import evaluate_flow
 from flows.pipeline import _as_list, pipeline_flow
 from flows.train_psi import train_psi_flow
@@ -58,6 +60,8 @@ def ablation_flow(preset: str = "tiny", overrides: list[str] | str | None = None
 
 
 def main(argv: list[str] | None = None) -> None:
+    if not supervise.is_child():  # Ctrl-C / SIGTERM stop the run within seconds (flows/supervise.py)
+        raise SystemExit(supervise.run_supervised("flows.ablation", sys.argv[1:] if argv is None else list(argv)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--set", dest="overrides", default="", help='space-separated "section.field=value" overrides')

@@ -10,11 +10,13 @@ changed stage config recomputes that stage and the ones after it only.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows import supervise
 from flows.analyser_samples import analyser_samples_flow
 from flows.evaluate import evaluate_flow
 from flows.genhead_samples import genhead_samples_flow
@@ -71,6 +73,8 @@ def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None
 
 
 def main(argv: list[str] | None = None) -> None:
+    if not supervise.is_child():  # Ctrl-C / SIGTERM stop the run within seconds (flows/supervise.py)
+        raise SystemExit(supervise.run_supervised("flows.pipeline", sys.argv[1:] if argv is None else list(argv)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--set", dest="overrides", default="", help='space-separated "section.field=value" overrides')

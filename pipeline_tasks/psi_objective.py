@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from models.config import LossConfig, ModelConfig
 from models.discriminator import DualDiscriminator, lazy_r1_loss
 from pipeline_tasks.metrics import psnr
+from pipeline_tasks.training.optim import adam
 from models.losses import (
     LPIPSLoss,
     build_identity_loss,
@@ -64,7 +65,7 @@ class PsiObjective(nn.Module):
         self.d_optimizer: torch.optim.Optimizer | None = None
         if losses.adversarial.weight > 0:
             self.discriminator = DualDiscriminator(model_cfg.discriminator, model_cfg.render.image_resolution)
-            self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
+            self.d_optimizer = adam(self.discriminator.parameters(), lr=lr, betas=betas)
 
     def generator_loss(
         self,

@@ -58,6 +58,7 @@ from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.logs import plot_curves
 from pipeline_tasks.training.sampler import SeededSampler
 from pipeline_tasks.training_loop import run_loop
+from pipeline_tasks.training.optim import adam
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -437,7 +438,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     labels = np.concatenate([data.expression, data.gaze], 1)[train_ids]
     model.set_target_stats(torch.from_numpy(labels.mean(0)), torch.from_numpy(labels.std(0)))
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=me.lr, betas=tuple(me.betas), eps=me.adam_eps)
+    opt = adam(model.parameters(), lr=me.lr, betas=tuple(me.betas), eps=me.adam_eps)
     ema = EMA(model, me.ema_halflife_steps, me.ema_rampup)
     sampler = SeededSampler(train_ids, me.batch_size // 2, me.seed)
     gen = torch.Generator().manual_seed(me.seed + 1)

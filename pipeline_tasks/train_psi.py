@@ -46,6 +46,7 @@ from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.sampler import SeededSampler
 from pipeline_tasks.training_loop import publish_trained, run_loop
+from pipeline_tasks.training.optim import adam
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -232,7 +233,7 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
     e_mot = load_motion_encoder(me, device) if tc.losses.identity_backend == "synthetic" else None
     embedder = e_mot.identity_embedder() if e_mot is not None else None
     objective = PsiObjective(cfg.model, tc.losses, identity_embedder=embedder, lr=tc.lr).to(device)
-    opt = torch.optim.Adam(param_groups(psi, tc.lr, tc.cross_attention_lr_mult), lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
+    opt = adam(param_groups(psi, tc.lr, tc.cross_attention_lr_mult), lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
     ema = EMA(psi, tc.ema_halflife_steps, tc.ema_rampup)
     sampler = SeededSampler(np.arange(len(train.ids)), tc.batch_size, tc.seed)
     gen = torch.Generator().manual_seed(tc.seed + 1)

@@ -36,6 +36,7 @@ from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.sampler import SeededSampler
 from pipeline_tasks.training_loop import publish_trained, run_loop
+from pipeline_tasks.training.optim import adam
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -263,7 +264,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     net = ddp.wrap(psi)  # the forward goes through DDP (gradients averaged over ranks)
     objective = PsiObjective(cfg.model, tc.losses, lr=tc.lr).to(device)
     params = [p for p in psi.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
+    opt = adam(params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
     ema = EMA(psi, tc.ema_halflife_steps, tc.ema_rampup)
     sampler = SeededSampler(train_ids, tc.batch_size, tc.seed)
     gen = torch.Generator().manual_seed(tc.seed + 1)

@@ -40,9 +40,9 @@ class EMA:
         """Blend ``model``'s parameters into the average; buffers (e.g. norm statistics) are copied."""
         beta = self.beta(step)
         src = dict(model.named_parameters())
-        for name, p_ema in self.module.named_parameters():
-            p = src[name].detach()
-            p_ema.copy_(p.to(p_ema.dtype).lerp(p_ema, beta))
+        ema_params = [p for _, p in self.module.named_parameters()]
+        new = [src[name].detach().to(p.dtype) for name, p in self.module.named_parameters()]
+        torch._foreach_lerp_(ema_params, new, 1.0 - beta)  # ema ← β·ema + (1 − β)·θ, one kernel per dtype/device group
         src_b = dict(model.named_buffers())
         for name, b_ema in self.module.named_buffers():
             b_ema.copy_(src_b[name])
