@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from learn_common import StageClock, parse_args  # noqa: E402
+from learn_common import StageClock, free_stem, parse_args  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py: host, CPU, torch)
 
 TARGET_MARGIN_DB = {30.0: 6.0, 45.0: 6.0}  # |yaw| → required margin over copy-input
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     host = socket.gethostname()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"learn-{host}-{date}"
+    stem = free_stem(out, f"learn-{host}-{date}")
     files = {"curves": f"{stem}-curves.png", "grid": f"{stem}-novel-view.png"}
     shutil.copy(psi3d.path / "learning_curves.png", out / files["curves"])
     shutil.copy(ev.path / "grids" / "novel_view.png", out / files["grid"])

@@ -18,6 +18,16 @@ def parse_args(doc: str, set_example: str, argv: list[str] | None = None) -> arg
     return ap.parse_args(argv)
 
 
+def free_stem(out: Path, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``, … when a report of that name is already there: a second run on the
+    same day and host never overwrites the first (committed reports are results)."""
+    candidate, n = stem, 1
+    while any(out.glob(f"{candidate}.*")) or any(out.glob(f"{candidate}-*.png")):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
+
+
 class StageClock:
     """``clock.run(name, fn, *args)`` calls ``fn`` and records its wall time under ``name``."""
 

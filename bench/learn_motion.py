@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from learn_common import StageClock, parse_args  # noqa: E402
+from learn_common import StageClock, free_stem, parse_args  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py: host, CPU, torch)
 
 TARGET_R2_VISIBLE = 0.8
@@ -172,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     pm = psi.manifest["metrics"]
     base = {k[len("baseline_"):]: v for k, v in pm.items() if k.startswith("baseline_")}
     date = dt.date.today().isoformat()
-    stem = f"learn-motion-{socket.gethostname()}-{date}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    stem = free_stem(out, f"learn-motion-{socket.gethostname()}-{date}")
     files = {"validation": f"{stem}-psi-validation.png", "grid": f"{stem}-cross-identity.png"}
     plot_validation(read_log(psi.path / "logs"), base, out / files["validation"],
                     f"Ψ ({cfg.preset}), held-out videos: {pm.get('val_pairs')} pairs")

@@ -59,6 +59,10 @@ class PsiConfig(_Strict):
     aspp_rates: list[int] = [12, 24, 36]
     aspp_dropout: float = 0.5
     detail_channels: int = 32  # detail encoder channels (96 in the paper)
+    # Resample the image-aligned features (detail and upsampled global) into the (x,y) plane's frame before the
+    # tri-plane decoder: image rows run along −y and the image spans ±0.44 at the head's depth, the plane +y and
+    # ±box_half, a flip and a zoom that local convolutions cannot learn. Not in the paper; False keeps old checkpoints.
+    plane_aligned: bool = False
     decoder_channels: int = 128  # conv width of the upsampler and tri-plane decoder (128 in the paper)
     decoder_embed_dim: int = 128
     decoder_heads: int = 2

@@ -121,6 +121,9 @@ class Psi3dTrainConfig(TrainConfig):
     # target views rendered per source per step (≤ views_per_identity − 1): the encoder runs once per source and
     # its tri-plane is supervised from K cameras; K = 1 is one (source, target) pair per sample
     targets_per_source: int = 1
+    # probability that a sample's source is its identity's most frontal stored view (else a uniformly drawn one):
+    # portraits, real frames and the benchmark's sources are near-frontal, while stored views span ±45° yaw
+    frontal_source_p: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class MotionEncoderConfig(TrainLoopConfig):

@@ -94,6 +94,12 @@ class GenHeadViews:
             torch.from_numpy(cams[r, q]).float().to(device),
         )
 
+    def most_frontal_view(self, ids: np.ndarray) -> np.ndarray:
+        """Per identity, the stored view whose head-relative camera looks most nearly along the face's axis (+z)."""
+        cams = self.get("cameras", ids)[..., :16].reshape(len(ids), self.views, 4, 4)
+        pos = cams[..., :3, 3]
+        return np.argmax(pos[..., 2] / np.linalg.norm(pos, axis=-1).clip(1e-9), axis=1)
+
     def novel_view_set(self, ids: np.ndarray, yaw_bins: list[float]) -> NovelViewSet:
         """Identities ``ids`` of the store re-rendered (pose 0) at the frontal camera and the yaw bins."""
         ids = np.asarray(ids)
@@ -101,11 +107,17 @@ class GenHeadViews:
         return render_novel_view_set(labels["shape"], labels["expression"], labels["gaze"], labels["z"], yaw_bins, self.resolution)
 
 
-def draw_views(rng: np.random.Generator, n: int, views: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source view ``p`` [n] and target views ``q`` ≠ p: [n] when ``k`` = 1, else [n, k] distinct per row."""
+def draw_views(
+    rng: np.random.Generator, n: int, views: int, k: int, preferred: np.ndarray | None = None, preferred_p: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Source view ``p`` [n] and target views ``q`` ≠ p: [n] when ``k`` = 1, else [n, k] distinct per row.
+
+    ``preferred`` [n]: a view per row taken as the source with probability ``preferred_p`` (else uniform)."""
     if not 1 <= k <= views - 1:
         raise ValueError(f"psi3d.targets_per_source={k}: must be between 1 and views_per_identity − 1 = {views - 1}")
     p = rng.integers(0, views, n)
+    if preferred is not None and preferred_p > 0:
+        p = np.where(rng.random(n) < preferred_p, np.asarray(preferred), p)
     if k == 1:
         return p, (p + rng.integers(1, views, n)) % views
     offsets = np.stack([rng.permutation(views - 1)[:k] + 1 for _ in range(n)])
@@ -282,7 +294,8 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
 
     def step_fn(step: int) -> dict[str, float]:
         ids = sampler.next_batch()
-        p, q = draw_views(sampler.rng, len(ids), data.views, k_targets)  # q ≠ p
+        frontal = data.most_frontal_view(ids) if tc.frontal_source_p > 0 else None
+        p, q = draw_views(sampler.rng, len(ids), data.views, k_targets, frontal, tc.frontal_source_p)  # q ≠ p
         ids, p, q = ddp.shard(ids, p, q)  # this rank's part of the global batch
         src, tgt, alpha, depth, cams = data.pairs(ids, p, q, device)
         out = psi.render(net(src), cams, generator=gen)

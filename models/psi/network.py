@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from models import torchvision_compat as _tvc
 
 _tvc.install()  # idempotent; before timm/lpips import torchvision (also when `models` was imported as a namespace package)
+from models import cameras as cams
 from models.config import ModelConfig
 from models.psi.background import BackgroundUNet
 from models.psi.decoder import OverlapPatchEmbed, TokenUpsampler, TriplaneDecoder
@@ -25,6 +26,19 @@ from models.rendering.superres import SuperResolution
 from models.rendering.triplane import TriplaneRenderer
 
 CROSS_PREFIXES = ("maps_", "proj_y_")
+
+
+def to_plane_frame(features: torch.Tensor, size: int, box_half: float, radius: float = cams.DEFAULT_RADIUS) -> torch.Tensor:
+    """Image-aligned features ``[B,C,h,w]`` → ``[B,C,size,size]`` on the (x,y) plane's grid.
+
+    A frontal camera at ``radius`` sees the head's depth-0 slice over ±``radius·tan(fov/2)`` with image
+    rows running along −y; plane texel (x, y) ∈ ±``box_half`` takes the feature of the pixel where that
+    point projects (zero outside the image). Exact for frontal sources at depth 0; elsewhere a prior."""
+    half_extent = radius / (2.0 * cams.FOCAL_NORMALISED)
+    s = box_half / half_extent
+    theta = features.new_tensor([[s, 0.0, 0.0], [0.0, -s, 0.0]]).expand(features.shape[0], 2, 3)
+    grid = F.affine_grid(theta, [features.shape[0], features.shape[1], size, size], align_corners=False)
+    return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def is_cross_attention_param(name: str) -> bool:
@@ -96,7 +110,11 @@ class Psi(nn.Module):
             tokens = blk(tokens, (gh, gw), ctx_m, self.motion_scale)
         global_up = self.upsampler(self.norm(tokens), gh)  # [B, Cd, R, R]
         detail = self.detail_encoder(x5)
-        if detail.shape[-1] != global_up.shape[-1]:
+        if p.plane_aligned:
+            r = global_up.shape[-1]
+            global_up = to_plane_frame(global_up, r, self.cfg.render.box_half)
+            detail = to_plane_frame(detail, r, self.cfg.render.box_half)
+        elif detail.shape[-1] != global_up.shape[-1]:
             detail = F.interpolate(detail, size=global_up.shape[-2:], mode="bilinear", align_corners=False)
         planes = self.triplane_decoder(global_up, detail)
         return PsiOutput(planes, self.background(x5))

@@ -105,3 +105,36 @@ def test_render_shapes_single_and_multi_view(micro_cfg):
         psi(torch.zeros(1, 3, 16, 16), ms[:1], md[:1])
     with pytest.raises(ValueError, match="motion"):
         psi(x)
+
+
+def test_plane_frame_puts_a_pixel_where_the_renderer_looks_up_its_point():
+    """A feature at the pixel where a frontal camera sees the depth-0 point (x, y) is found by the renderer's
+    own (x,y)-plane lookup at that point, not at its mirror image (image rows run along −y)."""
+    from models.psi.network import to_plane_frame
+    from models.rendering.triplane import sample_triplane
+
+    res, box_half = 64, 0.65
+    frontal = cams.orbit_label(torch.tensor([0.0]), torch.tensor([0.0]))
+    point = torch.tensor([[[0.2, 0.1, 0.0]]])
+    uv, _ = cams.project(point, frontal)
+    u, v = float(uv[0, 0, 0]) * res - 0.5, float(uv[0, 0, 1]) * res - 0.5
+    yy, xx = torch.meshgrid(torch.arange(res).float(), torch.arange(res).float(), indexing="ij")
+    image_features = torch.exp(-((xx - u) ** 2 + (yy - v) ** 2) / 8.0)[None, None]  # [1,1,H,W] blob at the pixel
+    plane = to_plane_frame(image_features, 64, box_half)
+    planes = torch.cat([plane, torch.zeros_like(plane), torch.zeros_like(plane)])[None]  # only the (x,y) plane
+    at = lambda p: float(sample_triplane(planes, torch.tensor([[p]]), box_half)[0, 0, 0, 0])  # noqa: E731
+    assert at([0.2, 0.1, 0.0]) > 0.75
+    assert at([0.2, -0.1, 0.0]) < 0.05 and at([-0.2, 0.1, 0.0]) < 0.05  # flipped or mirrored: nothing there
+    assert at([0.2, 0.1, 0.3]) == pytest.approx(at([0.2, 0.1, 0.0]))  # the (x,y) plane is shared along depth
+
+
+def test_plane_aligned_psi_runs_and_differs(micro_cfg):
+    aligned = micro_cfg.model_copy(update={"psi": micro_cfg.psi.model_copy(update={"plane_aligned": True})})
+    torch.manual_seed(3)
+    a = build_psi(micro_cfg, static=True).eval()
+    torch.manual_seed(3)
+    b = build_psi(aligned, static=True).eval()
+    x, ms, md, cam = _inputs(micro_cfg)
+    with torch.no_grad():
+        ta, tb = a(x).triplanes, b(x).triplanes
+    assert ta.shape == tb.shape and not torch.allclose(ta, tb)

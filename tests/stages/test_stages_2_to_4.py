@@ -305,6 +305,23 @@ def test_psi3d_several_target_views_per_source(upstream):
         train_psi3d(load_config("tiny", FAST + ["psi3d.targets_per_source=3"]), upstream["genhead"], reg)
 
 
+def test_psi3d_frontal_sources(upstream):
+    """``psi3d.frontal_source_p``: the most frontal stored view is the one whose head-relative camera is nearest
+    the face's axis; with p = 1 every source is that view and no target equals it; with p = 0 sources are uniform."""
+    from pipeline_tasks.train_psi3d import GenHeadViews, draw_views
+
+    data = GenHeadViews(upstream["genhead"].path / "store.zarr")
+    ids = np.arange(data.n)
+    frontal = data.most_frontal_view(ids)
+    pos = data.get("cameras", ids)[..., :16].reshape(data.n, data.views, 4, 4)[..., :3, 3]
+    off_axis = np.degrees(np.arccos(pos[..., 2] / np.linalg.norm(pos, axis=-1)))  # angle from the face's +z axis
+    assert np.array_equal(off_axis[ids, frontal], off_axis.min(1))
+    p, q = draw_views(np.random.default_rng(1), data.n, data.views, 1, frontal, 1.0)
+    assert np.array_equal(p, frontal) and (q != p).all()
+    p0, _ = draw_views(np.random.default_rng(1), 400, 4, 1, np.zeros(400, int), 0.0)
+    assert 0.15 < (p0 == 0).mean() < 0.35  # uniform over 4 views: the preference is ignored at p = 0
+
+
 def test_psi_validation_pairs_know_the_truth(upstream):
     """Ψ's validation pairs of a synthetic video: the synthetic world re-renders the stored frames from
     the sidecar (so the truth with the source's expression at the target camera is the right image), the
