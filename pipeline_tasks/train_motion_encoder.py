@@ -434,6 +434,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         width=me.width,
         expression_names=data.expression_names,
         gaze_names=data.gaze_names,
+        crop_fraction=me.crop_fraction,
     )
     labels = np.concatenate([data.expression, data.gaze], 1)[train_ids]
     model.set_target_stats(torch.from_numpy(labels.mean(0)), torch.from_numpy(labels.std(0)))

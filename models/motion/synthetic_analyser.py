@@ -9,7 +9,7 @@ Two heads on one convolutional trunk:
   contrastive loss on identity labels across views. It serves the ``synthetic`` identity loss
   (``models.losses.build_identity_loss(..., synthetic_embedder=analyser.identity_embedder())``).
 
-Any input resolution works: images are resized to ``input_size`` (antialiased bilinear) and two
+Any input resolution works: images are centre-cropped to ``crop_fraction`` of their side (1 = none), resized to ``input_size`` (antialiased bilinear) and two
 coordinate channels are appended (expression cues are positional: where a lid, lip or brow is).
 GroupNorm, not BatchNorm, so outputs do not depend on the batch.
 Targets are regressed in standardised units; ``target_mean``/``target_std`` buffers (set from the
@@ -74,8 +74,12 @@ class SyntheticAnalyser(MotionEncoder):
         width: int = 32,
         expression_names: Sequence[str] = DEFAULT_EXPRESSION_NAMES,
         gaze_names: Sequence[str] = DEFAULT_GAZE_NAMES,
+        crop_fraction: float = 1.0,
     ):
         super().__init__()
+        if not 0.25 <= crop_fraction <= 1.0:
+            raise ValueError(f"analyser crop_fraction must be in [0.25, 1], got {crop_fraction}")
+        self.crop_fraction = float(crop_fraction)
         if input_size < 8 or 2 ** int(round(math.log2(input_size))) != input_size:
             raise ValueError(f"analyser input_size must be a power of 2 ≥ 8, got {input_size}")
         self.motion_dim = self.embedding_dim = int(motion_dim)
@@ -110,6 +114,7 @@ class SyntheticAnalyser(MotionEncoder):
             "width": self.width,
             "expression_names": list(self.expression_names),
             "gaze_names": list(self.gaze_names),
+            "crop_fraction": self.crop_fraction,
         }
 
     @torch.no_grad()
@@ -123,6 +128,10 @@ class SyntheticAnalyser(MotionEncoder):
         """Shared trunk → ``[B, C·16]``."""
         self.check_images(images)
         x = images.to(self.target_mean.dtype)
+        if self.crop_fraction < 1.0:  # the centred face crop: eyes and mouth take more of the analyser's pixels
+            h, w = x.shape[-2:]
+            ch, cw = max(1, round(h * self.crop_fraction)), max(1, round(w * self.crop_fraction))
+            x = x[..., (h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
         x = torch.cat([x, _coords(x.shape[0], self.input_size, self.input_size, x)], dim=1)

@@ -42,6 +42,28 @@ def test_synthetic_encoder_any_resolution_and_identity_is_unit_norm():
         build_motion_encoder("fan")
 
 
+def test_analyser_crop_sees_only_the_centre_and_survives_a_checkpoint(tmp_path):
+    """``crop_fraction`` 0.5: what lies outside the centred half of the image does not change the embedding,
+    what lies inside does; the fraction is saved with the weights; 1.0 sees the whole image."""
+    from models.motion import save_motion_encoder
+
+    torch.manual_seed(0)
+    enc = build_motion_encoder("synthetic", motion_dim=12, identity_dim=5, input_size=16, width=4, crop_fraction=0.5).eval()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    outside, inside = x.clone(), x.clone()
+    outside[..., :8, :] = -outside[..., :8, :]  # the top quarter: outside the centred 16×16
+    inside[..., 12:20, 12:20] = -inside[..., 12:20, 12:20]
+    with torch.no_grad():
+        assert torch.equal(enc.encode(x), enc.encode(outside))
+        assert not torch.allclose(enc.encode(x), enc.encode(inside))
+        loaded = load_from_path(save_motion_encoder(tmp_path / "e.pt", enc))
+        assert loaded.crop_fraction == 0.5 and torch.allclose(loaded.encode(x), enc.encode(x))
+        whole = build_motion_encoder("synthetic", motion_dim=12, identity_dim=5, input_size=16, width=4).eval()
+        assert not torch.allclose(whole.encode(x), whole.encode(outside))
+    with pytest.raises(ValueError, match="crop_fraction"):
+        build_motion_encoder("synthetic", crop_fraction=0.1)
+
+
 def test_pdfgc_missing_weights_error_names_the_path(tmp_path):
     missing = tmp_path / "nowhere" / "motion_model.pth"
     with pytest.raises(FileNotFoundError, match="motion_model.pth do not exist.*pdfgc_weights"):
