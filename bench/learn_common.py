@@ -28,6 +28,19 @@ def free_stem(out: Path, stem: str) -> str:
     return candidate
 
 
+def scratch_registry(root: str | Path, spec: str, samples):
+    """A registry of its own for one A/B recipe (``root/<recipe>``) with ``samples`` linked in, not copied: the
+    main registry stays untouched and a recipe trained before is reused. Returns (registry, samples in it)."""
+    from storage_schemas.artifacts import ArtifactRegistry
+
+    scratch = ArtifactRegistry(Path(root) / (spec.replace(" ", "_").replace("=", "-") or "preset"))
+    link = scratch.root / samples.kind / samples.version
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(samples.path, target_is_directory=True)
+    return scratch, scratch.resolve(samples.ref)
+
+
 class StageClock:
     """``clock.run(name, fn, *args)`` calls ``fn`` and records its wall time under ``name``."""
 

@@ -23,6 +23,9 @@ from pipeline_tasks.config import load_config  # noqa: E402
 from pipeline_tasks.train_motion_encoder import train_motion_encoder  # noqa: E402
 from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learn_common import scratch_registry  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,13 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = reg.resolve(args.samples)
     for spec in args.recipes:
         cfg = load_config(args.preset, [s for s in spec.split() if s])
-        scratch = ArtifactRegistry(Path(args.scratch) / (spec.replace(" ", "_").replace("=", "-") or "preset"))
-        link = scratch.root / samples.kind / samples.version
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(samples.path, target_is_directory=True)
+        scratch, linked = scratch_registry(args.scratch, spec, samples)
         t = time.time()
-        art = train_motion_encoder(cfg, scratch.resolve(samples.ref), registry=scratch)
+        art = train_motion_encoder(cfg, linked, registry=scratch)
         m = json.loads((art.path / "metrics.json").read_text())
         r2 = {k: round(v, 2) for k, v in m["r2"].items() if v is not None}
         print(f"[{spec or 'preset'}] {art.ref} {time.time() - t:.0f} s: mean {m['r2_expression_mean']:.3f}, "

@@ -25,6 +25,9 @@ from pipeline_tasks.config import load_config  # noqa: E402
 from pipeline_tasks.train_psi3d import train_psi3d  # noqa: E402
 from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learn_common import scratch_registry  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,13 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.recipes:
         overrides = [s for s in (args.common + " " + spec).split() if s]
         cfg = load_config(args.preset, overrides)
-        scratch = ArtifactRegistry(Path(args.scratch) / (spec.replace(" ", "_").replace("=", "-") or "preset"))
-        link = scratch.root / samples.kind / samples.version
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(samples.path, target_is_directory=True)
+        scratch, linked = scratch_registry(args.scratch, spec, samples)
         t = time.time()
-        art = train_psi3d(cfg, scratch.resolve(samples.ref), registry=scratch)
+        art = train_psi3d(cfg, linked, registry=scratch)
         seconds = time.time() - t
         v = json.loads((art.path / "validation.json").read_text())
         bins, psnr, base = v["yaw_bins_degrees"], v["final"]["psnr"], v["baselines"]["psnr_input"]
