@@ -170,6 +170,7 @@ class PseudoMVConfig(_Strict):
     seed: int = 0
     shard_videos: int = 1  # videos per Prefect task
     shard_frames: int = 16  # frames per Zarr shard
+    chunk_frames: int = Field(64, ge=1)  # frames read, rendered and written at a time (memory: one chunk)
     ingest: IngestConfig = IngestConfig()  # decoding (stride, max_frames, fps) and real-video ingestion
 
 

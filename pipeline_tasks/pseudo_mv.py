@@ -3,7 +3,9 @@
 For each video: decode (PyAV) → frames and cameras (the sidecar's ground truth for synthetic
 videos; ingestion's estimates for user videos) → Ψ3d on batches of frames → one tri-plane per
 frame → K views per frame at cameras sampled from the training ranges (seeded per video and
-frame) in one batched render → E_mot on frames and views → one Zarr group per video.
+frame) in one batched render → E_mot on frames and views → one Zarr group per video. A video
+streams through this in chunks of ``chunk_frames`` frames (read, align, render, append), so
+memory does not grow with its length; ``ingest.max_frames`` bounds the frames kept per video.
 
 Runs under ``torch.inference_mode`` (bf16 autocast on a GPU). Resumable per video: a finished
 group is never redone. A video that cannot be used is recorded in the root index with its reason
@@ -20,7 +22,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,8 +32,9 @@ from tqdm import tqdm
 from models.cameras import CameraRanges, sample_cameras
 from models.psi.network import Psi
 from pipeline_tasks.config import PipelineConfig
-from pipeline_tasks.ingest import IngestionError, expand_video_inputs, iter_ingest
-from pipeline_tasks.ingest.decode import file_hash, probe, read_frames, select_frames
+from pipeline_tasks.face import make_segmenter
+from pipeline_tasks.ingest import IngestionError, analyse_video, expand_video_inputs, iter_aligned, make_analyzer
+from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar
@@ -173,29 +176,101 @@ def render_video(
     return arrays
 
 
-def _decode_synthetic(v: VideoInput, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Frames, head-relative cameras, frame indices, the generator's alpha and the group attributes."""
+@dataclass
+class VideoStream:
+    """One video as stage 3 reads it: per output frame its source index and camera, the group's attributes, and
+    ``chunks`` yielding ``(rows, frames u8 [b,R,R,3], alpha u8 [b,R,R])`` in order, a bounded number at a time."""
+
+    frame_indices: np.ndarray
+    cameras: np.ndarray
+    attrs: dict[str, Any]
+    chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    extra: dict[str, Any] = field(default_factory=dict)  # for the index entry (damaged frames, subsampling)
+
+
+def _synthetic_stream(v: VideoInput, cfg: PipelineConfig, chunk: int) -> VideoStream:
+    """A synthetic video: the sidecar's head-relative cameras and the generator's alpha; every frame must decode."""
     side = read_sidecar(v.sidecar)
     info = probe(v.path)
     ic = cfg.pseudo_mv.ingest
     idx, fps = select_frames(info, ic.target_fps, ic.frame_stride, ic.max_frames)
-    frames = read_frames(v.path, idx, info, ic.decode_batch)  # the ground truth is per source frame: every one must decode
     cams = np.asarray(side["cameras"], dtype=np.float32)
     if len(cams) != info.n_source_frames:
         raise IngestionError(Path(v.path), f"sidecar {v.sidecar} has {len(cams)} cameras for {info.n_source_frames} frames")
     res = cfg.model.psi.image_resolution
-    if frames.shape[1:3] != (res, res):
-        raise IngestionError(Path(v.path), f"frames are {frames.shape[2]}x{frames.shape[1]}, preset {cfg.preset!r} needs {res}x{res}")
+    if (info.height, info.width) != (res, res):
+        raise IngestionError(Path(v.path), f"frames are {info.width}x{info.height}, preset {cfg.preset!r} needs {res}x{res}")
+    try:
+        alpha = read_ground_truth_maps(v.sidecar, side)["alpha"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise IngestionError(Path(v.path), f"ground-truth alpha of {v.sidecar} unreadable: {exc}") from exc
     attrs = {
         "source_file": str(v.path), "source_hash": info.sha256, "fps": fps, "crop": None,
         "camera_source": "ground_truth", "quality_flags": {}, "alpha_source": "ground_truth",
         "sidecar": str(v.sidecar), "identity": side.get("identity"),
     }
-    try:
-        alpha = read_ground_truth_maps(v.sidecar, side)["alpha"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise IngestionError(Path(v.path), f"ground-truth alpha of {v.sidecar} unreadable: {exc}") from exc
-    return frames, cams[idx], idx, alpha[idx], attrs
+
+    def chunks():
+        done = 0
+        for rows, frames in iter_batches(v.path, idx, chunk, info.codec, info):
+            if rows[0] != done:  # the ground truth is per source frame: every one must decode
+                break
+            done = int(rows[-1]) + 1
+            yield rows, frames, alpha[idx[rows]]
+        if done != len(idx):
+            raise IngestionError(Path(v.path), f"frame {int(idx[done])} cannot be decoded (a synthetic video needs every frame)")
+
+    return VideoStream(idx, cams[idx], attrs, chunks())
+
+
+class _FaceModels:
+    """The face analyser and segmenter, shared by a shard's user videos; rebuilt after a fault mid-call."""
+
+    def __init__(self, cfg):
+        self.cfg, self.analyzer, self.segmenter = cfg, None, None
+
+    def get(self):
+        if self.analyzer is None:
+            self.analyzer = make_analyzer(self.cfg)
+            self.segmenter = make_segmenter(self.cfg.segmentation_model) if self.cfg.segmentation else None
+        return self.analyzer, self.segmenter
+
+    def close(self):
+        for m in (self.analyzer, self.segmenter):
+            if m is not None:
+                m.close()
+        self.analyzer = self.segmenter = None
+
+
+def _user_stream(v: VideoInput, cfg: PipelineConfig, chunk: int, models: _FaceModels, cache_dir: Path | None) -> VideoStream:
+    """A user's video: pass 1 (faces, flags, cameras; cached) now, pass 2 (aligned crops, masks) as chunks of its
+    usable frames."""
+    ic = cfg.pseudo_mv.ingest
+    analyzer, segmenter = models.get()
+    info, a = analyse_video(v.path, cfg.model.psi.image_resolution, ic, cache_dir, analyzer)
+    pos = np.flatnonzero(a.usable)
+    attrs = {**a.attrs(), "source_file": str(v.path), "crop": a.crop[pos].tolist(), "quality_flags": a.flags[pos].tolist(),
+             "alpha_source": "segmentation" if ic.segmentation else "none"}
+    extra = {k: a.quality[k] for k in ("damaged_frames", "max_frames_stride") if a.quality.get(k, 0) not in (0, 1)}
+    return VideoStream(a.frame_indices[pos], a.cameras[pos], attrs, iter_aligned(info, a, ic, segmenter, pos, chunk), extra)
+
+
+def _convert_one(v: VideoInput, stream: VideoStream, store_path: Path, psi3d, e_mot, cfg: PipelineConfig,
+                 device: torch.device, bar: tqdm) -> int:
+    """Render and write one video chunk by chunk; returns its frame count."""
+    c = cfg.pseudo_mv
+    group = None
+    for rows, frames, alpha in stream.chunks:
+        arrays = render_video(psi3d, e_mot, v.video_id, frames, stream.cameras[rows], stream.frame_indices[rows],
+                              c.views_per_frame, c.seed, c.frame_batch, device, alpha, bar)
+        if group is None:
+            sizes = {"height": frames.shape[1], "width": frames.shape[2], "motion": arrays["frame_motion"].shape[1],
+                     "view": c.views_per_frame}
+            group = pm.begin_video(store_path, v.video_id, sizes, stream.attrs, shard_frames=c.shard_frames)
+        pm.append_frames(group, arrays)
+    if group is None:
+        raise IngestionError(Path(v.path), "no frame to convert")
+    return pm.finish_video(group, {"frame_indices": [int(i) for i in stream.frame_indices]})
 
 
 def convert_videos(
@@ -207,7 +282,10 @@ def convert_videos(
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> ConversionStats:
-    """Convert ``inputs`` into ``store_path`` (one group each), skipping finished ones. One shard's work."""
+    """Convert ``inputs`` into ``store_path`` (one group each), skipping finished ones. One shard's work.
+
+    Streams: each video is read, ingested, rendered and written ``pseudo_mv.chunk_frames`` frames at a time,
+    so memory does not grow with a video's length."""
     c = cfg.pseudo_mv
     device = resolve_device(cfg.device)
     done = set(pm.completed_videos(store_path))
@@ -217,52 +295,36 @@ def convert_videos(
         return stats
     psi3d = load_psi3d(psi3d_art, cfg.model, device)
     e_mot = load_motion_encoder(motion_art, device)
-    res = cfg.model.psi.image_resolution
-    user = [v for v in todo if not v.synthetic]
-    ingested: dict[str, Any] = {}
-    if user:
-        by_path = {str(Path(v.path)): v for v in user}
-        for path, result, reason in iter_ingest([v.path for v in user], res, c.ingest, cache_dir):
-            v = by_path[str(Path(path))]
-            if result is None:
-                stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "skipped", "reason": reason})
-            else:
-                ingested[v.video_id] = result.subset(result.usable)
+    models = _FaceModels(c.ingest)
     bar = tqdm(desc="pseudo_mv frames", unit="frame", disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
-    for v in todo:
-        if any(s["video_id"] == v.video_id for s in stats.skipped):
-            continue
-        step = "decode"
-        try:  # one video's failure, whatever it is, is recorded with its file and step; the others convert
-            if v.synthetic:
-                frames, cams, idx, alpha, attrs = _decode_synthetic(v, cfg)
-            else:
-                r = ingested[v.video_id]
-                frames, cams, idx, alpha = r.frames, r.cameras, r.frame_indices, r.alpha
-                attrs = {**r.attrs(), "crop": r.crop.tolist(), "quality_flags": r.flags.tolist(), "alpha_source": "segmentation"}
-            step = "render"
-            arrays = render_video(psi3d, e_mot, v.video_id, frames, cams, idx, c.views_per_frame, c.seed, c.frame_batch,
-                                  device, alpha, bar)
-            attrs["frame_indices"] = [int(i) for i in idx]
-            step = "write"
-            pm.write_video(store_path, v.video_id, arrays, attrs, shard_frames=c.shard_frames)
-        except IngestionError as exc:
-            stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "skipped",
-                                  "step": step, "reason": str(exc)})
-            continue
-        except Exception as exc:  # noqa: BLE001 — e.g. out of memory, a codec or disk error: this video only
-            pm.discard_incomplete(store_path, v.video_id)
-            stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "failed",
-                                  "step": step, "reason": f"{v.path}: {step} failed: {type(exc).__name__}: {exc}"})
-            continue
-        stats.frames += len(frames)
-        stats.views += len(frames) * c.views_per_frame
-        entry = {"video_id": v.video_id, "source_file": v.path, "frames": int(len(frames)), "status": "converted"}
-        if not v.synthetic and ingested[v.video_id].quality.get("damaged_frames"):  # frames the decoder could not read
-            entry["damaged_frames"] = ingested[v.video_id].quality["damaged_frames"]
-        stats.converted.append(entry)
-    bar.close()
+    try:
+        for v in todo:
+            step = "decode" if v.synthetic else "ingest"
+            try:  # one video's failure, whatever it is, is recorded with its file and step; the others convert
+                stream = (_synthetic_stream(v, cfg, c.chunk_frames) if v.synthetic
+                          else _user_stream(v, cfg, c.chunk_frames, models, cache_dir))
+                step = "render"
+                n = _convert_one(v, stream, store_path, psi3d, e_mot, cfg, device, bar)
+            except IngestionError as exc:  # bad input (VideoSkipped included): not usable, say why
+                pm.discard_incomplete(store_path, v.video_id)
+                stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "skipped",
+                                      "step": step, "reason": str(exc)})
+                continue
+            except Exception as exc:  # noqa: BLE001 — e.g. out of memory, a codec, detector or disk error: this video only
+                pm.discard_incomplete(store_path, v.video_id)
+                if step == "ingest":
+                    models.close()  # a model that failed mid-call is not trusted with the next video
+                stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "failed",
+                                      "step": step, "reason": f"{v.path}: {step} failed: {type(exc).__name__}: {exc}"})
+                continue
+            stats.frames += n
+            stats.views += n * c.views_per_frame
+            stats.converted.append({"video_id": v.video_id, "source_file": v.path, "frames": int(n), "status": "converted",
+                                    **stream.extra})
+    finally:
+        models.close()
+        bar.close()
     stats.seconds = time.perf_counter() - t0
     return stats
 

@@ -7,8 +7,9 @@ name the source file and its hash, fps, crop parameters, the camera source (``gr
 ``estimated``) and ingestion quality flags. One chunk is one frame; a shard holds
 ``shard_frames`` frames.
 
-A video group is written whole, then marked ``complete``; a group left incomplete by a killed
-run is deleted and rewritten on resume. The root attribute ``index`` lists every video (id,
+A video group is written in chunks of frames (``begin_video``, ``append_frames``, ``finish_video``:
+memory is one chunk, whatever the video's length), then marked ``complete``; a group left incomplete
+by a killed run is deleted and rewritten on resume. The root attribute ``index`` lists every video (id,
 frames, status ``converted``, ``skipped`` (bad input) or ``failed`` (a fault while converting it) with its step and reason).
 """
 
@@ -43,7 +44,8 @@ VIDEO_SCHEMA = GroupSchema(
 ROOT_SCHEMA = "pseudo_mv"
 
 __all__ = [
-    "SCHEMA_VERSION", "VIDEO_SCHEMA", "SchemaError", "create", "write_video", "completed_videos",
+    "SCHEMA_VERSION", "VIDEO_SCHEMA", "SchemaError", "create", "write_video", "begin_video", "append_frames",
+    "finish_video", "completed_videos",
     "set_index", "read_index", "open_read", "validate", "finalize",
 ]
 
@@ -68,14 +70,15 @@ def completed_videos(store_path: str | Path) -> list[str]:
     return sorted(name for name, g in root.groups() if g.attrs.get("complete") is True)
 
 
-def write_video(
+def begin_video(
     store_path: str | Path,
     video_id: str,
-    arrays: Mapping[str, np.ndarray],
+    sizes: Mapping[str, int],
     attrs: Mapping[str, Any],
     shard_frames: int = 16,
-) -> None:
-    """Write one video group whole (replacing an incomplete leftover), then mark it complete."""
+) -> zarr.Group:
+    """Create an empty, incomplete group for ``video_id`` (replacing an incomplete leftover of a killed run).
+    ``sizes``: height, width, motion and view (rgb and camera are fixed)."""
     if "/" in video_id or not video_id:
         raise ValueError(f"invalid video id {video_id!r}")
     if attrs.get("camera_source") not in CAMERA_SOURCES:
@@ -86,20 +89,39 @@ def write_video(
             raise FileExistsError(f"{store_path}/{video_id} is already complete; refusing to overwrite it")
         shutil.rmtree(Path(store_path) / video_id)  # leftover of a killed run
         root = open_group(store_path, mode="r+")
-    frames = np.asarray(arrays["frames"])
-    views = np.asarray(arrays["views"])
-    sizes = {
-        "height": frames.shape[1],
-        "width": frames.shape[2],
-        "rgb": 3,
-        "camera": 25,
-        "motion": int(np.asarray(arrays["frame_motion"]).shape[1]),
-        "view": views.shape[1],
-    }
     group = root.create_group(video_id)
-    VIDEO_SCHEMA.create(group, sizes, shard_frames, {**dict(attrs), "complete": False, "frames": int(len(frames))})
-    VIDEO_SCHEMA.append(group, arrays)
-    group.attrs["complete"] = True
+    dims = {"rgb": 3, "camera": 25, **{k: int(v) for k, v in sizes.items()}}
+    VIDEO_SCHEMA.create(group, dims, shard_frames, {**dict(attrs), "complete": False, "frames": 0})
+    return group
+
+
+def append_frames(group: zarr.Group, arrays: Mapping[str, np.ndarray]) -> int:
+    """Append one chunk of frames (every array of the schema); returns the frame count so far."""
+    return VIDEO_SCHEMA.append(group, arrays)
+
+
+def finish_video(group: zarr.Group, attrs: Mapping[str, Any] | None = None) -> int:
+    """Mark a group complete (after its last chunk), with its frame count and any final attributes."""
+    n = VIDEO_SCHEMA.committed(group)
+    group.attrs.update({**dict(attrs or {}), "frames": n})
+    group.attrs["complete"] = True  # last: a kill before this leaves an incomplete group, redone on resume
+    return n
+
+
+def write_video(
+    store_path: str | Path,
+    video_id: str,
+    arrays: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+    shard_frames: int = 16,
+) -> None:
+    """Write one video group whole (replacing an incomplete leftover), then mark it complete."""
+    frames, views = np.asarray(arrays["frames"]), np.asarray(arrays["views"])
+    sizes = {"height": frames.shape[1], "width": frames.shape[2], "motion": int(np.asarray(arrays["frame_motion"]).shape[1]),
+             "view": views.shape[1]}
+    group = begin_video(store_path, video_id, sizes, attrs, shard_frames)
+    append_frames(group, arrays)
+    finish_video(group)
 
 
 def discard_incomplete(store_path: str | Path, video_id: str) -> None:

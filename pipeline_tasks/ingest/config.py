@@ -30,14 +30,17 @@ class IngestConfig(_Strict):
     # decoding
     target_fps: float | None = Field(None, gt=0)  # resample to this rate (nearest frame); None keeps the source rate
     frame_stride: int = Field(1, ge=1)  # then keep every n-th frame
-    max_frames: int | None = Field(None, ge=1)
+    # a longer video is subsampled evenly to at most this many frames (a larger stride over the whole clip,
+    # recorded in the group's quality as max_frames_stride); None: no limit
+    max_frames: int | None = Field(5000, ge=1)
     decode_batch: int = Field(32, ge=1)  # frames decoded per batch handed on
     # face analysis
     backend: Literal["mediapipe", "face_alignment"] = "mediapipe"
     face_alignment_landmarks: Literal["2d", "3d"] = "2d"
     face_alignment_detector: Literal["sfd", "blazeface"] = "sfd"
     detector_range: Literal["short", "full"] = "full"  # mediapipe face detector model (short: faces within ~2 m)
-    max_faces: int = Field(4, ge=1)  # faces looked for per frame; the largest is tracked
+    max_faces: int = Field(4, ge=1)  # faces looked for per frame; one person is tracked (the largest at the start)
+    track_gate: float = Field(0.6, gt=0)  # the tracked face moves at most this many face sizes from its last box
     analysis_max_side: int = Field(640, ge=64)  # frames are analysed downscaled to this longest side (speed)
     # quality
     min_face_score: float = Field(0.5, ge=0, le=1)  # below: flagged LOW_CONFIDENCE (unusable)

@@ -177,7 +177,8 @@ def select_frames(info: VideoInfo, target_fps: float | None = None, stride: int 
     for each output time on a ``target_fps`` grid, the nearest earlier-or-equal source frame, held for
     at most ``HOLD_SECONDS`` (or two frame intervals, if longer): across a longer gap in the source (a
     2-frame file whose second frame is stamped 10 hours later) nothing is invented. ``max_frames``
-    bounds the result whatever length the container declares.
+    bounds the result whatever length the container declares: a longer selection is subsampled evenly
+    (its stride multiplied by the smallest integer that fits), so the whole clip is still covered.
     """
     n = info.n_source_frames
     fps = info.source_fps
@@ -195,9 +196,13 @@ def select_frames(info: VideoInfo, target_fps: float | None = None, stride: int 
         idx = np.arange(n)
     idx = idx[::stride]
     fps = fps / stride
-    if max_frames is not None:
-        idx = idx[:max_frames]
-    return idx.astype(np.int64), fps
+    extra = max_frames_stride(len(idx), max_frames)
+    return idx[::extra].astype(np.int64), fps / extra
+
+
+def max_frames_stride(n: int, max_frames: int | None) -> int:
+    """The stride that brings ``n`` selected frames down to at most ``max_frames`` (1: no subsampling)."""
+    return 1 if max_frames is None or n <= max_frames else -(-n // max_frames)
 
 
 @dataclass

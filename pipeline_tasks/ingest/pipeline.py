@@ -1,6 +1,13 @@
 """From a user's video to aligned frames, alpha masks, estimated cameras and per-frame quality flags.
 
-``ingest_video`` does one video (cached per video hash + ingestion-config hash);
+Two passes, so memory does not grow with the video's length:
+
+* ``analyse_video``: decode, find and track the face, flag, smooth crops, solve cameras. Keeps only
+  small per-frame arrays (``IngestAnalysis``, cached compressed per video hash + ingestion-config hash);
+* ``iter_aligned``: decode again and yield the aligned crops and masks of the chosen frames, a
+  bounded chunk at a time (stage 3 renders and writes each chunk before reading the next).
+
+``ingest_video`` does both and returns the whole video in memory (tests, short clips);
 ``iter_ingest`` / ``ingest_videos`` do many, recording why a bad one was skipped and going on.
 Motion embeddings are the caller's: pass ``motion_fn(frames u8 [T,H,W,3]) -> [T, D]``.
 """
@@ -21,16 +28,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline_tasks.face import FaceAnalyzer, Segmenter, largest_face, make_face_analyzer, make_segmenter
+from pipeline_tasks.face import Face, FaceAnalyzer, Segmenter, largest_face, make_face_analyzer, make_segmenter
 from pipeline_tasks.face.canonical import ALIGN_POINTS, KEYPOINT_NAMES, PNP_POINTS
 from pipeline_tasks.ingest.align import estimate_crop, outside_fraction, warp_crop
 from pipeline_tasks.ingest.camera import pose_to_label, reprojection_error, solve_head_pose
 from pipeline_tasks.ingest.config import IngestConfig
-from pipeline_tasks.ingest.decode import DecodeReport, VideoInfo, iter_batches, probe, select_frames
+from pipeline_tasks.ingest.decode import DecodeReport, VideoInfo, iter_batches, max_frames_stride, probe, select_frames
 from pipeline_tasks.ingest.errors import IngestionError, VideoSkipped
 from pipeline_tasks.ingest.smoothing import fill_gaps, one_euro_segments
 
-INGEST_VERSION = 1  # bump when outputs change for the same config (invalidates caches)
+INGEST_VERSION = 2  # bump when outputs change for the same config (invalidates caches)
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
 
 # per-frame flags (bits)
@@ -38,28 +45,27 @@ NO_FACE = 1
 LOW_CONFIDENCE = 2
 LARGE_JUMP = 4
 PNP_FAILED = 8
-MULTIPLE_FACES = 16  # informational: the largest face was taken
+MULTIPLE_FACES = 16  # informational: other faces were in the frame (the tracked one was taken)
 CROP_PADDED = 32  # informational: > 10 % of the crop lies outside the frame (border-filled)
-UNUSABLE = NO_FACE | LOW_CONFIDENCE | PNP_FAILED
+TRACK_LOST = 64  # faces were found, none of them the tracked person (another person is never taken instead)
+UNUSABLE = NO_FACE | LOW_CONFIDENCE | PNP_FAILED | TRACK_LOST
 FLAG_NAMES = {NO_FACE: "no_face", LOW_CONFIDENCE: "low_confidence", LARGE_JUMP: "large_jump", PNP_FAILED: "pnp_failed",
-              MULTIPLE_FACES: "multiple_faces", CROP_PADDED: "crop_padded"}
+              MULTIPLE_FACES: "multiple_faces", CROP_PADDED: "crop_padded", TRACK_LOST: "track_lost"}
 
 _KP_ALIGN = [KEYPOINT_NAMES.index(n) for n in ALIGN_POINTS]
 _KP_PNP = [KEYPOINT_NAMES.index(n) for n in PNP_POINTS]
-_KEEP_DECODED_BYTES = 256 << 20  # keep decoded frames between the two passes below this size, else decode twice
 
 
-@dataclass
-class IngestResult:
-    """One ingested video. Arrays are per output frame t (all decoded frames; see ``usable``)."""
+@dataclass(kw_only=True)
+class IngestAnalysis:
+    """Pass 1 of one video: per selected frame t, what the face analysis found. No pixels: a few hundred
+    bytes per frame, so a long video's analysis stays small (and is what the cache keeps)."""
 
     path: str
     source_hash: str  # sha256 of the file
     config_hash: str  # hash of (IngestConfig, resolution, INGEST_VERSION)
     resolution: int
-    fps: float  # output frame rate (after resampling and stride)
-    frames: np.ndarray  # u8 [T, R, R, 3] aligned crops
-    alpha: np.ndarray  # u8 [T, R, R] foreground mask
+    fps: float  # output frame rate (after resampling, stride and the max_frames limit)
     cameras: np.ndarray  # f32 [T, 25] estimated cameras (DESIGN.md §6)
     flags: np.ndarray  # u8 [T] bit flags (NO_FACE, LOW_CONFIDENCE, ...)
     frame_indices: np.ndarray  # i64 [T] source frame index
@@ -68,18 +74,50 @@ class IngestResult:
     face_score: np.ndarray  # f32 [T] detection confidence (0: no face)
     quality: dict[str, Any]  # per-video summary (counts, means, source info)
     camera_source: str = "estimated"
-    motion: np.ndarray | None = None  # f32 [T, D] from motion_fn (never cached)
     from_cache: bool = False
     keypoint_names: tuple[str, ...] = field(default=KEYPOINT_NAMES)
 
-    _ARRAYS = ("frames", "alpha", "cameras", "flags", "frame_indices", "crop", "keypoints", "face_score")
+    _ARRAYS = ("cameras", "flags", "frame_indices", "crop", "keypoints", "face_score")
 
     @property
     def usable(self) -> np.ndarray:
         return (self.flags & UNUSABLE) == 0
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.flags)
+
+    def attrs(self) -> dict[str, Any]:
+        """JSON-able metadata for the pseudo_mv group attributes (DESIGN.md §5)."""
+        return {"source_file": self.path, "source_hash": self.source_hash, "fps": self.fps, "camera_source": self.camera_source,
+                "ingest_config_hash": self.config_hash, "resolution": self.resolution, "quality": self.quality,
+                "flag_names": {str(k): v for k, v in FLAG_NAMES.items()}}
+
+    def save(self, path: Path) -> None:
+        """Atomic compressed .npz write (tmp file + rename): a crash never leaves a half cache entry."""
+        meta = {"path": self.path, "source_hash": self.source_hash, "config_hash": self.config_hash, "resolution": self.resolution,
+                "fps": self.fps, "quality": self.quality, "camera_source": self.camera_source}
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **{n: getattr(self, n) for n in self._ARRAYS})
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> IngestAnalysis:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = {n: z[n] for n in cls._ARRAYS}
+        return cls(**meta, **arrays, from_cache=True)
+
+
+@dataclass(kw_only=True)
+class IngestResult(IngestAnalysis):
+    """One ingested video held whole in memory: the analysis plus every frame's aligned crop and mask."""
+
+    frames: np.ndarray  # u8 [T, R, R, 3] aligned crops
+    alpha: np.ndarray  # u8 [T, R, R] foreground mask
+    motion: np.ndarray | None = None  # f32 [T, D] from motion_fn (never cached)
+
+    _ARRAYS = (*IngestAnalysis._ARRAYS, "frames", "alpha")
 
     def subset(self, mask_or_index: np.ndarray) -> IngestResult:
         """A result holding only the selected frames (e.g. ``r.subset(r.usable)``)."""
@@ -91,27 +129,8 @@ class IngestResult:
             kw["motion"] = self.motion[sel]
         return IngestResult(**kw)
 
-    def attrs(self) -> dict[str, Any]:
-        """JSON-able metadata for the pseudo_mv group attributes (DESIGN.md §5)."""
-        return {"source_file": self.path, "source_hash": self.source_hash, "fps": self.fps, "camera_source": self.camera_source,
-                "ingest_config_hash": self.config_hash, "resolution": self.resolution, "quality": self.quality,
-                "flag_names": {str(k): v for k, v in FLAG_NAMES.items()}}
-
     def save(self, path: Path) -> None:
-        """Atomic .npz write (tmp file + rename): a crash never leaves a half cache entry."""
-        meta = {"path": self.path, "source_hash": self.source_hash, "config_hash": self.config_hash, "resolution": self.resolution,
-                "fps": self.fps, "quality": self.quality, "camera_source": self.camera_source}
-        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **{n: getattr(self, n) for n in self._ARRAYS})
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: Path) -> IngestResult:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            arrays = {n: z[n] for n in cls._ARRAYS}
-        return cls(**meta, **arrays, from_cache=True)
+        raise TypeError("only the analysis is cached (frames are decoded again): save an IngestAnalysis")
 
 
 def config_hash(cfg: IngestConfig, resolution: int) -> str:
@@ -121,7 +140,7 @@ def config_hash(cfg: IngestConfig, resolution: int) -> str:
 
 def _cache_paths(cache_dir: Path, info: VideoInfo, chash: str) -> tuple[Path, Path]:
     stem = f"{info.sha256[:24]}-{chash}"
-    return cache_dir / f"{stem}.npz", cache_dir / f"{stem}.skip.json"
+    return cache_dir / f"{stem}.analysis.npz", cache_dir / f"{stem}.skip.json"
 
 
 def make_analyzer(cfg: IngestConfig) -> FaceAnalyzer:
@@ -130,19 +149,16 @@ def make_analyzer(cfg: IngestConfig) -> FaceAnalyzer:
     return make_face_analyzer("face_alignment", landmarks=cfg.face_alignment_landmarks, detector=cfg.face_alignment_detector)
 
 
-def ingest_video(
+def analyse_video(
     path: str | Path,
     resolution: int,
     cfg: IngestConfig | None = None,
     cache_dir: str | Path | None = None,
-    motion_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     analyzer: FaceAnalyzer | None = None,
-    segmenter: Segmenter | None = None,
-) -> IngestResult:
-    """Ingest one video; raises ``IngestionError`` (bad input) or ``VideoSkipped`` (not usable).
-
-    ``analyzer``/``segmenter`` may be shared across videos (the analyser is reset per video).
-    """
+) -> tuple[VideoInfo, IngestAnalysis]:
+    """Pass 1 of one video (probe, faces, flags, crops, cameras); raises ``IngestionError`` (bad input) or
+    ``VideoSkipped`` (not usable). With ``cache_dir`` the analysis (or the reason for a skip) is kept per
+    file hash and config hash. ``analyzer`` may be shared across videos (it is reset per video)."""
     cfg = cfg or IngestConfig()
     path = Path(path)
     info = probe(path)
@@ -154,29 +170,88 @@ def ingest_video(
         npz, skip = _cache_paths(cache_dir, info, chash)
         if npz.is_file():
             try:
-                res = IngestResult.load(npz)
-                res.path = str(path)
-                return _with_motion(res, motion_fn)
+                a = IngestAnalysis.load(npz)
+                a.path = str(path)
+                return info, a
             except Exception:  # a corrupt cache entry is recomputed, never trusted
                 npz.unlink(missing_ok=True)
         if skip.is_file():
             raise VideoSkipped(path, json.loads(skip.read_text())["reason"] + " (cached)")
-    own_analyzer, own_segmenter = analyzer is None, segmenter is None and cfg.segmentation
+    own = analyzer is None
     analyzer = analyzer or make_analyzer(cfg)
-    segmenter = segmenter or (make_segmenter(cfg.segmentation_model) if cfg.segmentation else None)
     try:
-        res = _ingest(info, resolution, cfg, chash, analyzer, segmenter)
+        a = _analyse(info, resolution, cfg, chash, analyzer)
     except VideoSkipped as e:
         if skip is not None:
             skip.write_text(json.dumps({"path": str(path), "reason": e.reason, "sha256": info.sha256}))
         raise
     finally:
-        if own_analyzer:
+        if own:
             analyzer.close()
-        if own_segmenter and segmenter is not None:
-            segmenter.close()
     if npz is not None:
-        res.save(npz)
+        a.save(npz)
+    return info, a
+
+
+def iter_aligned(
+    info: VideoInfo,
+    analysis: IngestAnalysis,
+    cfg: IngestConfig,
+    segmenter: Segmenter | None,
+    positions: np.ndarray | None = None,
+    chunk: int = 64,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Pass 2: ``(rows, frames u8 [b,R,R,3], alpha u8 [b,R,R])`` for the analysed frames at ``positions``
+    (default: all), ``chunk`` at a time and in order; ``rows`` index into ``positions``. Memory is one chunk
+    of decoded frames. A frame that decoded in pass 1 and not now raises ``IngestionError``."""
+    res = analysis.resolution
+    positions = np.arange(len(analysis)) if positions is None else np.asarray(positions, dtype=np.int64)
+    report = DecodeReport()
+    expected = 0
+    for rows, batch in iter_batches(info.path, analysis.frame_indices[positions], chunk, info.codec, info, report):
+        if len(rows) and rows[0] != expected:  # the decoder dropped a frame it read in pass 1
+            break
+        frames = np.empty((len(rows), res, res, 3), dtype=np.uint8)
+        alpha = np.full((len(rows), res, res), 255, dtype=np.uint8)
+        for j, (row, frame) in enumerate(zip(rows, batch)):
+            frames[j] = warp_crop(frame, analysis.crop[positions[row]], res, cfg.border)
+            if segmenter is not None:
+                alpha[j] = np.round(segmenter.mask(frames[j]) * 255).astype(np.uint8)
+        expected = int(rows[-1]) + 1
+        yield rows, frames, alpha
+    if expected != len(positions):
+        lost = analysis.frame_indices[positions[expected:]][:5].tolist()
+        raise IngestionError(info.path, f"frames from {lost} decoded in the first pass and not in the second "
+                                        f"({'; '.join(report.errors[:2]) or 'no decoder message'})")
+
+
+def ingest_video(
+    path: str | Path,
+    resolution: int,
+    cfg: IngestConfig | None = None,
+    cache_dir: str | Path | None = None,
+    motion_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    analyzer: FaceAnalyzer | None = None,
+    segmenter: Segmenter | None = None,
+) -> IngestResult:
+    """Ingest one video whole into memory (both passes); raises ``IngestionError`` or ``VideoSkipped``.
+
+    ``analyzer``/``segmenter`` may be shared across videos. For long videos use ``analyse_video`` and
+    ``iter_aligned`` (stage 3 does): this holds every aligned frame at once."""
+    cfg = cfg or IngestConfig()
+    info, a = analyse_video(path, resolution, cfg, cache_dir, analyzer)
+    own = segmenter is None and cfg.segmentation
+    segmenter = segmenter or (make_segmenter(cfg.segmentation_model) if cfg.segmentation else None)
+    frames = np.empty((len(a), resolution, resolution, 3), dtype=np.uint8)
+    alpha = np.empty((len(a), resolution, resolution), dtype=np.uint8)
+    try:
+        for rows, f, m in iter_aligned(info, a, cfg, segmenter, chunk=cfg.decode_batch):
+            frames[rows], alpha[rows] = f, m
+    finally:
+        if own and segmenter is not None:
+            segmenter.close()
+    res = IngestResult(**{f.name: getattr(a, f.name) for f in fields(a)}, frames=frames, alpha=alpha)
+    res.path = str(path)
     return _with_motion(res, motion_fn)
 
 
@@ -190,33 +265,54 @@ def _with_motion(res: IngestResult, motion_fn) -> IngestResult:
     return res
 
 
-def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, analyzer: FaceAnalyzer,
-            segmenter: Segmenter | None) -> IngestResult:
+def _box(face: Face) -> np.ndarray:
+    """(cx, cy, size) of a face box, size = sqrt(area)."""
+    b = face.bbox
+    return np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, max(face.area, 1e-6) ** 0.5])
+
+
+def track_face(faces: list[Face], last: np.ndarray | None, gate: float) -> tuple[Face | None, bool]:
+    """The tracked person's face among ``faces``: the largest while nothing is tracked yet, then the one nearest
+    the last tracked box (centre distance ≤ ``gate`` × its size, size within a factor 2). Returns (face, lost):
+    ``lost`` when faces were found but none is the tracked person; another person is never taken instead."""
+    if not faces:
+        return None, False
+    if last is None:
+        return largest_face(faces), False
+    boxes = np.stack([_box(f) for f in faces])
+    dist = np.linalg.norm(boxes[:, :2] - last[:2], axis=1) / last[2]
+    ok = (dist <= gate) & (np.abs(np.log(boxes[:, 2] / last[2])) <= np.log(2.0))
+    if not ok.any():
+        return None, True
+    return faces[int(np.argmin(np.where(ok, dist, np.inf)))], False
+
+
+def _analyse(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, analyzer: FaceAnalyzer) -> IngestAnalysis:
     t_start = time.perf_counter()
     path = info.path
     indices, fps = select_frames(info, cfg.target_fps, cfg.frame_stride, cfg.max_frames)
+    n_before_limit = len(select_frames(info, cfg.target_fps, cfg.frame_stride, None)[0])
     n = len(indices)
     if n == 0:
         raise IngestionError(path, "zero frames after frame selection (target_fps/stride/max_frames)")
     analyzer.reset()
 
-    # pass 1: faces on (downscaled) frames
+    # pass 1: faces on (downscaled) frames, one tracked person
     kp = np.full((n, len(KEYPOINT_NAMES), 2), np.nan)
     score = np.zeros(n, dtype=np.float32)
     n_faces = np.zeros(n, dtype=np.int32)
-    keep = info.width * info.height * 3 * n <= _KEEP_DECODED_BYTES
+    lost_track = np.zeros(n, dtype=bool)
     f = min(1.0, cfg.analysis_max_side / max(info.width, info.height))
     damage = DecodeReport()
-    decoded: list[tuple[np.ndarray, np.ndarray]] = []
+    last = None  # the tracked person's last box (cx, cy, size) in analysis pixels
     for positions, batch in iter_batches(path, indices, cfg.decode_batch, info.codec, info, damage):
-        if keep:
-            decoded.append((positions, batch))
         for t, frame in zip(positions, batch):
             small = frame if f == 1.0 else cv2.resize(frame, (round(info.width * f), round(info.height * f)), interpolation=cv2.INTER_AREA)
             faces = analyzer.faces(small)
-            face = largest_face(faces)
+            face, lost_track[t] = track_face(faces, last, cfg.track_gate)
             n_faces[t] = len(faces)
             if face is not None:
+                last = _box(face)
                 sx, sy = info.width / small.shape[1], info.height / small.shape[0]
                 kp[t] = face.keypoints * (sx, sy)
                 score[t] = face.score
@@ -225,15 +321,14 @@ def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, ana
         ok = np.ones(n, dtype=bool)
         ok[damage.missing_positions] = False
         lost, indices = indices[~ok], indices[ok]
-        kp, score, n_faces = kp[ok], score[ok], n_faces[ok]
-        renumber = np.cumsum(ok) - 1
-        decoded = [(renumber[p], b) for p, b in decoded]
+        kp, score, n_faces, lost_track = kp[ok], score[ok], n_faces[ok], lost_track[ok]
         n = len(indices)
 
     # per-frame quality
     flags = np.zeros(n, dtype=np.uint8)
     has_face = ~np.isnan(kp[:, 0, 0])
-    flags[~has_face] |= NO_FACE
+    flags[~has_face & ~lost_track] |= NO_FACE
+    flags[lost_track] |= TRACK_LOST
     flags[has_face & (score < cfg.min_face_score)] |= LOW_CONFIDENCE
     flags[n_faces > 1] |= MULTIPLE_FACES
     raw = np.full((n, 3), np.nan)
@@ -249,7 +344,7 @@ def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, ana
     _check_usable(path, flags, cfg, "no face found" if not has_face.any() else None)
 
     # smoothed crops (in units of the median crop size, so the filter is resolution independent)
-    valid = (flags & (NO_FACE | LOW_CONFIDENCE)) == 0
+    valid = (flags & (NO_FACE | LOW_CONFIDENCE | TRACK_LOST)) == 0
     starts = (flags & LARGE_JUMP) != 0
     scale = float(np.median(raw[valid, 2]))
     sig = np.stack([raw[:, 0] / scale, raw[:, 1] / scale, np.log(raw[:, 2] / scale)], axis=1)
@@ -274,21 +369,6 @@ def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, ana
     cameras = np.stack([pose_to_label(p[:3], p[3:]) for p in pose])
     reproj = np.array([reprojection_error(cameras[t], kp_crop[t, _KP_PNP]) if pose_ok[t] else np.nan for t in range(n)])
 
-    # pass 2: aligned crops and masks
-    frames = np.empty((n, resolution, resolution, 3), dtype=np.uint8)
-    alpha = np.full((n, resolution, resolution), 255, dtype=np.uint8)
-    again = DecodeReport()
-    batches = decoded if keep else iter_batches(path, indices, cfg.decode_batch, info.codec, info, again)
-    for positions, batch in batches:
-        for t, frame in zip(positions, batch):
-            frames[t] = warp_crop(frame, crop[t], resolution, cfg.border)
-            if segmenter is not None:
-                alpha[t] = np.round(segmenter.mask(frames[t]) * 255).astype(np.uint8)
-    decoded.clear()
-    if again.missing_positions:
-        raise IngestionError(path, f"frames {indices[again.missing_positions[:5]].tolist()} decoded once and not the second time "
-                                   f"({'; '.join(again.errors[:2])})")
-
     usable = (flags & UNUSABLE) == 0
     quality = {
         "n_frames": int(n),
@@ -301,15 +381,17 @@ def _ingest(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, ana
         "backend": analyzer.name,
         "source": {"width": info.width, "height": info.height, "codec": info.codec, "container": info.container,
                    "fps": info.source_fps, "n_frames": info.n_source_frames, "rotation": info.rotation},
+        "max_frames_stride": max_frames_stride(n_before_limit, cfg.max_frames),  # > 1: a long video subsampled
+        "frames_before_max_frames": int(n_before_limit),
         "damaged_frames": int(len(lost)),  # selected frames the decoder could not read, left out
         "damaged_source_frames": lost[:100].tolist(),
         "decode_errors": damage.errors[:10],
         "truncated": info.demux_error,  # the container broke off here; the frames before it are kept
         "seconds": round(time.perf_counter() - t_start, 3),
     }
-    return IngestResult(
-        path=str(path), source_hash=info.sha256, config_hash=chash, resolution=resolution, fps=float(fps), frames=frames,
-        alpha=alpha, cameras=cameras.astype(np.float32), flags=flags, frame_indices=indices, crop=crop.astype(np.float32),
+    return IngestAnalysis(
+        path=str(path), source_hash=info.sha256, config_hash=chash, resolution=resolution, fps=float(fps),
+        cameras=cameras.astype(np.float32), flags=flags, frame_indices=indices, crop=crop.astype(np.float32),
         keypoints=kp_crop.astype(np.float32), face_score=score, quality=quality,
     )
 

@@ -40,10 +40,15 @@ def test_resample_stride_and_max_frames(counter_clip):
     info = probe(counter_clip)
     idx, fps = select_frames(info, target_fps=12.5)
     assert fps == 12.5 and list(idx[:5]) == [0, 2, 4, 6, 8] and len(idx) == 15
+    idx, fps = select_frames(info, target_fps=12.5, stride=2, max_frames=8)  # 8 frames: within the limit
+    assert fps == 6.25 and list(idx) == [0, 4, 8, 12, 16, 20, 24, 28]
+    # over the limit: subsampled evenly over the whole clip (stride ×2), not cut after the first 4
     idx, fps = select_frames(info, target_fps=12.5, stride=2, max_frames=4)
-    assert fps == 6.25 and list(idx) == [0, 4, 8, 12]
+    assert fps == 3.125 and list(idx) == [0, 8, 16, 24]
     frames = _decode(counter_clip, idx, batch=3)
-    np.testing.assert_allclose(frames.reshape(4, -1).mean(1), 8 * np.array([0, 4, 8, 12]), atol=3)
+    np.testing.assert_allclose(frames.reshape(4, -1).mean(1), 8 * np.array([0, 8, 16, 24]), atol=3)
+    idx, fps = select_frames(info, max_frames=7)  # 30 frames → stride 5 → 6 frames spanning the clip
+    assert fps == 5.0 and list(idx) == [0, 5, 10, 15, 20, 25]
     idx, fps = select_frames(info, target_fps=50.0)  # upsampling repeats frames
     assert fps == 50.0 and list(idx[:4]) == [0, 0, 1, 1]
 

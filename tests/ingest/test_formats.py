@@ -95,8 +95,8 @@ def test_variable_frame_rate_is_resampled_by_time(tmp_path):
     assert fps == 25.0
     # slots every 40 ms: frame 2 is held across the short gap; frame 4 for HOLD_SECONDS (0.5 s), not for the hour
     assert list(idx) == [0, 1, 2, 2, 2, 3] + [4] * 13 + [5]
-    idx, _ = select_frames(info, target_fps=25.0, max_frames=3)
-    assert list(idx) == [0, 1, 2]
+    idx, fps = select_frames(info, target_fps=25.0, max_frames=3)  # 20 slots → every 7th
+    assert list(idx) == [0, 4, 4] and fps == 25.0 / 7
 
 
 def _damage_middle(src, dst, lo=0.45, hi=0.55, seed=0):

@@ -110,7 +110,7 @@ def test_cache_hit_skips_work(ingested, astronaut_clip, cache_dir, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("recomputed despite a cache entry")
 
-    monkeypatch.setattr(ingest_pipeline, "_ingest", boom)
+    monkeypatch.setattr(ingest_pipeline, "_analyse", boom)
     again = ingest_video(astronaut_clip.path, RES, IngestConfig(), cache_dir=cache_dir)
     assert again.from_cache and not ingested.from_cache
     np.testing.assert_array_equal(again.frames, ingested.frames)
@@ -147,3 +147,46 @@ def test_largest_face_is_tracked(tmp_path):
     assert res.usable.all()
     assert (res.crop[:, 0] > 160).all(), res.crop  # centred on the right (large) face
     assert (res.flags & MULTIPLE_FACES).any()  # both were seen
+
+
+def _two_people(sizes_left, sizes_right, hide_left=()):
+    """Frames of two copies of the photo side by side, each face scaled per frame; ``hide_left``: frames where
+    the left person is gone (background)."""
+    from tests.ingest.clips import FACE_CENTRE
+
+    img = data.astronaut()
+    frames = []
+    for t, (sl, sr) in enumerate(zip(sizes_left, sizes_right)):
+        canvas = np.full((192, 384, 3), 200, np.uint8)
+        for scale, centre, hidden in [(sl, (96, 100), t in hide_left), (sr, (288, 100), False)]:
+            if hidden:
+                continue
+            m = cv2.getRotationMatrix2D(tuple(FACE_CENTRE), 0.0, scale)
+            m[:, 2] += np.array(centre) - FACE_CENTRE
+            disc = np.zeros((192, 384), np.uint8)
+            cv2.circle(disc, centre, 88, 1, -1)
+            canvas[disc > 0] = cv2.warpAffine(img, m, (384, 192))[disc > 0]
+        frames.append(canvas)
+    return np.stack(frames)
+
+
+def test_one_person_is_tracked_when_the_larger_face_alternates(tmp_path):
+    """Issue 12: two people, the larger face alternating every frame. The crop stays on the first frame's
+    largest face throughout (the old rule, "the largest face in every frame", mixed both people in one video);
+    frames where that person is gone are flagged TRACK_LOST and unusable, never filled with the other person."""
+    from pipeline_tasks.ingest import LARGE_JUMP, MULTIPLE_FACES, TRACK_LOST
+    from tests.ingest.clips import write_mp4
+
+    t = 16
+    big, small = 0.62, 0.56
+    left = [big if k % 2 == 0 else small for k in range(t)]
+    right = [small if k % 2 == 0 else big for k in range(t)]
+    hide = set(range(8, 12))
+    path = write_mp4(tmp_path / "two_people.mp4", _two_people(left, right, hide))
+    res = ingest_video(path, 64, IngestConfig(segmentation=False, min_usable_frames=4))
+    seen = ~np.isin(np.arange(t), sorted(hide))
+    assert (res.flags[seen] & MULTIPLE_FACES).all()  # both people are seen in every frame...
+    assert res.usable[seen].all() and (res.crop[seen, 0] < 192).all(), res.crop[:, 0]  # ...and only the left one is kept
+    assert not (res.flags[seen] & LARGE_JUMP).any()
+    assert (res.flags[sorted(hide)] & TRACK_LOST).all() and not res.usable[sorted(hide)].any()
+    assert res.quality["flag_counts"]["track_lost"] == len(hide)

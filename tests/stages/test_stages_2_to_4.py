@@ -270,6 +270,41 @@ def test_user_videos_convert_with_estimated_cameras_and_bad_one_is_skipped(upstr
     assert art.manifest["counts"]["skipped_videos"] == 1 and art.manifest["counts"]["videos"] == 2
 
 
+def test_stage3_streams_a_video_in_chunks_and_writes_the_same_store(upstream, tmp_path, monkeypatch):
+    """Issue 12: a video goes through stage 3 ``chunk_frames`` frames at a time (never more in memory for
+    rendering), and the store equals the one written from a single chunk, frame for frame. The ingest cache
+    keeps the analysis only (no pixels), compressed."""
+    from tests.ingest.clips import animate_astronaut
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    animate_astronaut(folder / "astronaut.mp4", n_frames=12, size=256)
+    reg = _copy_registry(upstream["reg"], tmp_path / "s")
+    real_render, sizes = pmv_stage.render_video, []
+    monkeypatch.setattr(pmv_stage, "render_video", lambda p, e, vid, frames, *a, **k: sizes.append(len(frames)) or real_render(p, e, vid, frames, *a, **k))
+    stores = {}
+    for chunk in (5, 64):
+        cfg = load_config("tiny", FAST + [f"pseudo_mv.videos={folder}", "pseudo_mv.ingest.min_usable_frames=4",
+                                          f"pseudo_mv.chunk_frames={chunk}"])
+        sizes.clear()
+        art = pmv_stage.convert(cfg, upstream["psi3d"].ref, upstream["motion_encoder"].ref, registry=reg, progress=False)
+        stores[chunk] = art.path / "store.zarr"
+        assert sizes == ([5, 5, 2] if chunk == 5 else [12]), sizes
+    a, b = pm.open_read(stores[5]), pm.open_read(stores[64])
+    (vid,) = [name for name, _ in a.groups()]
+    for spec in pm.VIDEO_SCHEMA.arrays:  # pixels and cameras exactly; embeddings up to batch-size round-off
+        x, y = a[vid][spec.name][:], b[vid][spec.name][:]
+        if spec.name.endswith("motion"):
+            np.testing.assert_allclose(x, y, atol=1e-5, err_msg=spec.name)
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=spec.name)
+    assert a[vid].attrs["frames"] == 12 and a[vid].attrs["frame_indices"] == list(range(12))
+    (entry,) = list((reg.root / ".cache" / "ingest").glob("*.analysis.npz"))
+    with np.load(entry) as z:
+        assert "frames" not in z and "alpha" not in z
+    assert entry.stat().st_size < 20_000
+
+
 def test_psi3d_several_target_views_per_source(upstream):
     """``psi3d.targets_per_source`` K: K distinct target views ≠ the source per sample, each paired with its
     own camera, alpha and depth; a K = 2 run trains; an impossible K fails before training."""
@@ -464,3 +499,110 @@ def test_a_fault_in_one_video_fails_that_video_only(upstream, tmp_path, monkeypa
     assert calls[1] not in pm.completed_videos(store)
     assert sorted(e["status"] for e in index.values()) == ["converted", "converted", "failed"]
     assert art.manifest["counts"]["videos"] == 2 and art.manifest["counts"]["skipped_videos"] == 1
+
+
+STAGE3_KILL = """
+import json, os, sys
+import zarr
+from pipeline_tasks import pseudo_mv
+from pipeline_tasks.config import load_config
+from storage_schemas.artifacts import ArtifactRegistry
+root, refs, kill_at, overrides = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+writes = [0]
+real = zarr.Array.__setitem__
+def dying(self, key, value):
+    writes[0] += 1
+    if writes[0] == kill_at:
+        os._exit(137)  # as SIGKILL: no cleanup, no finally
+    return real(self, key, value)
+zarr.Array.__setitem__ = dying
+pseudo_mv.convert(load_config("tiny", overrides), refs["psi3d"], refs["motion_encoder"], refs["videos"], ArtifactRegistry(root),
+                  progress=False)
+"""
+
+
+@pytest.mark.parametrize("kill_at", [12, 21])  # 8 arrays per chunk, 2 chunks per video: mid 2nd chunk of video 1 / of video 2's 1st
+def test_stage3_killed_mid_video_resumes_to_the_uninterrupted_store(upstream, tmp_path, kill_at):
+    """Issue 12: a real process death while a video's chunks are being appended, then a rerun: nothing lost,
+    nothing duplicated, the store equal to an uninterrupted conversion's."""
+    import subprocess
+    import sys
+
+    overrides = FAST + ["pseudo_mv.chunk_frames=2", "pseudo_mv.seed=5"]
+    cfg = load_config("tiny", overrides)
+    refs = {k: upstream[k].ref for k in ("psi3d", "motion_encoder", "videos")}
+    reg = _copy_registry(upstream["reg"], tmp_path / "k")
+    killed = subprocess.run([sys.executable, "-c", STAGE3_KILL, str(reg.root), json.dumps(refs), str(kill_at), json.dumps(overrides)],
+                            capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    (tmp,) = reg.incomplete("pseudo_mv")
+    store = tmp / "store.zarr"
+    torn = [name for name, g in pm.open_group(store, mode="r+").groups() if g.attrs.get("complete") is not True]
+    assert len(torn) == 1 and len(pm.completed_videos(store)) == kill_at // 16  # one video torn, the ones before it whole
+    resumed = pmv_stage.convert(cfg, refs["psi3d"], refs["motion_encoder"], refs["videos"], reg, progress=False)
+    whole = pmv_stage.convert(cfg, refs["psi3d"], refs["motion_encoder"], refs["videos"], _copy_registry(upstream["reg"], tmp_path / "w"),
+                              progress=False)
+    assert resumed.version == whole.version
+    a, b = pm.open_read(resumed.path / "store.zarr"), pm.open_read(whole.path / "store.zarr")
+    def index(art, root):  # source paths relative to their registry (the two runs have two registries)
+        return [{**e, "source_file": str(Path(e["source_file"]).relative_to(root))} for e in pm.read_index(art.path / "store.zarr")]
+
+    assert index(resumed, reg.root) == index(whole, tmp_path / "w")
+    assert sorted(n for n, _ in a.groups()) == sorted(n for n, _ in b.groups())
+    for name, g in b.groups():
+        assert a[name].attrs["frames"] == g.attrs["frames"] == 4
+        for spec in pm.VIDEO_SCHEMA.arrays:
+            np.testing.assert_allclose(a[name][spec.name][:], g[spec.name][:], atol=1e-5, err_msg=f"{name}/{spec.name}")
+
+
+STAGE4_KILL = """
+import json, os, sys
+import torch
+from pipeline_tasks import train_psi
+from pipeline_tasks.config import load_config
+from storage_schemas.artifacts import ArtifactRegistry
+root, refs, overrides = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+saves = [0]
+real = torch.save
+def dying(obj, f, *a, **k):
+    if not str(getattr(f, "name", "")).endswith(".tmp"):  # not a training checkpoint
+        return real(obj, f, *a, **k)
+    saves[0] += 1
+    if saves[0] == 2:  # the step-4 checkpoint: half its bytes written, then death
+        import io
+        buf = io.BytesIO()
+        real(obj, buf, *a, **k)
+        f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        f.flush()
+        os._exit(137)
+    real(obj, f, *a, **k)
+torch.save = dying
+train_psi.train_psi(load_config("tiny", overrides), refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"], registry=ArtifactRegistry(root))
+"""
+
+
+def test_stage4_killed_while_writing_a_checkpoint_resumes_to_the_uninterrupted_weights(upstream, tmp_path):
+    """Issue 12: Ψ training dies for real halfway through writing its step-4 checkpoint, then is rerun: it
+    resumes from the last whole checkpoint (step 2) and ends with the uninterrupted run's weights, bit for bit.
+    (A stop between steps: ``test_psi_training_resume_equals_uninterrupted_and_emot_stays_frozen``.)"""
+    import subprocess
+    import sys
+
+    overrides = FAST + ["psi.checkpoint_every=2", "psi.steps=4"]
+    cfg = load_config("tiny", overrides)
+    refs = {k: upstream[k].ref for k in ("pseudo_mv", "psi3d", "motion_encoder")}
+    reg = _copy_registry(upstream["reg"], tmp_path / "k")
+    killed = subprocess.run([sys.executable, "-c", STAGE4_KILL, str(reg.root), json.dumps(refs), json.dumps(overrides)],
+                            capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    (tmp,) = reg.incomplete("psi")
+    ckpts = sorted(p.name for p in (tmp / "checkpoints").iterdir())
+    assert ckpts[-1] == "step_00000002.pt" and ckpts[0].startswith(".step_00000004.pt"), ckpts  # the torn file never got its name
+    resumed = psi_stage.train_psi(cfg, refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"], registry=reg)
+    whole = psi_stage.train_psi(cfg, refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"],
+                                registry=_copy_registry(upstream["reg"], tmp_path / "w"))
+    assert resumed.version == whole.version
+    a = torch.load(whole.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]
+    b = torch.load(resumed.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(resumed.path.rglob("*.tmp"))  # the torn temporary is not part of the artifact
