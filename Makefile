@@ -18,6 +18,7 @@ export PYTEST_ARGS ?=
 export ARGS ?=
 export SEEDS ?= 3
 export RUN_ARGS ?=
+export PSI3D ?=
 
 export P4D_HOME ?= $(CURDIR)/artifacts
 export PREFECT_HOME ?= $(CURDIR)/.prefect
@@ -87,7 +88,7 @@ learn-bench: setup
 # Ψ learns motion: stages 1b, 2b, videos, 3, 4 and 5 for Ψ on the `learn` preset, reusing learn-bench's Ψ3d
 # → bench/learn/learn-motion-<host>-<date>.md
 learn-bench-motion: setup
-	$(WITH_ARGS) ARGS $(PY) bench/learn_motion.py $${SET:+--set "$$SET"}
+	$(WITH_ARGS) ARGS $(PY) bench/learn_motion.py $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"}
 
 param-counts: setup
 	$(PY) -m models.param_counts

@@ -139,7 +139,7 @@ def report(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, "psi.steps=100", argv)
+    args = parse_args(__doc__, "psi.steps=100", argv, reuse_psi3d=True)
 
     import models  # noqa: F401  (torchvision shim first)
     from pipeline_tasks import pseudo_mv as pmv_stage
@@ -158,8 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     registry = ArtifactRegistry()
     clock = StageClock()
     timed = clock.run
-    samples = timed("genhead_samples", run_genhead_stage, cfg, registry)
-    psi3d = timed("psi3d", train_psi3d, cfg, samples, registry)
+    if args.psi3d:  # a finished Ψ3d of this preset, whatever code made it: a code change does not cost 80 min again
+        from pipeline_tasks.train_psi3d import SCHEMA_VERSION as PSI3D_SCHEMA
+
+        psi3d = registry.resolve(args.psi3d, schema_version=PSI3D_SCHEMA)
+        if psi3d.manifest.get("config", {}).get("preset", cfg.preset) != cfg.preset:
+            raise SystemExit(f"{psi3d.ref} was trained on preset {psi3d.manifest['config']['preset']!r}, not {cfg.preset!r}")
+    else:
+        samples = timed("genhead_samples", run_genhead_stage, cfg, registry)
+        psi3d = timed("psi3d", train_psi3d, cfg, samples, registry)
     an = timed("analyser_samples", run_analyser_samples_stage, cfg, registry)
     me = timed("motion_encoder", train_motion_encoder, cfg, an, registry)
     vids = timed("synthetic_videos", run_videos_stage, cfg, registry)
@@ -185,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                   "val_no_motion_eyes_psnr", "val_change_correlation")
     res = {
         "date": date, "preset": cfg.preset, "machine": machine(),
-        "command": "make learn-bench-motion" + (f" SET='{args.set}'" if args.set else ""),
+        "command": "make learn-bench-motion" + (f" SET='{args.set}'" if args.set else "")
+                   + (f" PSI3D={args.psi3d}" if args.psi3d else ""),
         "wall_seconds": round(wall, 1), "stage_seconds": {k: round(v, 1) for k, v in times.items()},
         "artifacts": {k: a.ref for k, a in (("psi3d", psi3d), ("motion_encoder", me), ("pseudo_mv", pmv), ("psi", psi), ("eval", ev))},
         "config": {k: getattr(cfg, k).model_dump(mode="json") for k in ("analyser_samples", "motion_encoder", "videos", "pseudo_mv", "psi")},
