@@ -23,7 +23,9 @@ def write_astronaut_clip(path: Path, n_frames: int, size: int, fps: int = 25, pr
         s.options = {"preset": preset}
         for t in range(n_frames):
             u = (t % period) / period
-            m = cv2.getRotationMatrix2D(tuple(centre), 10 * np.sin(2 * np.pi * u), size / 256 * (0.9 + 0.1 * np.sin(2 * np.pi * u)))
+            m = cv2.getRotationMatrix2D(
+                tuple(centre), 10 * np.sin(2 * np.pi * u), size / 256 * (0.9 + 0.1 * np.sin(2 * np.pi * u))
+            )
             m[:, 2] += np.array([size / 2, size / 2]) - centre
             frame = cv2.warpAffine(img, m, (size, size), borderMode=cv2.BORDER_REFLECT)
             for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

@@ -44,16 +44,28 @@ def verdicts(eval_metrics: dict, history: list[dict], bins: list[float]) -> dict
         need = TARGET_MARGIN_DB.get(abs(b))
         if need is not None:
             margin = nv["by_bin"]["psnr"][j] - base["by_bin"]["psnr"][j]
-            out[f"margin_vs_input_{b:+g}"] = {"value": round(margin, 3), "target": f">= +{need} dB", "pass": margin >= need}
+            out[f"margin_vs_input_{b:+g}"] = {
+                "value": round(margin, 3),
+                "target": f">= +{need} dB",
+                "pass": margin >= need,
+            }
     iou = min(nv["by_bin"]["soft_iou"])
-    out["soft_iou_every_bin"] = {"value": round(iou, 4), "target": f">= {TARGET_SOFT_IOU}", "pass": iou >= TARGET_SOFT_IOU}
+    out["soft_iou_every_bin"] = {
+        "value": round(iou, 4),
+        "target": f">= {TARGET_SOFT_IOU}",
+        "pass": iou >= TARGET_SOFT_IOU,
+    }
     if history:
         off = [j for j, b in enumerate(bins) if b != 0]
         curve = [sum(h["psnr"][j] for j in off) / len(off) for h in history]
         drop = max(curve) - curve[-1]
-        out["curve_not_diverging"] = {"value": round(-drop, 3), "target": f"last − best >= −{NOT_DIVERGING_DB} dB (novel-view mean)",
-                                      "pass": drop <= NOT_DIVERGING_DB, "curve": [round(c, 3) for c in curve],
-                                      "steps": [h["step"] for h in history]}
+        out["curve_not_diverging"] = {
+            "value": round(-drop, 3),
+            "target": f"last − best >= −{NOT_DIVERGING_DB} dB (novel-view mean)",
+            "pass": drop <= NOT_DIVERGING_DB,
+            "curve": [round(c, 3) for c in curve],
+            "steps": [h["step"] for h in history],
+        }
     return out
 
 
@@ -62,36 +74,59 @@ def report(res: dict) -> str:
     nv, base = ev["tasks"]["novel_view"], ev["tasks"]["input_as_prediction"]
     mean = ev["tasks"].get("mean_training_image")
     lines = [
-        f"# Learning benchmark: Ψ3d on the `{res['preset']}` preset ({res['date']})", "",
+        f"# Learning benchmark: Ψ3d on the `{res['preset']}` preset ({res['date']})",
+        "",
         f"Machine: {res['machine']['cpu']} ({res['machine']['cpu_count']} cores), torch {res['machine']['torch']}, "
-        f"host `{res['machine']['host']}`, CUDA: {res['machine']['cuda']}.", "",
+        f"host `{res['machine']['host']}`, CUDA: {res['machine']['cuda']}.",
+        "",
         f"Command: `{res['command']}`. Wall time {res['wall_seconds'] / 60:.1f} min "
         f"(stage 1 {res['stage_seconds']['genhead_samples']:.0f} s, Ψ3d {res['stage_seconds']['psi3d']:.0f} s, "
-        f"stage 5 {res['stage_seconds']['eval']:.0f} s).", "",
+        f"stage 5 {res['stage_seconds']['eval']:.0f} s).",
+        "",
         f"Artifacts: `{res['artifacts']['psi3d']}` (from `{res['artifacts']['genhead_samples']}`), evaluated as "
         f"`{res['artifacts']['eval']}` on benchmark v{ev['benchmark']['version']} `{ev['benchmark']['digest']}`: "
-        f"{ev['benchmark']['identities']} held-out identities (a seed no training stage uses), head pose 0, frontal source.", "",
-        "## Targets", "", "| target | measured | required | |", "|---|---|---|---|",
+        f"{ev['benchmark']['identities']} held-out identities (a seed no training stage uses), head pose 0, frontal source.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | required | |",
+        "|---|---|---|---|",
     ]
     for name, v in res["verdicts"].items():
         lines.append(f"| {name} | {v['value']} | {v['target']} | {'pass' if v['pass'] else '**FAIL**'} |")
-    lines += ["", "## Ψ3d beside its baselines (stage 5, held-out benchmark)", "",
-              "| yaw | Ψ3d PSNR | copy-input | margin | mean image | Ψ3d SSIM | Ψ3d LPIPS* | soft IoU | depth error | pose error ° |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Ψ3d beside its baselines (stage 5, held-out benchmark)",
+        "",
+        "| yaw | Ψ3d PSNR | copy-input | margin | mean image | Ψ3d SSIM | Ψ3d LPIPS* | soft IoU | depth error | pose error ° |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for j, b in enumerate(bins):
         m = nv["by_bin"]
-        lines.append(f"| {b:+g}°{' (source view)' if b == 0 else ''} | {m['psnr'][j]:.2f} | {base['by_bin']['psnr'][j]:.2f} | "
-                     f"{m['psnr'][j] - base['by_bin']['psnr'][j]:+.2f} | {mean['by_bin']['psnr'][j] if mean else float('nan'):.2f} | "
-                     f"{m['ssim'][j]:.3f} | {m['lpips'][j]:.3f} | {m['soft_iou'][j]:.3f} | {m['depth_error'][j]:.3f} | "
-                     f"{m['pose_error_deg'][j]:.1f} |")
-    lines += ["", f"Novel-view mean (0° excluded): Ψ3d {nv['mean']['psnr']:.2f} dB, copy-input {base['mean']['psnr']:.2f} dB"
-              + (f", mean image {mean['mean']['psnr']:.2f} dB" if mean else "") + ". *LPIPS with a random AlexNet trunk "
-              "(no ImageNet weights offline): compare within this project only. Depth error: mean |depth − true| in scene "
-              "units (head box 1.3) where the true alpha > 0.5. The pose-error floor of the instrument is "
-              f"{ev['floors']['pose_error_deg']:.1f}°.", "",
-              "## Learning curves (stage 2a validation: held-out store identities, same bins)", "",
-              "![curves](" + res["files"]["curves"] + ")", "", "## Novel views (held-out benchmark: rows prediction / truth)", "",
-              "![grid](" + res["files"]["grid"] + ")", ""]
+        lines.append(
+            f"| {b:+g}°{' (source view)' if b == 0 else ''} | {m['psnr'][j]:.2f} | {base['by_bin']['psnr'][j]:.2f} | "
+            f"{m['psnr'][j] - base['by_bin']['psnr'][j]:+.2f} | {mean['by_bin']['psnr'][j] if mean else float('nan'):.2f} | "
+            f"{m['ssim'][j]:.3f} | {m['lpips'][j]:.3f} | {m['soft_iou'][j]:.3f} | {m['depth_error'][j]:.3f} | "
+            f"{m['pose_error_deg'][j]:.1f} |"
+        )
+    lines += [
+        "",
+        f"Novel-view mean (0° excluded): Ψ3d {nv['mean']['psnr']:.2f} dB, copy-input {base['mean']['psnr']:.2f} dB"
+        + (f", mean image {mean['mean']['psnr']:.2f} dB" if mean else "")
+        + ". *LPIPS with a random AlexNet trunk "
+        "(no ImageNet weights offline): compare within this project only. Depth error: mean |depth − true| in scene "
+        "units (head box 1.3) where the true alpha > 0.5. The pose-error floor of the instrument is "
+        f"{ev['floors']['pose_error_deg']:.1f}°.",
+        "",
+        "## Learning curves (stage 2a validation: held-out store identities, same bins)",
+        "",
+        "![curves](" + res["files"]["curves"] + ")",
+        "",
+        "## Novel views (held-out benchmark: rows prediction / truth)",
+        "",
+        "![grid](" + res["files"]["grid"] + ")",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -125,14 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(psi3d.path / "learning_curves.png", out / files["curves"])
     shutil.copy(ev.path / "grids" / "novel_view.png", out / files["grid"])
     res = {
-        "date": date, "preset": cfg.preset, "machine": machine(), "command": "make learn-bench" + (f" SET='{args.set}'" if args.set else ""),
-        "wall_seconds": round(wall, 1), "stage_seconds": {k: round(v, 1) for k, v in times.items()},
+        "date": date,
+        "preset": cfg.preset,
+        "machine": machine(),
+        "command": "make learn-bench" + (f" SET='{args.set}'" if args.set else ""),
+        "wall_seconds": round(wall, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
         "artifacts": {"genhead_samples": samples.ref, "psi3d": psi3d.ref, "eval": ev.ref},
         "config": {"genhead": cfg.genhead.model_dump(mode="json"), "psi3d": cfg.psi3d.model_dump(mode="json")},
-        "yaw_bins_degrees": bins, "files": files,
+        "yaw_bins_degrees": bins,
+        "files": files,
         "verdicts": verdicts(eval_metrics, validation["history"], bins),
-        "validation": validation, "eval": {k: eval_metrics[k] for k in ("benchmark", "floors", "instruments")} | {
-            "tasks": {k: {kk: v[kk] for kk in ("bins", "by_bin", "mean")} for k, v in eval_metrics["tasks"].items()}},
+        "validation": validation,
+        "eval": {k: eval_metrics[k] for k in ("benchmark", "floors", "instruments")}
+        | {"tasks": {k: {kk: v[kk] for kk in ("bins", "by_bin", "mean")} for k, v in eval_metrics["tasks"].items()}},
     }
     (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
     (out / f"{stem}.md").write_text(report(res))

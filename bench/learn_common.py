@@ -10,13 +10,19 @@ from pathlib import Path
 OUT_DIR = Path(__file__).resolve().parent / "learn"
 
 
-def parse_args(doc: str, set_example: str, argv: list[str] | None = None, reuse_psi3d: bool = False) -> argparse.Namespace:
+def parse_args(
+    doc: str, set_example: str, argv: list[str] | None = None, reuse_psi3d: bool = False
+) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--preset", default="learn")
     ap.add_argument("--set", default="", help=f"dotted overrides, e.g. '{set_example}'")
     if reuse_psi3d:
-        ap.add_argument("--psi3d", default="", help="reuse this Ψ3d artifact (e.g. psi3d@7da23204122c, the one `make "
-                        "learn-bench` made) instead of resolving stages 1 and 2a from the current code")
+        ap.add_argument(
+            "--psi3d",
+            default="",
+            help="reuse this Ψ3d artifact (e.g. psi3d@7da23204122c, the one `make "
+            "learn-bench` made) instead of resolving stages 1 and 2a from the current code",
+        )
     ap.add_argument("--out", default=str(OUT_DIR))
     return ap.parse_args(argv)
 

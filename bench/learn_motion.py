@@ -46,7 +46,11 @@ def verdicts(emot: dict, ev: dict) -> dict[str, dict]:
     ci, nm, p3 = t["cross_identity"]["mean"], t["no_motion"]["mean"], t.get("psi3d_source", {}).get("mean", {})
 
     def row(value, target: str, ok) -> dict:
-        return {"value": None if value is None else round(float(value), 4), "target": target, "pass": None if value is None else bool(ok)}
+        return {
+            "value": None if value is None else round(float(value), 4),
+            "target": target,
+            "pass": None if value is None else bool(ok),
+        }
 
     r2 = emot.get("r2_visible_min")
     top1 = emot.get("motion_identity_retrieval_top1")
@@ -55,12 +59,20 @@ def verdicts(emot: dict, ev: dict) -> dict[str, dict]:
     return {
         "emot_r2_visible_min": row(r2, f">= {TARGET_R2_VISIBLE}", r2 is not None and r2 >= TARGET_R2_VISIBLE),
         # an embedding that carries nothing carries no identity either: the leakage target counts only once E_mot reads motion
-        "emot_motion_identity_top1": row(top1, f"<= {TARGET_MOTION_IDENTITY_TOP1} (chance {emot.get('motion_identity_retrieval_chance', float('nan')):.3f}), "
-                                               "with R² visible min > 0.5",
-                                         top1 is not None and top1 <= TARGET_MOTION_IDENTITY_TOP1 and r2 is not None and r2 > 0.5),
-        "cross_id_expression_error_vs_no_motion": row(ratio, f"<= {TARGET_EXPRESSION_RATIO}", ratio is not None and ratio <= TARGET_EXPRESSION_RATIO),
-        "cross_id_change_correlation": row(ci.get("change_correlation"), f">= {TARGET_CHANGE_CORRELATION}",
-                                           ci.get("change_correlation", -1) >= TARGET_CHANGE_CORRELATION),
+        "emot_motion_identity_top1": row(
+            top1,
+            f"<= {TARGET_MOTION_IDENTITY_TOP1} (chance {emot.get('motion_identity_retrieval_chance', float('nan')):.3f}), "
+            "with R² visible min > 0.5",
+            top1 is not None and top1 <= TARGET_MOTION_IDENTITY_TOP1 and r2 is not None and r2 > 0.5,
+        ),
+        "cross_id_expression_error_vs_no_motion": row(
+            ratio, f"<= {TARGET_EXPRESSION_RATIO}", ratio is not None and ratio <= TARGET_EXPRESSION_RATIO
+        ),
+        "cross_id_change_correlation": row(
+            ci.get("change_correlation"),
+            f">= {TARGET_CHANGE_CORRELATION}",
+            ci.get("change_correlation", -1) >= TARGET_CHANGE_CORRELATION,
+        ),
         "cross_id_mouth_psnr_minus_psi3d_source": row(mouth, ">= 0 dB", mouth is not None and mouth >= 0),
     }
 
@@ -106,35 +118,65 @@ def report(res: dict) -> str:
 
     em, ev = res["emot"], res["eval"]
     lines = [
-        f"# Learning benchmark, motion: E_mot and Ψ on the `{res['preset']}` preset ({res['date']})", "",
+        f"# Learning benchmark, motion: E_mot and Ψ on the `{res['preset']}` preset ({res['date']})",
+        "",
         f"Machine: {res['machine']['cpu']} ({res['machine']['cpu_count']} cores), torch {res['machine']['torch']}, "
-        f"host `{res['machine']['host']}`, CUDA: {res['machine']['cuda']}.", "",
+        f"host `{res['machine']['host']}`, CUDA: {res['machine']['cuda']}.",
+        "",
         f"Command: `{res['command']}`. Wall time {res['wall_seconds'] / 60:.1f} min ("
-        + ", ".join(f"{k} {v:.0f} s" for k, v in res["stage_seconds"].items()) + ").", "",
-        "Artifacts: " + ", ".join(f"`{v}`" for v in res["artifacts"].values()) + ".", "",
-        "## Targets", "", "| target | measured | required | |", "|---|---|---|---|",
+        + ", ".join(f"{k} {v:.0f} s" for k, v in res["stage_seconds"].items())
+        + ").",
+        "",
+        "Artifacts: " + ", ".join(f"`{v}`" for v in res["artifacts"].values()) + ".",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | required | |",
+        "|---|---|---|---|",
     ]
     for name, v in res["verdicts"].items():
         mark = "not measured" if v["pass"] is None else ("pass" if v["pass"] else "**FAIL**")
         lines.append(f"| {name} | {v['value']} | {v['target']} | {mark} |")
-    lines += ["", "## E_mot (stage 2b, held-out identities of the analyser store)", "",
-              f"{em.get('n_val_identities')} held-out identities; visible at this resolution: "
-              f"{', '.join(em.get('visible_expressions') or []) or 'not measured'}.", "",
-              "| expression | R² | 95% interval |", "|---|---|---|"]
+    lines += [
+        "",
+        "## E_mot (stage 2b, held-out identities of the analyser store)",
+        "",
+        f"{em.get('n_val_identities')} held-out identities; visible at this resolution: "
+        f"{', '.join(em.get('visible_expressions') or []) or 'not measured'}.",
+        "",
+        "| expression | R² | 95% interval |",
+        "|---|---|---|",
+    ]
     for k, v in (em.get("r2") or {}).items():
         ci = (em.get("r2_ci95") or {}).get(k)
-        lines.append(f"| {k} | {v:.3f} | {'–' if not ci else f'{ci[0]:.2f}…{ci[1]:.2f}'} |" if v is not None else f"| {k} | – | – |")
-    lines += ["", f"Identity top-1 from the motion embedding across samples: {em.get('motion_identity_retrieval_top1')} "
-              f"(chance {em.get('motion_identity_retrieval_chance')}).", "",
-              "## Ψ's validation over training (held-out synthetic videos, self-reenactment)", "",
-              f"![validation]({res['files']['validation']})", "",
-              "| | " + " | ".join(res["psi_final"]) + " |", "|---" * (len(res["psi_final"]) + 1) + "|",
-              "| value | " + " | ".join(f"{v:.3f}" for v in res["psi_final"].values()) + " |", "",
-              "## Stage 5: reenactment beside its baselines (held-out benchmark, mean over the non-0° bins)", "",
-              *_reenact_table(ev), "",
-              f"Instrument floors (the evaluation analyser on the true renders): expression error "
-              f"{ev['floors'].get('expression_error', float('nan')):.3f}, pose {ev['floors'].get('pose_error_deg', float('nan')):.1f}°.", "",
-              f"![cross-identity]({res['files']['grid']})", ""]
+        lines.append(
+            f"| {k} | {v:.3f} | {'–' if not ci else f'{ci[0]:.2f}…{ci[1]:.2f}'} |"
+            if v is not None
+            else f"| {k} | – | – |"
+        )
+    lines += [
+        "",
+        f"Identity top-1 from the motion embedding across samples: {em.get('motion_identity_retrieval_top1')} "
+        f"(chance {em.get('motion_identity_retrieval_chance')}).",
+        "",
+        "## Ψ's validation over training (held-out synthetic videos, self-reenactment)",
+        "",
+        f"![validation]({res['files']['validation']})",
+        "",
+        "| | " + " | ".join(res["psi_final"]) + " |",
+        "|---" * (len(res["psi_final"]) + 1) + "|",
+        "| value | " + " | ".join(f"{v:.3f}" for v in res["psi_final"].values()) + " |",
+        "",
+        "## Stage 5: reenactment beside its baselines (held-out benchmark, mean over the non-0° bins)",
+        "",
+        *_reenact_table(ev),
+        "",
+        f"Instrument floors (the evaluation analyser on the true renders): expression error "
+        f"{ev['floors'].get('expression_error', float('nan')):.3f}, pose {ev['floors'].get('pose_error_deg', float('nan')):.1f}°.",
+        "",
+        f"![cross-identity]({res['files']['grid']})",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -163,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
         psi3d = registry.resolve(args.psi3d, schema_version=PSI3D_SCHEMA)
         if psi3d.manifest.get("config", {}).get("preset", cfg.preset) != cfg.preset:
-            raise SystemExit(f"{psi3d.ref} was trained on preset {psi3d.manifest['config']['preset']!r}, not {cfg.preset!r}")
+            raise SystemExit(
+                f"{psi3d.ref} was trained on preset {psi3d.manifest['config']['preset']!r}, not {cfg.preset!r}"
+            )
     else:
         samples = timed("genhead_samples", run_genhead_stage, cfg, registry)
         psi3d = timed("psi3d", train_psi3d, cfg, samples, registry)
@@ -177,33 +221,66 @@ def main(argv: list[str] | None = None) -> int:
 
     eval_metrics = json.loads((ev.path / "metrics.json").read_text())
     pm = psi.manifest["metrics"]
-    base = {k[len("baseline_"):]: v for k, v in pm.items() if k.startswith("baseline_")}
+    base = {k[len("baseline_") :]: v for k, v in pm.items() if k.startswith("baseline_")}
     date = dt.date.today().isoformat()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = free_stem(out, f"learn-motion-{socket.gethostname()}-{date}")
     files = {"validation": f"{stem}-psi-validation.png", "grid": f"{stem}-cross-identity.png"}
-    plot_validation(read_log(psi.path / "logs"), base, out / files["validation"],
-                    f"Ψ ({cfg.preset}), held-out videos: {pm.get('val_pairs')} pairs")
+    plot_validation(
+        read_log(psi.path / "logs"),
+        base,
+        out / files["validation"],
+        f"Ψ ({cfg.preset}), held-out videos: {pm.get('val_pairs')} pairs",
+    )
     shutil.copy(ev.path / "grids" / "cross_identity.png", out / files["grid"])
     emot = me.manifest["metrics"]
-    final_keys = ("val_psnr", "val_no_motion_psnr", "baseline_psi3d_source_psnr", "baseline_copy_source_psnr",
-                  "val_mouth_psnr", "val_no_motion_mouth_psnr", "baseline_psi3d_source_mouth_psnr", "val_eyes_psnr",
-                  "val_no_motion_eyes_psnr", "val_change_correlation")
+    final_keys = (
+        "val_psnr",
+        "val_no_motion_psnr",
+        "baseline_psi3d_source_psnr",
+        "baseline_copy_source_psnr",
+        "val_mouth_psnr",
+        "val_no_motion_mouth_psnr",
+        "baseline_psi3d_source_mouth_psnr",
+        "val_eyes_psnr",
+        "val_no_motion_eyes_psnr",
+        "val_change_correlation",
+    )
     res = {
-        "date": date, "preset": cfg.preset, "machine": machine(),
-        "command": "make learn-bench-motion" + (f" SET='{args.set}'" if args.set else "")
-                   + (f" PSI3D={args.psi3d}" if args.psi3d else ""),
-        "wall_seconds": round(wall, 1), "stage_seconds": {k: round(v, 1) for k, v in times.items()},
-        "artifacts": {k: a.ref for k, a in (("psi3d", psi3d), ("motion_encoder", me), ("pseudo_mv", pmv), ("psi", psi), ("eval", ev))},
-        "config": {k: getattr(cfg, k).model_dump(mode="json") for k in ("analyser_samples", "motion_encoder", "videos", "pseudo_mv", "psi")},
+        "date": date,
+        "preset": cfg.preset,
+        "machine": machine(),
+        "command": "make learn-bench-motion"
+        + (f" SET='{args.set}'" if args.set else "")
+        + (f" PSI3D={args.psi3d}" if args.psi3d else ""),
+        "wall_seconds": round(wall, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in times.items()},
+        "artifacts": {
+            k: a.ref
+            for k, a in (("psi3d", psi3d), ("motion_encoder", me), ("pseudo_mv", pmv), ("psi", psi), ("eval", ev))
+        },
+        "config": {
+            k: getattr(cfg, k).model_dump(mode="json")
+            for k in ("analyser_samples", "motion_encoder", "videos", "pseudo_mv", "psi")
+        },
         "files": files,
-        "emot": {k: emot.get(k) for k in ("r2", "r2_ci95", "visible_expressions", "r2_visible_min", "n_val_identities",
-                                          "motion_identity_retrieval_top1", "motion_identity_retrieval_chance")},
+        "emot": {
+            k: emot.get(k)
+            for k in (
+                "r2",
+                "r2_ci95",
+                "visible_expressions",
+                "r2_visible_min",
+                "n_val_identities",
+                "motion_identity_retrieval_top1",
+                "motion_identity_retrieval_chance",
+            )
+        },
         "psi_final": {k: pm[k] for k in final_keys if k in pm},
         "verdicts": verdicts(emot, eval_metrics),
-        "eval": {k: eval_metrics[k] for k in ("benchmark", "floors", "instruments")} | {
-            "tasks": {k: {kk: v[kk] for kk in ("bins", "by_bin", "mean")} for k, v in eval_metrics["tasks"].items()}},
+        "eval": {k: eval_metrics[k] for k in ("benchmark", "floors", "instruments")}
+        | {"tasks": {k: {kk: v[kk] for kk in ("bins", "by_bin", "mean")} for k, v in eval_metrics["tasks"].items()}},
     }
     (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
     (out / f"{stem}.md").write_text(report(res))

@@ -44,8 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         art = train_motion_encoder(cfg, linked, registry=scratch)
         m = json.loads((art.path / "metrics.json").read_text())
         r2 = {k: round(v, 2) for k, v in m["r2"].items() if v is not None}
-        print(f"[{spec or 'preset'}] {art.ref} {time.time() - t:.0f} s: mean {m['r2_expression_mean']:.3f}, "
-              f"motion identity top-1 {m['motion_identity_retrieval_top1']:.3f}, {r2}", flush=True)
+        print(
+            f"[{spec or 'preset'}] {art.ref} {time.time() - t:.0f} s: mean {m['r2_expression_mean']:.3f}, "
+            f"motion identity top-1 {m['motion_identity_retrieval_top1']:.3f}, {r2}",
+            flush=True,
+        )
     return 0
 
 

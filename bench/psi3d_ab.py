@@ -52,12 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         margins = {f"{b:+g}": round(p - c, 2) for b, p, c in zip(bins, psnr, base) if b != 0}
         novel = [p for b, p in zip(bins, psnr) if b != 0]
         row = {
-            "recipe": spec or "preset", "common": args.common, "artifact": art.ref, "samples": samples.ref,
-            "seconds": round(seconds), "seconds_per_step": round(seconds / cfg.psi3d.steps, 3),
-            "psnr_novel": round(sum(novel) / len(novel), 2), "margins": margins,
-            "psnr_yaw0": round(psnr[bins.index(0.0)], 2), "soft_iou_min": round(min(v["final"]["soft_iou"]), 3),
-            "history_psnr_novel": [(h["step"], round(sum(p for b, p in zip(bins, h["psnr"]) if b != 0) / len(novel), 2))
-                                   for h in v["history"]],
+            "recipe": spec or "preset",
+            "common": args.common,
+            "artifact": art.ref,
+            "samples": samples.ref,
+            "seconds": round(seconds),
+            "seconds_per_step": round(seconds / cfg.psi3d.steps, 3),
+            "psnr_novel": round(sum(novel) / len(novel), 2),
+            "margins": margins,
+            "psnr_yaw0": round(psnr[bins.index(0.0)], 2),
+            "soft_iou_min": round(min(v["final"]["soft_iou"]), 3),
+            "history_psnr_novel": [
+                (h["step"], round(sum(p for b, p in zip(bins, h["psnr"]) if b != 0) / len(novel), 2))
+                for h in v["history"]
+            ],
         }
         print(json.dumps(row), flush=True)
         if args.log:

@@ -47,7 +47,9 @@ def oracle_labels(attrs: dict) -> np.ndarray:
     """``[T_stored, 11]``: expression (9) and gaze (2) of each stored frame, from the video's sidecar."""
     side = read_sidecar(Path(attrs["sidecar"]))
     idx = np.asarray(attrs["frame_indices"])
-    return np.concatenate([np.asarray(side["expression"], np.float32)[idx], np.asarray(side["gaze"], np.float32)[idx]], 1)
+    return np.concatenate(
+        [np.asarray(side["expression"], np.float32)[idx], np.asarray(side["gaze"], np.float32)[idx]], 1
+    )
 
 
 def write_oracle_store(src_store: Path, dst_store: Path, motion_dim: int) -> dict:
@@ -80,8 +82,12 @@ def _ridge_r2(xtr, ytr, xte, yte, lam: float) -> list[float | None]:
 
     from pipeline_tasks.train_motion_encoder import _ridge_probe
 
-    pred = _ridge_probe(torch.from_numpy(xtr).float(), torch.from_numpy(ytr).float(), torch.from_numpy(xte).float(), lam)
-    return [None if x is None else round(x, 3) for x in r2_scores(pred.numpy(), yte)]  # None: constant in the held-out videos
+    pred = _ridge_probe(
+        torch.from_numpy(xtr).float(), torch.from_numpy(ytr).float(), torch.from_numpy(xte).float(), lam
+    )
+    return [
+        None if x is None else round(x, 3) for x in r2_scores(pred.numpy(), yte)
+    ]  # None: constant in the held-out videos
 
 
 def store_motion_probe(store: Path, n_val: int, encoder=None, lam: float = 1e-2) -> dict[str, list[float | None]]:
@@ -119,15 +125,23 @@ def store_motion_probe(store: Path, n_val: int, encoder=None, lam: float = 1e-2)
     out = {}
     for name, xs in emb.items():
         ys = [np.repeat(y, 1 if name == "frame_motion" else k, 0) for y in labels]
-        out[name] = _ridge_r2(np.concatenate(xs[:split]), np.concatenate(ys[:split]), np.concatenate(xs[split:]),
-                              np.concatenate(ys[split:]), lam)
+        out[name] = _ridge_r2(
+            np.concatenate(xs[:split]),
+            np.concatenate(ys[:split]),
+            np.concatenate(xs[split:]),
+            np.concatenate(ys[split:]),
+            lam,
+        )
     return out
 
 
 def probe_table(probes: dict[str, dict[str, list]]) -> list[str]:
     lines = ["| E_mot | embedding of | " + " | ".join(LABEL_NAMES) + " |", "|---" * (len(LABEL_NAMES) + 2) + "|"]
     for who, probe in probes.items():
-        lines += [f"| {who} | {k} | " + " | ".join("–" if x is None else f"{x:.2f}" for x in v) + " |" for k, v in probe.items()]
+        lines += [
+            f"| {who} | {k} | " + " | ".join("–" if x is None else f"{x:.2f}" for x in v) + " |"
+            for k, v in probe.items()
+        ]
     return lines
 
 
@@ -147,7 +161,9 @@ def change_correlation_ceiling(pmv, cfg, sigmas=(0.0, 0.5, 1.0, 1.5, 2.0)) -> di
     out = {}
     for sigma in sigmas:
         blur = (lambda x: x) if sigma == 0 else (lambda x, s=sigma: _fixed_blur(x, s))
-        c = change_correlation(blur(pairs.target), blur(pairs.truth_source_expression), pairs.target, pairs.truth_source_expression)
+        c = change_correlation(
+            blur(pairs.target), blur(pairs.truth_source_expression), pairs.target, pairs.truth_source_expression
+        )
         out[f"sigma_{sigma:g}px"] = round(float(c.mean()), 3)
     return out
 
@@ -175,10 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", default="psi.steps=400")
     ap.add_argument("--variants", default="oracle,emot")
     ap.add_argument("--out", default=str(OUT_DIR))
-    ap.add_argument("--probe", default="", help="comma-separated motion_encoder refs: only probe what each one's embeddings "
-                    "of the store's frames and pseudo views say about the labels (no Ψ training)")
-    ap.add_argument("--ceiling", action="store_true", help="only the change correlation a right but blurred change "
-                    "scores on the held-out pairs (no training)")
+    ap.add_argument(
+        "--probe",
+        default="",
+        help="comma-separated motion_encoder refs: only probe what each one's embeddings "
+        "of the store's frames and pseudo views say about the labels (no Ψ training)",
+    )
+    ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="only the change correlation a right but blurred change scores on the held-out pairs (no training)",
+    )
     ap.add_argument("--tag", default="", help="suffix of the report's file name (to keep several runs of a day)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -191,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p3, me = reg.resolve("psi3d@latest"), reg.resolve("motion_encoder@latest")
     clock = StageClock()
-    videos = clock.run("videos", run_videos_stage, cfg, reg)  # the preset's videos with --set applied (reused when built)
+    videos = clock.run(
+        "videos", run_videos_stage, cfg, reg
+    )  # the preset's videos with --set applied (reused when built)
     pmv = clock.run("pseudo_mv", convert, cfg, p3, me, videos, registry=reg)
     scratch = ArtifactRegistry(reg.root.parent / f"{reg.root.name}-oracle-bench")  # beside, not inside, the registry
     if args.ceiling:
@@ -200,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         from pipeline_tasks.train_motion_encoder import load_motion_encoder
 
-        probes = {ref: store_motion_probe(pmv.path / "store.zarr", cfg.psi.val_videos, load_motion_encoder(ref, registry=reg))
-                  for ref in args.probe.split(",")}
+        probes = {
+            ref: store_motion_probe(pmv.path / "store.zarr", cfg.psi.val_videos, load_motion_encoder(ref, registry=reg))
+            for ref in args.probe.split(",")
+        }
         print(f"store {pmv.ref} ({args.preset}, `{args.set}`)")
         print("\n".join(probe_table(probes)))
         return 0
@@ -230,30 +257,71 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown variant {variant!r} (oracle, emot)")
         art = clock.run(variant, train_psi, cfg, src, vreg.resolve(p3.ref), vreg.resolve(me.ref), registry=vreg)
         results[variant] = {k: v for k, v in art.manifest["metrics"].items() if isinstance(v, (int, float))}
-        curves[variant] = [{k: r[k] for k in ("step", *(f"val_{c}" for c in CURVE)) if k in r}
-                           for r in map(json.loads, (art.path / "logs" / "scalars.jsonl").read_text().splitlines())
-                           if "val_change_correlation" in r]
+        curves[variant] = [
+            {k: r[k] for k in ("step", *(f"val_{c}" for c in CURVE)) if k in r}
+            for r in map(json.loads, (art.path / "logs" / "scalars.jsonl").read_text().splitlines())
+            if "val_change_correlation" in r
+        ]
     host, date = socket.gethostname(), time.strftime("%Y-%m-%d")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"psi-oracle-{host}-{date}{'-' + args.tag if args.tag else ''}"
-    payload = {"preset": args.preset, "set": args.set, "host": host, "date": date, "seconds": clock.seconds, "results": results,
-               "store_motion_probe_r2": probe, "curves": curves, "label_names": LABEL_NAMES}
+    payload = {
+        "preset": args.preset,
+        "set": args.set,
+        "host": host,
+        "date": date,
+        "seconds": clock.seconds,
+        "results": results,
+        "store_motion_probe_r2": probe,
+        "curves": curves,
+        "label_names": LABEL_NAMES,
+    }
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=1))
-    keys = ["psnr", "no_motion_psnr", "mouth_psnr", "no_motion_mouth_psnr", "eyes_psnr", "no_motion_eyes_psnr", "change_correlation"]
-    lines = [f"# Ψ with oracle motion vs E_mot motion ({args.preset}, `{args.set}`, {host}, {date})", "",
-             "| variant | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    keys = [
+        "psnr",
+        "no_motion_psnr",
+        "mouth_psnr",
+        "no_motion_mouth_psnr",
+        "eyes_psnr",
+        "no_motion_eyes_psnr",
+        "change_correlation",
+    ]
+    lines = [
+        f"# Ψ with oracle motion vs E_mot motion ({args.preset}, `{args.set}`, {host}, {date})",
+        "",
+        "| variant | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
     for v, r in results.items():
         lines.append(f"| {v} | " + " | ".join(f"{r.get('val_' + k, float('nan')):.3f}" for k in keys) + " |")
     base = next(iter(results.values()), {})
-    lines += ["", "Baselines on the same pairs: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items() if k.startswith("baseline_"))]
-    lines += ["", "Held-out validation during training (EMA weights): change correlation, mouth PSNR − no-motion mouth PSNR:", "",
-              "| variant | " + " | ".join(f"step {r['step']}" for r in next(iter(curves.values()), [])) + " |",
-              "|---" * (1 + len(next(iter(curves.values()), []))) + "|"]
+    lines += [
+        "",
+        "Baselines on the same pairs: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in base.items() if k.startswith("baseline_")),
+    ]
+    lines += [
+        "",
+        "Held-out validation during training (EMA weights): change correlation, mouth PSNR − no-motion mouth PSNR:",
+        "",
+        "| variant | " + " | ".join(f"step {r['step']}" for r in next(iter(curves.values()), [])) + " |",
+        "|---" * (1 + len(next(iter(curves.values()), []))) + "|",
+    ]
     for v, rows in curves.items():
-        lines.append(f"| {v} | " + " | ".join(f"{r['val_change_correlation']:.3f} / {r['val_mouth_psnr'] - r['val_no_motion_mouth_psnr']:+.2f} dB"
-                                             for r in rows) + " |")
-    lines += ["", "Ridge R² of the true labels from the store's E_mot embeddings (training videos → held-out videos):", ""]
+        lines.append(
+            f"| {v} | "
+            + " | ".join(
+                f"{r['val_change_correlation']:.3f} / {r['val_mouth_psnr'] - r['val_no_motion_mouth_psnr']:+.2f} dB"
+                for r in rows
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "Ridge R² of the true labels from the store's E_mot embeddings (training videos → held-out videos):",
+        "",
+    ]
     lines += probe_table({me.ref: probe})
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -77,18 +77,31 @@ def main(argv=None) -> int:
             results.append({"case": full, "seconds": round(time.perf_counter() - t0, 2), **row})
         print(f"  done {full} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     info = machine()
-    print(f"\nmachine: {info['host']} | {info['cpu']} x{info['cpu_count']} | torch {info['torch']}"
-          + (f" | {info.get('gpu')}" if info.get("gpu") else " | no GPU"))
+    print(
+        f"\nmachine: {info['host']} | {info['cpu']} x{info['cpu_count']} | torch {info['torch']}"
+        + (f" | {info.get('gpu')}" if info.get("gpu") else " | no GPU")
+    )
     width = max([len(r["name"]) for r in results] + [10])
     print(f"{'benchmark'.ljust(width)}  {'value':>12}  unit          peak MiB  device")
     for r in results:
         peak = r.get("peak_mem_mb")
-        print(f"{r['name'].ljust(width)}  {r['value']:>12.4g}  {r['unit']:<12}  {'' if peak is None else f'{peak:8.0f}':>8}  {r.get('device', '')}")
+        print(
+            f"{r['name'].ljust(width)}  {r['value']:>12.4g}  {r['unit']:<12}  {'' if peak is None else f'{peak:8.0f}':>8}  {r.get('device', '')}"
+        )
     for f in failures:
         print(f"FAILED {f['case']}: {f['error']}")
     out = Path(args.out) / f"results-{info['host']}-{dt.date.today().isoformat()}.json"
-    out.write_text(json.dumps({"machine": info, "date": dt.datetime.now().isoformat(timespec="seconds"),
-                               "results": results, "failures": failures}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "date": dt.datetime.now().isoformat(timespec="seconds"),
+                "results": results,
+                "failures": failures,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwritten {out}")
     return 1 if failures else 0
 

@@ -23,7 +23,9 @@ def evaluate_flow(preset: str = "tiny", overrides: list[str] | str | None = None
     art = evaluate_task(load_config(preset, overrides), model, ArtifactRegistry())
     report = (art.path / "report.md").read_text()
     key = f"eval-{art.parents[0].split('@')[0]}-{art.version}".replace("_", "-")
-    create_markdown_artifact(report + f"\n\neval artifact: `{art.ref}` at `{art.path}`", key=key, description=f"evaluation {art.ref}")
+    create_markdown_artifact(
+        report + f"\n\neval artifact: `{art.ref}` at `{art.path}`", key=key, description=f"evaluation {art.ref}"
+    )
     print(f"{art.ref}: {art.path / 'report.md'}")
     return art.ref
 

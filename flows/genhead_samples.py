@@ -1,6 +1,6 @@
 """Prefect flow of stage 1: synthetic multi-view head samples (``genhead_samples``).
 
-    python -m flows.genhead_samples --preset tiny [--set "genhead.n_identities=64"]
+python -m flows.genhead_samples --preset tiny [--set "genhead.n_identities=64"]
 """
 
 from __future__ import annotations

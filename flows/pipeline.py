@@ -35,7 +35,9 @@ def _as_list(overrides) -> list[str]:
 
 
 @flow(name="portrait4d-pipeline", log_prints=True)
-def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None, videos: str | None = None) -> dict[str, str]:
+def pipeline_flow(
+    preset: str = "tiny", overrides: list[str] | str | None = None, videos: str | None = None
+) -> dict[str, str]:
     """Run stages 1–5 on ``preset``; ``videos`` (folder or glob) replaces the synthetic videos in stage 3."""
     t0 = time.time()
     ov = _as_list(overrides) + ([f"pseudo_mv.videos={videos}"] if videos else [])
@@ -48,7 +50,9 @@ def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None
     if not cfg.pseudo_mv.videos:
         refs["synthetic_videos"] = synthetic_videos_flow(preset, ov)
     # stage 3 on the videos this run built, not on whichever synthetic_videos artifact is newest in the registry
-    refs["pseudo_mv"] = pseudo_mv_flow(preset, ov, refs["psi3d"], refs["motion_encoder"], synthetic_videos=refs.get("synthetic_videos"))
+    refs["pseudo_mv"] = pseudo_mv_flow(
+        preset, ov, refs["psi3d"], refs["motion_encoder"], synthetic_videos=refs.get("synthetic_videos")
+    )
     refs["psi"] = train_psi_flow(preset, ov, refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"])
     # stage 5: both models on the held-out synthetic benchmark (pipeline_tasks/evaluate.py)
     refs["eval_psi3d"] = evaluate_flow(preset, ov, refs["psi3d"])
@@ -59,10 +63,21 @@ def pipeline_flow(preset: str = "tiny", overrides: list[str] | str | None = None
     rows = []
     for stage, ref in refs.items():
         art = registry.resolve(ref)
-        rows.append({"stage": stage, "artifact": ref, "parents": ", ".join(art.parents) or "-",
-                     **{k: round(v, 4) for k, v in art.manifest.get("metrics", {}).items() if isinstance(v, float)}})
+        rows.append(
+            {
+                "stage": stage,
+                "artifact": ref,
+                "parents": ", ".join(art.parents) or "-",
+                **{k: round(v, 4) for k, v in art.manifest.get("metrics", {}).items() if isinstance(v, float)},
+            }
+        )
     create_table_artifact(rows, key="pipeline-artifacts", description=f"portrait4d pipeline ({preset})")
-    lines = [f"# portrait4d pipeline ({preset}) in {time.time() - t0:.0f} s", "", "| stage | artifact | parents |", "|---|---|---|"]
+    lines = [
+        f"# portrait4d pipeline ({preset}) in {time.time() - t0:.0f} s",
+        "",
+        "| stage | artifact | parents |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r['stage']} | `{r['artifact']}` | {r['parents']} |" for r in rows]
     create_markdown_artifact("\n".join(lines), key="pipeline-summary", description=f"pipeline {preset}")
     print("\n".join(lines))

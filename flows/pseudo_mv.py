@@ -32,9 +32,17 @@ def pseudo_mv_flow(
     """``videos``: a folder or glob of user videos; else the ``synthetic_videos`` artifact named (the pipeline
     passes the one it just built), default the latest one."""
     overrides = list(overrides or []) + ([f"pseudo_mv.videos={videos}"] if videos else [])
-    art = convert(load_config(preset, overrides), psi3d, motion_encoder, synthetic_videos, registry=ArtifactRegistry(),
-                  map_shards=prefect_map_shards)
-    create_markdown_artifact(artifact_markdown(art, "pseudo multi-view data"), key="pseudo-mv", description=f"{art.ref}")
+    art = convert(
+        load_config(preset, overrides),
+        psi3d,
+        motion_encoder,
+        synthetic_videos,
+        registry=ArtifactRegistry(),
+        map_shards=prefect_map_shards,
+    )
+    create_markdown_artifact(
+        artifact_markdown(art, "pseudo multi-view data"), key="pseudo-mv", description=f"{art.ref}"
+    )
     return art.ref
 
 

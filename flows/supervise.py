@@ -29,14 +29,19 @@ def is_child() -> bool:
 def run_supervised(module: str, argv: list[str]) -> int:
     """Run ``python -m module argv...`` as a child process group; return its exit code (128 + signal if stopped)."""
     grace = float(os.environ.get(GRACE_ENV, "10"))
-    proc = subprocess.Popen([sys.executable, "-m", module, *argv], env={**os.environ, CHILD_ENV: "1"}, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *argv], env={**os.environ, CHILD_ENV: "1"}, start_new_session=True
+    )
     stop = {"signal": None, "at": 0.0}
 
     def on_signal(signum, _frame):
         if stop["signal"] is None:
             stop["signal"], stop["at"] = signum, time.monotonic()
-            print(f"\n{signal.Signals(signum).name}: stopping (up to {grace:.0f} s); the next run resumes from here",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\n{signal.Signals(signum).name}: stopping (up to {grace:.0f} s); the next run resumes from here",
+                file=sys.stderr,
+                flush=True,
+            )
         _signal_group(proc.pid, signum)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

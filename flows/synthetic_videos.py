@@ -1,6 +1,6 @@
 """Prefect flow: synthetic monocular talking-head videos (``synthetic_videos``).
 
-    python -m flows.synthetic_videos --preset tiny
+python -m flows.synthetic_videos --preset tiny
 """
 
 from __future__ import annotations

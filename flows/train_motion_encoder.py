@@ -1,6 +1,6 @@
 """Flow of stage 2b: train (or reuse, or resume) the motion encoder E_mot and publish its R² table.
 
-    python -m flows.train_motion_encoder --preset tiny --samples analyser_samples@latest [--set motion_encoder.steps=100]
+python -m flows.train_motion_encoder --preset tiny --samples analyser_samples@latest [--set motion_encoder.steps=100]
 """
 
 from __future__ import annotations

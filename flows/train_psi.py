@@ -1,6 +1,6 @@
 """Flow of stage 4: train (or reuse, or resume) Ψ by cross-view self-reenactment.
 
-    python -m flows.train_psi --preset tiny [--set psi.steps=100]
+python -m flows.train_psi --preset tiny [--set psi.steps=100]
 """
 
 from __future__ import annotations

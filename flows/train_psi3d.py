@@ -1,6 +1,6 @@
 """Flow of stage 2a: train (or reuse, or resume) Ψ3d on GenHead samples.
 
-    python -m flows.train_psi3d --preset tiny [--samples genhead_samples@latest] [--set psi3d.steps=100]
+python -m flows.train_psi3d --preset tiny [--samples genhead_samples@latest] [--set psi3d.steps=100]
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from storage_schemas.artifacts import ArtifactRegistry
 
 
 @flow(name="train-psi3d", log_prints=True)
-def train_psi3d_flow(preset: str = "tiny", overrides: list[str] | None = None, samples: str = "genhead_samples@latest") -> str:
+def train_psi3d_flow(
+    preset: str = "tiny", overrides: list[str] | None = None, samples: str = "genhead_samples@latest"
+) -> str:
     """Returns the ``psi3d@<version>`` reference."""
     art = train_psi3d_task(load_config(preset, overrides), samples, ArtifactRegistry())
     create_markdown_artifact(artifact_markdown(art, "Ψ3d"), key="psi3d", description=f"Ψ3d {art.ref}")

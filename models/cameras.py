@@ -70,7 +70,10 @@ def look_at(eye: torch.Tensor, target: torch.Tensor | None = None, up: torch.Ten
 
 
 def orbit_cam2world(
-    yaw: torch.Tensor, pitch: torch.Tensor, radius: torch.Tensor | float = DEFAULT_RADIUS, target: torch.Tensor | None = None
+    yaw: torch.Tensor,
+    pitch: torch.Tensor,
+    radius: torch.Tensor | float = DEFAULT_RADIUS,
+    target: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """cam2world ``[B, 4, 4]`` on a sphere around ``target`` (default origin); see module docstring."""
     yaw = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1)
@@ -161,7 +164,10 @@ def project(points: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, to
     p_cam = (points - t[:, None, :]) @ r  # world2cam rotation is Rᵀ: p_cam = Rᵀ (p − t)
     z = p_cam[..., 2]
     xy = p_cam[..., :2] / z[..., None].clamp_min(1e-8)
-    uv = xy * torch.stack([k[:, 0, 0], k[:, 1, 1]], dim=-1)[:, None, :] + torch.stack([k[:, 0, 2], k[:, 1, 2]], dim=-1)[:, None, :]
+    uv = (
+        xy * torch.stack([k[:, 0, 0], k[:, 1, 1]], dim=-1)[:, None, :]
+        + torch.stack([k[:, 0, 2], k[:, 1, 2]], dim=-1)[:, None, :]
+    )
     return uv, z
 
 

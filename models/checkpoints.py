@@ -44,7 +44,9 @@ class Checkpoint:
             module.load_state_dict(self.state_dicts[name], strict=strict)
 
 
-def save_checkpoint(path: str | os.PathLike, config: ModelConfig, modules: dict[str, nn.Module | dict], extra: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, config: ModelConfig, modules: dict[str, nn.Module | dict], extra: dict | None = None
+) -> Path:
     """Write atomically (temp file + rename): a crash never leaves a half-written checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,9 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def load_checkpoint(path: str | os.PathLike, expected: ModelConfig | str | None = None, map_location: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike, expected: ModelConfig | str | None = None, map_location: str | torch.device = "cpu"
+) -> Checkpoint:
     """Read a checkpoint; with ``expected`` (a ModelConfig or a preset name) refuse a mismatch."""
     path = Path(path)
     if not path.is_file():
@@ -89,7 +93,9 @@ def load_checkpoint(path: str | os.PathLike, expected: ModelConfig | str | None 
     if expected is not None:
         want = expected if isinstance(expected, str) else expected.preset
         if want != config.preset:
-            raise CheckpointMismatchError(f"checkpoint {path} was saved for preset '{config.preset}', but preset '{want}' was requested")
+            raise CheckpointMismatchError(
+                f"checkpoint {path} was saved for preset '{config.preset}', but preset '{want}' was requested"
+            )
         if isinstance(expected, ModelConfig):
             diffs = _diff(config.model_dump(mode="json"), expected.model_dump(mode="json"))
             if diffs:

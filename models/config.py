@@ -78,15 +78,16 @@ class PsiConfig(_Strict):
     def _check(self) -> "PsiConfig":
         feat = self.image_resolution // 8
         if self.image_resolution % 8 or feat % self.token_grid or self.patch_stride not in (1, 2, 4):
-            raise ValueError(
-                f"token_grid={self.token_grid} must be image_resolution/8={feat} divided by 1, 2 or 4"
-            )
+            raise ValueError(f"token_grid={self.token_grid} must be image_resolution/8={feat} divided by 1, 2 or 4")
         up = self.triplane_resolution // (2 * self.token_grid)
         if self.triplane_resolution % (2 * self.token_grid) or not _is_pow2(up):
             raise ValueError(
                 f"triplane_resolution={self.triplane_resolution} must be 2·token_grid={2 * self.token_grid} times a power of 2"
             )
-        for name, dim, heads in (("embed_dim", self.embed_dim, self.heads), ("decoder_embed_dim", self.decoder_embed_dim, self.decoder_heads)):
+        for name, dim, heads in (
+            ("embed_dim", self.embed_dim, self.heads),
+            ("decoder_embed_dim", self.decoder_embed_dim, self.decoder_heads),
+        ):
             if dim % 4 or dim % heads:
                 raise ValueError(f"{name}={dim} must be divisible by 4 (PixelShuffle) and by its heads={heads}")
         if self.triplane_resolution % (2 * self.decoder_sr_ratio):

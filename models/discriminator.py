@@ -75,7 +75,9 @@ class DualDiscriminator(nn.Module):
         return (x * cmap).sum(1, keepdim=True) / math.sqrt(self.cfg.cmap_dim)
 
 
-def r1_penalty(d: DualDiscriminator, image: torch.Tensor, image_raw: torch.Tensor, cameras: torch.Tensor) -> torch.Tensor:
+def r1_penalty(
+    d: DualDiscriminator, image: torch.Tensor, image_raw: torch.Tensor, cameras: torch.Tensor
+) -> torch.Tensor:
     """Per-sample ‖∇_x D(x)‖² over both real inputs, ``[B]`` (differentiable for D's update)."""
     image = image.detach().requires_grad_(True)
     image_raw = image_raw.detach().requires_grad_(True)

@@ -20,7 +20,11 @@ _tvc.install()  # idempotent; before timm/lpips import torchvision (also when `m
 from models.config import LossConfig
 
 # torchvision's cached ImageNet trunks (what lpips' trunk loader looks for in torch.hub's cache)
-_TRUNK_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+_TRUNK_FILES = {
+    "vgg": "vgg16-397923af.pth",
+    "alex": "alexnet-owt-7be5be79.pth",
+    "squeeze": "squeezenet1_1-b8a52dc0.pth",
+}
 _LPIPS_WARNED = False
 
 
@@ -173,7 +177,9 @@ class IdentityLoss(nn.Module):
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_size is not None and x.shape[-1] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True
+            )
         return F.normalize(self.embedder(x).flatten(1), dim=-1)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -192,7 +198,9 @@ def build_identity_loss(cfg: LossConfig, synthetic_embedder: nn.Module | None = 
         return IdentityLoss(load_arcface(cfg.arcface_weights), input_size=112)
     if backend == "synthetic":
         if synthetic_embedder is None:
-            raise ValueError("identity_backend='synthetic' needs the synthetic analyser's identity head (an image→embedding nn.Module)")
+            raise ValueError(
+                "identity_backend='synthetic' needs the synthetic analyser's identity head (an image→embedding nn.Module)"
+            )
         return IdentityLoss(synthetic_embedder)
     raise ValueError(f"unknown identity_backend {backend!r}; use 'none', 'arcface' or 'synthetic'")
 

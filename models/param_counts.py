@@ -1,6 +1,6 @@
 """Print the parameter count of each preset's networks (built on the meta device: no memory).
 
-    python -m models.param_counts [tiny small paper]
+python -m models.param_counts [tiny small paper]
 """
 
 from __future__ import annotations

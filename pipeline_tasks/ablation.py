@@ -22,7 +22,9 @@ from pipeline_tasks.evaluate import ABLATION_KIND, LOWER_IS_BETTER, METRICS, Eva
 from pipeline_tasks.stage import run_once
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
-SCHEMA_VERSION = 2  # v2: several seeds per variant, bootstrap intervals over seeds and identities; IoU and expression error
+SCHEMA_VERSION = (
+    2  # v2: several seeds per variant, bootstrap intervals over seeds and identities; IoU and expression error
+)
 MONOCULAR_OVERRIDES = ["psi.p_target_real=1", "psi.p_driving_real=1"]
 TASKS = ("self_reenactment", "cross_view", "cross_identity_driving_view", "cross_identity")
 SHOWN = ("psnr", "mouth_psnr", "soft_iou", "expression_error", "identity_similarity")
@@ -41,7 +43,11 @@ def paired_difference(a: list[list[float]], b: list[list[float]]) -> tuple[list[
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)  # [n, V]; NaN (an empty region) is left out
     n = np.isfinite(d).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        se = np.where(n > 1, np.nanstd(d, 0, ddof=1) / np.sqrt(np.maximum(n, 1)), np.nan) if d.shape[0] > 1 else np.full(d.shape[1], np.nan)
+        se = (
+            np.where(n > 1, np.nanstd(d, 0, ddof=1) / np.sqrt(np.maximum(n, 1)), np.nan)
+            if d.shape[0] > 1
+            else np.full(d.shape[1], np.nan)
+        )
     return np.nanmean(d, 0).tolist(), se.tolist()
 
 
@@ -71,7 +77,9 @@ def compare(method: dict | list[dict], baseline: dict | list[dict]) -> dict[str,
     ``method`` / ``baseline``: one evaluation result each, or one per seed (paired by position)."""
     methods, baselines = _as_list(method), _as_list(baseline)
     if len(methods) != len(baselines):
-        raise EvaluationError(f"{len(methods)} method evaluations vs {len(baselines)} baseline evaluations: pair one per seed")
+        raise EvaluationError(
+            f"{len(methods)} method evaluations vs {len(baselines)} baseline evaluations: pair one per seed"
+        )
     digests = {r["benchmark"]["digest"] for r in methods + baselines}
     if len(digests) > 1:
         raise EvaluationError(
@@ -90,15 +98,25 @@ def compare(method: dict | list[dict], baseline: dict | list[dict]) -> dict[str,
             d = a - b
             diff, se = paired_difference(np.nanmean(a, 0), np.nanmean(b, 0))  # seed-averaged per identity
             lo, hi = bootstrap_interval(d)
-            out[t]["metrics"][m] = {"method": np.nanmean(a, (0, 1)).tolist(), "baseline": np.nanmean(b, (0, 1)).tolist(),
-                                    "difference": diff, "se": se, "ci95": [lo, hi],
-                                    "seed_differences": np.nanmean(d, 1).tolist(), "mean_difference": float(np.nanmean(diff))}
+            out[t]["metrics"][m] = {
+                "method": np.nanmean(a, (0, 1)).tolist(),
+                "baseline": np.nanmean(b, (0, 1)).tolist(),
+                "difference": diff,
+                "se": se,
+                "ci95": [lo, hi],
+                "seed_differences": np.nanmean(d, 1).tolist(),
+                "mean_difference": float(np.nanmean(diff)),
+            }
     return out
 
 
-def compare_evals(cfg, method_eval: Artifact | str | list, baseline_eval: Artifact | str | list,
-                  registry: ArtifactRegistry | None = None,
-                  labels: tuple[str, str] = ("pseudo multi-view (v2)", "monocular only")) -> Artifact:
+def compare_evals(
+    cfg,
+    method_eval: Artifact | str | list,
+    baseline_eval: Artifact | str | list,
+    registry: ArtifactRegistry | None = None,
+    labels: tuple[str, str] = ("pseudo multi-view (v2)", "monocular only"),
+) -> Artifact:
     """The ``ablation`` artifact comparing evaluations of Ψ (method first): one each, or one per seed each."""
     registry = registry or ArtifactRegistry()
     a = [registry.resolve(x) for x in _as_list(method_eval)]
@@ -106,7 +124,9 @@ def compare_evals(cfg, method_eval: Artifact | str | list, baseline_eval: Artifa
     ma, mb = [_load(x) for x in a], [_load(x) for x in b]
     comp = compare(ma, mb)
     conf = {"preset": cfg.preset, "labels": list(labels), "tasks": list(comp), "seeds": len(a)}
-    return run_once(registry, ABLATION_KIND, conf, a + b, SCHEMA_VERSION, lambda w: _write(w, registry, a, b, ma, mb, comp, labels))
+    return run_once(
+        registry, ABLATION_KIND, conf, a + b, SCHEMA_VERSION, lambda w: _write(w, registry, a, b, ma, mb, comp, labels)
+    )
 
 
 def _psi_setting(registry: ArtifactRegistry, eval_arts: list[Artifact]) -> str:
@@ -116,42 +136,76 @@ def _psi_setting(registry: ArtifactRegistry, eval_arts: list[Artifact]) -> str:
             if p.startswith("psi@"):
                 c = registry.resolve(p).config.get("psi", {})
                 runs.append(f"`{p}` (seed {c.get('seed')}) → `{e.ref}`")
-    return (f"p_target_real={c.get('p_target_real')}, p_driving_real={c.get('p_driving_real')}, steps={c.get('steps')}: "
-            + "; ".join(runs)) if runs else "?"
+    return (
+        (
+            f"p_target_real={c.get('p_target_real')}, p_driving_real={c.get('p_driving_real')}, steps={c.get('steps')}: "
+            + "; ".join(runs)
+        )
+        if runs
+        else "?"
+    )
 
 
-def _write(w: ArtifactWriter, registry, a: list[Artifact], b: list[Artifact], ma: list[dict], mb: list[dict], comp: dict,
-           labels) -> None:
-    result = {"method": {"label": labels[0], "evals": [x.ref for x in a], "models": [r["model"] for r in ma]},
-              "baseline": {"label": labels[1], "evals": [x.ref for x in b], "models": [r["model"] for r in mb]},
-              "seeds": len(a), "benchmark": ma[0]["benchmark"], "lpips_real_trunk": ma[0]["instruments"]["lpips_real_trunk"],
-              "tasks": comp}
+def _write(
+    w: ArtifactWriter,
+    registry,
+    a: list[Artifact],
+    b: list[Artifact],
+    ma: list[dict],
+    mb: list[dict],
+    comp: dict,
+    labels,
+) -> None:
+    result = {
+        "method": {"label": labels[0], "evals": [x.ref for x in a], "models": [r["model"] for r in ma]},
+        "baseline": {"label": labels[1], "evals": [x.ref for x in b], "models": [r["model"] for r in mb]},
+        "seeds": len(a),
+        "benchmark": ma[0]["benchmark"],
+        "lpips_real_trunk": ma[0]["instruments"]["lpips_real_trunk"],
+        "tasks": comp,
+    }
     (w.path / "comparison.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# v2 ablation: {labels[0]} vs {labels[1]} ({len(a)} seed{'s' if len(a) > 1 else ''} each)", "",
-             f"- method: {_psi_setting(registry, a)}",
-             f"- baseline: {_psi_setting(registry, b)}",
-             f"- benchmark `{ma[0]['benchmark']['digest']}`: {ma[0]['benchmark']['identities']} held-out identities", "",
-             "Δ = method − baseline, paired over identities and seeds; [low, high] its 95% interval from a bootstrap "
-             "over seeds and identities (an interval that contains 0: no measurable difference). Better for the "
-             "method: Δ > 0 for PSNR / IoU / identity similarity, Δ < 0 for LPIPS and errors."
-             + ("" if result["lpips_real_trunk"] else " LPIPS uses a random trunk (ImageNet weights absent)."), ""]
+    lines = [
+        f"# v2 ablation: {labels[0]} vs {labels[1]} ({len(a)} seed{'s' if len(a) > 1 else ''} each)",
+        "",
+        f"- method: {_psi_setting(registry, a)}",
+        f"- baseline: {_psi_setting(registry, b)}",
+        f"- benchmark `{ma[0]['benchmark']['digest']}`: {ma[0]['benchmark']['identities']} held-out identities",
+        "",
+        "Δ = method − baseline, paired over identities and seeds; [low, high] its 95% interval from a bootstrap "
+        "over seeds and identities (an interval that contains 0: no measurable difference). Better for the "
+        "method: Δ > 0 for PSNR / IoU / identity similarity, Δ < 0 for LPIPS and errors."
+        + ("" if result["lpips_real_trunk"] else " LPIPS uses a random trunk (ImageNet weights absent)."),
+        "",
+    ]
     for t, res in comp.items():
         shown = [m for m in SHOWN if m in res["metrics"]]
-        lines += [f"## {t.replace('_', ' ')}", "",
-                  "| bin | " + " | ".join(f"{m} ({labels[0].split()[0]} / {labels[1].split()[0]}; Δ [95%])" for m in shown) + " |",
-                  "|---" * (len(shown) + 1) + "|"]
+        lines += [
+            f"## {t.replace('_', ' ')}",
+            "",
+            "| bin | "
+            + " | ".join(f"{m} ({labels[0].split()[0]} / {labels[1].split()[0]}; Δ [95%])" for m in shown)
+            + " |",
+            "|---" * (len(shown) + 1) + "|",
+        ]
         for i, lab in enumerate(res["bins"]):
             cells = []
             for m in shown:
                 r = res["metrics"][m]
                 d = 2 if m in ("psnr", "mouth_psnr", "pose_error_deg") else 3
                 lo, hi = r["ci95"][0][i], r["ci95"][1][i]
-                cells.append(f"{r['method'][i]:.{d}f} / {r['baseline'][i]:.{d}f}; {r['difference'][i]:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]")
+                cells.append(
+                    f"{r['method'][i]:.{d}f} / {r['baseline'][i]:.{d}f}; {r['difference'][i]:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]"
+                )
             lines.append(f"| {lab} | " + " | ".join(cells) + " |")
         if len(res["bins"]) > 1:
             verdicts = {m: significant_bins(m, res["metrics"][m]) for m in shown}
-            lines += ["", f"Bins whose interval excludes 0 ({labels[0]} better / worse): "
-                      + ", ".join(f"{m} {k}/{j}" for m, (k, j) in verdicts.items()) + f" of {len(res['bins'])}."]
+            lines += [
+                "",
+                f"Bins whose interval excludes 0 ({labels[0]} better / worse): "
+                + ", ".join(f"{m} {k}/{j}" for m, (k, j) in verdicts.items())
+                + f" of {len(res['bins'])}.",
+            ]
         lines.append("")
     lines += ["![ablation vs yaw](plots/ablation_vs_yaw.png)", ""]
     (w.path / "report.md").write_text("\n".join(lines))
@@ -163,15 +217,25 @@ def _write(w: ArtifactWriter, registry, a: list[Artifact], b: list[Artifact], ma
             tasks[f"{t} ({labels[0]})"] = {"by_bin": {m: v["method"] for m, v in comp[t]["metrics"].items()}}
             tasks[f"{t} ({labels[1]})"] = {"by_bin": {m: v["baseline"] for m, v in comp[t]["metrics"].items()}}
         styles = {k: ("--" if labels[1] in k else "-") for k in tasks}
-        _plot_vs_yaw(tasks, yaw, w.path / "plots" / "ablation_vs_yaw.png", f"ablation: {labels[0]} (solid) vs {labels[1]} (dashed)", styles)
+        _plot_vs_yaw(
+            tasks,
+            yaw,
+            w.path / "plots" / "ablation_vs_yaw.png",
+            f"ablation: {labels[0]} (solid) vs {labels[1]} (dashed)",
+            styles,
+        )
     for t, res in comp.items():
-        for m in [m for m in ("psnr", "mouth_psnr", "soft_iou", "lpips", "expression_error", "identity_similarity") if m in res["metrics"]]:
+        for m in [
+            m
+            for m in ("psnr", "mouth_psnr", "soft_iou", "lpips", "expression_error", "identity_similarity")
+            if m in res["metrics"]
+        ]:
             w.metrics[f"delta_{t}_{m}"] = round(res["metrics"][m]["mean_difference"], 5)
         if len(res["bins"]) > 1:
             for lab, dv in zip(res["bins"], res["metrics"]["psnr"]["difference"]):
                 w.metrics[f"delta_{t}_psnr_yaw{lab.rstrip('°')}"] = round(dv, 4)
     w.counts.update({"tasks": len(comp), "identities": ma[0]["benchmark"]["identities"], "seeds": len(a)})
-    print("\n".join(lines[: 8]))
+    print("\n".join(lines[:8]))
 
 
 def significant_bins(metric: str, r: dict) -> tuple[int, int]:

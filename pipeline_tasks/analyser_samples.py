@@ -53,20 +53,32 @@ VISIBLE_MIN_PIXELS = 8.0  # a coefficient is visible when strength 1 changes at 
 
 def artifact_config(cfg: PipelineConfig) -> dict[str, Any]:
     """What the stage's version hashes: the section, the resolution and the generator."""
-    return {**cfg.stage_config("analyser_samples"), "resolution": stage_resolution(cfg),
-            "generator": make_generator(cfg).config(), "sharpness": cfg.genhead.sharpness}
+    return {
+        **cfg.stage_config("analyser_samples"),
+        "resolution": stage_resolution(cfg),
+        "generator": make_generator(cfg).config(),
+        "sharpness": cfg.genhead.sharpness,
+    }
 
 
 def check_seeds(cfg: PipelineConfig) -> None:
     """The analyser's identities must not be anyone's the pipeline trains Ψ on or evaluates."""
     a = cfg.analyser_samples
-    taken = {"genhead.seed": cfg.genhead.seed, "videos.seed": cfg.videos.seed, "eval.seed": cfg.eval.seed,
-             "eval.seed + 1 (pose probe)": cfg.eval.seed + 1}
+    taken = {
+        "genhead.seed": cfg.genhead.seed,
+        "videos.seed": cfg.videos.seed,
+        "eval.seed": cfg.eval.seed,
+        "eval.seed + 1 (pose probe)": cfg.eval.seed + 1,
+    }
     clash = [k for k, v in taken.items() if v == a.seed]
     if clash:
-        raise ValueError(f"analyser_samples.seed={a.seed} equals {', '.join(clash)}: the analyser's identities must be disjoint")
+        raise ValueError(
+            f"analyser_samples.seed={a.seed} equals {', '.join(clash)}: the analyser's identities must be disjoint"
+        )
     if a.expressions_per_identity < 1 or a.expressions_per_identity >= ROW_SEED_STRIDE:
-        raise ValueError(f"analyser_samples.expressions_per_identity must be in [1, {ROW_SEED_STRIDE}), got {a.expressions_per_identity}")
+        raise ValueError(
+            f"analyser_samples.expressions_per_identity must be in [1, {ROW_SEED_STRIDE}), got {a.expressions_per_identity}"
+        )
     if a.views < 1:
         raise ValueError(f"analyser_samples.views must be ≥ 1, got {a.views}")
 
@@ -80,11 +92,20 @@ def sample_row(identity: int, j: int, views: int, p_neutral: float, p_single: fl
     pose = P.sample_pose(1, g)
     gaze = P.sample_gaze(1, g)
     cams, _ = cam.sample_cameras(views, g)
-    return {"shape": ident.shape[None], "expression": expression, "pose": pose, "gaze": gaze, "z": ident.z[None], "cameras": cams[None]}
+    return {
+        "shape": ident.shape[None],
+        "expression": expression,
+        "pose": pose,
+        "gaze": gaze,
+        "z": ident.z[None],
+        "cameras": cams[None],
+    }
 
 
 @torch.no_grad()
-def expression_visibility(resolution: int, n_identities: int = 16, seed: int = 3, gt: GroundTruth | None = None) -> dict[str, Any]:
+def expression_visibility(
+    resolution: int, n_identities: int = 16, seed: int = 3, gt: GroundTruth | None = None
+) -> dict[str, Any]:
     """Per expression coefficient: how many pixels it changes (by > ``VISIBLE_DELTA``) at strength
     1 and 0.5 against neutral, and the PSNR between them, averaged over identities at random
     cameras (head pose 0, gaze 0); ``visible`` when strength 1 changes ≥ ``VISIBLE_MIN_PIXELS``."""
@@ -92,8 +113,13 @@ def expression_visibility(resolution: int, n_identities: int = 16, seed: int = 3
     ids = identity_ids(seed, n_identities)
     cams, _ = cam.sample_cameras(len(ids), torch.Generator().manual_seed(int(seed) + 17))
     neutral = gt.render(ids, cams, resolution).rgb
-    out: dict[str, Any] = {"resolution": resolution, "identities": len(ids), "delta": VISIBLE_DELTA,
-                           "min_pixels": VISIBLE_MIN_PIXELS, "per_expression": {}}
+    out: dict[str, Any] = {
+        "resolution": resolution,
+        "identities": len(ids),
+        "delta": VISIBLE_DELTA,
+        "min_pixels": VISIBLE_MIN_PIXELS,
+        "per_expression": {},
+    }
     for k, name in enumerate(P.EXPRESSION_NAMES):
         row: dict[str, float] = {}
         for strength, key in ((1.0, "full"), (0.5, "half")):
@@ -117,24 +143,45 @@ def write_samples(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> 
     gen = make_generator(cfg)
     store = out_dir / STORE
     if not (store / "zarr.json").exists():
-        gs.create(store, a.views, res, len(P.SHAPE_NAMES), len(P.EXPRESSION_NAMES), 3, 2, P.Z_DIM, shard_identities=a.shard_size,
-                  attrs={"generator_backend": gen.backend, "generator_config": gen.config(), "parameter_names": P.parameter_names(),
-                         "identity_seed": a.seed, "expressions_per_identity": a.expressions_per_identity,
-                         "camera_convention": "models.cameras 25-vector, head-relative (DESIGN.md §2, §6)",
-                         "purpose": "analyser training: expression, gaze, pose and cameras drawn independently per sample"})
+        gs.create(
+            store,
+            a.views,
+            res,
+            len(P.SHAPE_NAMES),
+            len(P.EXPRESSION_NAMES),
+            3,
+            2,
+            P.Z_DIM,
+            shard_identities=a.shard_size,
+            attrs={
+                "generator_backend": gen.backend,
+                "generator_config": gen.config(),
+                "parameter_names": P.parameter_names(),
+                "identity_seed": a.seed,
+                "expressions_per_identity": a.expressions_per_identity,
+                "camera_convention": "models.cameras 25-vector, head-relative (DESIGN.md §2, §6)",
+                "purpose": "analyser training: expression, gaze, pose and cameras drawn independently per sample",
+            },
+        )
     ids = identity_ids(a.seed, a.n_identities)
     rows = [(i, j) for i in ids for j in range(a.expressions_per_identity)]
     done = gs.num_samples(store)
     bar = tqdm(total=len(rows), initial=done, desc="analyser samples", unit="sample", disable=not progress)
     for start in range(done, len(rows), a.shard_size):
-        chunk = rows[start:start + a.shard_size]
+        chunk = rows[start : start + a.shard_size]
         samples = [sample_row(i, j, a.views, a.p_neutral, a.p_single) for i, j in chunk]
         gs.append(store, render_samples(gen, samples, [i for i, _ in chunk], res, a.render_batch))
         bar.update(len(chunk))
     bar.close()
     gs.finalize(store)
     gs.validate(store)
-    return {"identities": len(ids), "samples": len(rows), "views": a.views, "images": len(rows) * a.views, "resolution": res}
+    return {
+        "identities": len(ids),
+        "samples": len(rows),
+        "views": a.views,
+        "images": len(rows) * a.views,
+        "resolution": res,
+    }
 
 
 def write_contact_sheet(store: Path, path: Path, expressions_per_identity: int, n_identities: int = 12) -> Path:
@@ -148,7 +195,9 @@ def write_contact_sheet(store: Path, path: Path, expressions_per_identity: int, 
     return path
 
 
-def run_analyser_samples_stage(cfg: PipelineConfig, registry: ArtifactRegistry | None = None, progress: bool = True) -> Artifact:
+def run_analyser_samples_stage(
+    cfg: PipelineConfig, registry: ArtifactRegistry | None = None, progress: bool = True
+) -> Artifact:
     """Stage 1b without Prefect: the complete ``analyser_samples`` artifact for ``cfg`` (built if needed)."""
     registry = registry or ArtifactRegistry()
     check_seeds(cfg)
@@ -161,8 +210,14 @@ def run_analyser_samples_stage(cfg: PipelineConfig, registry: ArtifactRegistry |
         write_contact_sheet(w.path / STORE, w.path / CONTACT_SHEET, a.expressions_per_identity)
         w.counts.update({k: stats[k] for k in ("identities", "samples", "views", "images")})
         w.metrics.update({f"pixels_changed_{n}": r["pixels_changed_full"] for n, r in vis["per_expression"].items()})
-        w.extra.update({"resolution": stats["resolution"], "visible_expressions": vis["visible"], "visibility": VISIBILITY,
-                        "contact_sheet": CONTACT_SHEET})
+        w.extra.update(
+            {
+                "resolution": stats["resolution"],
+                "visible_expressions": vis["visible"],
+                "visibility": VISIBILITY,
+                "contact_sheet": CONTACT_SHEET,
+            }
+        )
 
     return run_once(registry, KIND, artifact_config(cfg), [], SCHEMA_VERSION, build)
 

@@ -117,8 +117,15 @@ class BenchmarkSet:
         h.update(np.asarray(self.drivers, np.int64).tobytes())
         for t in (self.source_frame, self.driving_frame):
             h.update(np.asarray(t, np.int64).tobytes())
-        for t in (self.source_expression, self.source_gaze, self.driving_expression, self.driving_gaze,
-                  self.source_cameras, self.driving_cameras, self.target_cameras):
+        for t in (
+            self.source_expression,
+            self.source_gaze,
+            self.driving_expression,
+            self.driving_gaze,
+            self.source_cameras,
+            self.driving_cameras,
+            self.target_cameras,
+        ):
             h.update(np.round(t.numpy().astype(np.float64), 6).tobytes())
         return h.hexdigest()[:16]
 
@@ -166,8 +173,12 @@ class BenchmarkSet:
             return rgb
 
         with torch.no_grad():
-            nvs, nvs_alpha, nvs_depth = run(self.identities, tgt, self.source_expression, self.source_gaze, geometry=True)
-            reenact, reenact_alpha, _ = run(self.identities, tgt, self.driving_expression, self.driving_gaze, geometry=True)
+            nvs, nvs_alpha, nvs_depth = run(
+                self.identities, tgt, self.source_expression, self.source_gaze, geometry=True
+            )
+            reenact, reenact_alpha, _ = run(
+                self.identities, tgt, self.driving_expression, self.driving_gaze, geometry=True
+            )
             self._renders = {
                 "source": run(self.identities, self.source_cameras, self.source_expression, self.source_gaze),
                 "driving_self": run(self.identities, self.driving_cameras, self.driving_expression, self.driving_gaze),
@@ -207,7 +218,11 @@ def build_benchmark(spec: BenchmarkSpec) -> BenchmarkSet:
         drv_e.append(trajs[b]["expression"][fd])
         drv_g.append(trajs[b]["gaze"][fd])
         u = torch.rand(2, generator=g) * 2 - 1
-        yp.append(torch.stack([u[0] * math.radians(spec.driving_yaw_max_degrees), u[1] * math.radians(spec.driving_pitch_max_degrees)]))
+        yp.append(
+            torch.stack(
+                [u[0] * math.radians(spec.driving_yaw_max_degrees), u[1] * math.radians(spec.driving_pitch_max_degrees)]
+            )
+        )
     yp_t = torch.stack(yp)
     zeros = torch.zeros(n)
     return BenchmarkSet(
@@ -234,7 +249,11 @@ def probe_set(seed: int, n_identities: int, views: int, resolution: int, gt: Gro
     gt = gt or GroundTruth()
     ids = identity_ids(seed, n_identities)
     g = _gen(BENCHMARK_VERSION, seed, 3)
-    labels, ypr = cam.sample_cameras(n_identities * views, g, cam.CameraRanges(yaw=math.radians(50), pitch=math.radians(20), radius_min=4.2, radius_max=4.2))
+    labels, ypr = cam.sample_cameras(
+        n_identities * views,
+        g,
+        cam.CameraRanges(yaw=math.radians(50), pitch=math.radians(20), radius_min=4.2, radius_max=4.2),
+    )
     expr = P.sample_expression(n_identities, g)
     gaze = (torch.rand(n_identities, 2, generator=g) * 2 - 1) * P.GAZE_RANGE * 0.6
     imgs = []
@@ -242,8 +261,11 @@ def probe_set(seed: int, n_identities: int, views: int, resolution: int, gt: Gro
         for s in range(0, n_identities, 8):
             sl = slice(s, s + 8)
             m = len(ids[sl])
-            imgs.append(gt.render(ids[sl], labels.reshape(n_identities, views, 25)[sl], resolution,
-                                  expression=expr[sl], gaze=gaze[sl]).rgb.reshape(m * views, 3, resolution, resolution))
+            imgs.append(
+                gt.render(
+                    ids[sl], labels.reshape(n_identities, views, 25)[sl], resolution, expression=expr[sl], gaze=gaze[sl]
+                ).rgb.reshape(m * views, 3, resolution, resolution)
+            )
     owner = torch.arange(n_identities).repeat_interleave(views)
     return torch.cat(imgs).clamp(-1, 1), ypr[:, :2], owner
 
@@ -265,14 +287,17 @@ class NovelViewSet:
         return len(self.source)
 
 
-def render_novel_view_set(shape, expression, gaze, z, yaw_bins_degrees, resolution: int,
-                          generator=None, batch: int = 8) -> NovelViewSet:
+def render_novel_view_set(
+    shape, expression, gaze, z, yaw_bins_degrees, resolution: int, generator=None, batch: int = 8
+) -> NovelViewSet:
     """Render identities given by their labels (``[n, ·]`` each, e.g. held-out rows of a
     ``genhead_samples`` store) at the frontal camera and at ``yaw_bins_degrees``, head pose 0."""
     from models.genhead.procedural import ProceduralGenHead
 
     gen = generator or ProceduralGenHead()
-    shape, expression, gaze, z = (torch.as_tensor(np.asarray(t), dtype=torch.float32) for t in (shape, expression, gaze, z))
+    shape, expression, gaze, z = (
+        torch.as_tensor(np.asarray(t), dtype=torch.float32) for t in (shape, expression, gaze, z)
+    )
     n = len(shape)
     bins = list(yaw_bins_degrees)
     cams = torch.cat([yaw_bin_cameras([0.0]), yaw_bin_cameras(bins)])  # [1 + V, 25]: source, then the bins
@@ -281,8 +306,17 @@ def render_novel_view_set(shape, expression, gaze, z, yaw_bins_degrees, resoluti
         for s in range(0, n, batch):
             sl = slice(s, s + batch)
             m = len(shape[sl])
-            outs.append(gen.render(shape[sl], expression[sl], torch.zeros(m, 3), gaze[sl], z[sl],
-                                   cams[None].expand(m, -1, -1), resolution))
+            outs.append(
+                gen.render(
+                    shape[sl],
+                    expression[sl],
+                    torch.zeros(m, 3),
+                    gaze[sl],
+                    z[sl],
+                    cams[None].expand(m, -1, -1),
+                    resolution,
+                )
+            )
     rgb = torch.cat([o.rgb for o in outs]).clamp(-1, 1)
     alpha = torch.cat([o.alpha for o in outs])
     depth = torch.cat([o.depth for o in outs])

@@ -144,10 +144,14 @@ class MotionEncoderConfig(TrainLoopConfig):
     ema_halflife_steps: float = 20.0
     input_size: int = 64  # analyser input resolution (any image size is resized to it)
     width: int = 32  # base conv width of the analyser
-    crop_fraction: float = Field(1.0, ge=0.25, le=1.0)  # centred crop before the resize (the face, not hair and background)
+    crop_fraction: float = Field(
+        1.0, ge=0.25, le=1.0
+    )  # centred crop before the resize (the face, not hair and background)
     identity_dim: int = 64
     identity_weight: float = 0.2  # weight of the supervised-contrastive identity loss
-    identity_detached: bool = True  # the identity head learns on the trunk's features without shaping them (motion only)
+    identity_detached: bool = (
+        True  # the identity head learns on the trunk's features without shaping them (motion only)
+    )
     temperature: float = 0.1  # of the identity loss
     brightness_jitter: float = 0.1  # per-image gain U(1±j) augmentation
     shift_jitter: float = 0.0  # per-image translation U(±j) of the image width (another face-crop alignment)

@@ -134,8 +134,16 @@ def launch(stage: str, cfg, parents: list, w, stop_after: int | None, nproc: int
     (w.path / SPEC).write_text(json.dumps(spec, indent=2))
     (w.path / RESULT).unlink(missing_ok=True)
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "pipeline_tasks.distributed", stage, "--workdir", str(w.path),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "pipeline_tasks.distributed",
+        stage,
+        "--workdir",
+        str(w.path),
     ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))

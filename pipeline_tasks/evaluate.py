@@ -55,8 +55,20 @@ KIND = "eval"
 SCHEMA_VERSION = 4  # v4: soft silhouette IoU of Ψ's reenactments (cross-view, cross-identity); v3: reenactment region PSNR, change correlation, copy-source and Ψ3d baselines; v2: novel-view means exclude 0°, geometry
 ANALYSER_KIND = "eval_analyser"
 ABLATION_KIND = "ablation"
-METRICS = ("psnr", "mouth_psnr", "eyes_psnr", "ssim", "lpips", "expression_error", "gaze_error_deg", "pose_error_deg",
-           "identity_similarity", "change_correlation", "soft_iou", "depth_error")
+METRICS = (
+    "psnr",
+    "mouth_psnr",
+    "eyes_psnr",
+    "ssim",
+    "lpips",
+    "expression_error",
+    "gaze_error_deg",
+    "pose_error_deg",
+    "identity_similarity",
+    "change_correlation",
+    "soft_iou",
+    "depth_error",
+)
 LOWER_IS_BETTER = {"lpips", "expression_error", "gaze_error_deg", "pose_error_deg", "depth_error"}
 SOURCE_BIN = "+0°"  # the source camera's bin: reconstruction, never inside a novel-view mean
 
@@ -96,10 +108,15 @@ def analyser_config(cfg: PipelineConfig) -> PipelineConfig:
     # an instrument reads identity (identity similarity) and pose (the probe on its features) as well as
     # expression, so its identity head shapes the trunk (measured at tiny: pose floor 11.5° vs 27° detached,
     # expression floor 0.132 vs 0.171); E_mot keeps it detached so its motion embedding stays identity-free
-    me = cfg.motion_encoder.model_copy(update={
-        "seed": e.analyser_seed, "backend": "synthetic", "pdfgc_weights": None,
-        "steps": e.analyser_steps or cfg.motion_encoder.steps, "identity_detached": False,
-    })
+    me = cfg.motion_encoder.model_copy(
+        update={
+            "seed": e.analyser_seed,
+            "backend": "synthetic",
+            "pdfgc_weights": None,
+            "steps": e.analyser_steps or cfg.motion_encoder.steps,
+            "identity_detached": False,
+        }
+    )
     return cfg.model_copy(update={"motion_encoder": me})
 
 
@@ -110,8 +127,9 @@ def train_eval_analyser(cfg: PipelineConfig, samples: Artifact | str, registry: 
     cfg2 = analyser_config(cfg)
     samples = registry.resolve(samples, schema_version=gs.SCHEMA_VERSION)
     conf = {**tme.stage_config(cfg2), "purpose": "evaluation analyser (stage 5)"}
-    return run_once(registry, ANALYSER_KIND, conf, [samples], tme.SCHEMA_VERSION,
-                    lambda w: tme._train(cfg2, samples, w, None))
+    return run_once(
+        registry, ANALYSER_KIND, conf, [samples], tme.SCHEMA_VERSION, lambda w: tme._train(cfg2, samples, w, None)
+    )
 
 
 class PoseProbe:
@@ -167,21 +185,38 @@ class Scorer:
         pred_std = self.analyser.motion_head(self.analyser.motion_mlp(f))
         pred = self.analyser.unstandardise(pred_std)
         ident = torch.nn.functional.normalize(self.analyser.identity_mlp(f), dim=-1)
-        return {"expression": pred["expression"].cpu(), "gaze": pred["gaze"].cpu(),
-                "pose_deg": self.probe.predict(f.cpu()), "identity": ident.cpu()}
+        return {
+            "expression": pred["expression"].cpu(),
+            "gaze": pred["gaze"].cpu(),
+            "pose_deg": self.probe.predict(f.cpu()),
+            "identity": ident.cpu(),
+        }
 
     @torch.no_grad()
-    def score(self, pred: torch.Tensor, truth: torch.Tensor, expression: torch.Tensor, gaze: torch.Tensor,
-              yaw_pitch_deg: torch.Tensor, truth_read: dict | None = None, regions: dict[str, torch.Tensor] | None = None
-              ) -> dict[str, torch.Tensor]:
+    def score(
+        self,
+        pred: torch.Tensor,
+        truth: torch.Tensor,
+        expression: torch.Tensor,
+        gaze: torch.Tensor,
+        yaw_pitch_deg: torch.Tensor,
+        truth_read: dict | None = None,
+        regions: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """``pred``/``truth`` ``[M,3,H,W]``; known ``expression [M,9]``, ``gaze [M,2]`` (rad), ``yaw_pitch_deg [M,2]``;
         ``regions``: ``{name: [M,1,H,W]}`` masks (models/genhead/regions.py) → ``<name>_psnr``."""
         pred = pred.float().clamp(-1, 1)
         truth = truth.float()
         a = self.analyse(pred)
         t = truth_read or self.analyse(truth)
-        lp = torch.cat([self.lpips.lpips(pred[s : s + 32].to(self.device), truth[s : s + 32].to(self.device), normalize=False).reshape(-1).cpu()
-                        for s in range(0, len(pred), 32)])
+        lp = torch.cat(
+            [
+                self.lpips.lpips(pred[s : s + 32].to(self.device), truth[s : s + 32].to(self.device), normalize=False)
+                .reshape(-1)
+                .cpu()
+                for s in range(0, len(pred), 32)
+            ]
+        )
         region_psnr = {f"{k}_psnr": masked_psnr(pred, truth, m) for k, m in (regions or {}).items()}
         return {
             "psnr": psnr(pred, truth),
@@ -200,8 +235,13 @@ def _task_result(per_image: dict[str, torch.Tensor], n: int, labels: list[str]) 
     the bins other than the source view (0°: reconstruction, reported apart under ``source_view``)."""
     v = len(labels)
     keep = [j for j, lab in enumerate(labels) if lab != SOURCE_BIN] if v > 1 else list(range(v))
-    out: dict[str, Any] = {"bins": labels, "per_image": {}, "by_bin": {}, "mean": {},
-                           "mean_excludes": [lab for j, lab in enumerate(labels) if j not in keep]}
+    out: dict[str, Any] = {
+        "bins": labels,
+        "per_image": {},
+        "by_bin": {},
+        "mean": {},
+        "mean_excludes": [lab for j, lab in enumerate(labels) if j not in keep],
+    }
     if len(keep) < v:
         out["source_view"] = {}
     for k, val in per_image.items():
@@ -260,8 +300,11 @@ def resolve_model(registry: ArtifactRegistry, model: Artifact | str) -> Artifact
 
 
 def stage_config(cfg: PipelineConfig, kind: str, bench: BenchmarkSet) -> dict[str, Any]:
-    return {**cfg.stage_config("eval", "model"), "model_kind": kind,
-            "benchmark": {"version": bench.spec.version, "digest": bench.digest()}}
+    return {
+        **cfg.stage_config("eval", "model"),
+        "model_kind": kind,
+        "benchmark": {"version": bench.spec.version, "digest": bench.digest()},
+    }
 
 
 # ---------------------------------------------------------------- the stage
@@ -279,12 +322,28 @@ def evaluate(cfg: PipelineConfig, model: Artifact | str, registry: ArtifactRegis
         e_mot = _ancestor(registry, art, "motion_encoder")
         parents.append(e_mot)
     bench = get_benchmark(cfg)
-    return run_once(registry, KIND, stage_config(cfg, art.kind, bench), parents, SCHEMA_VERSION,
-                    lambda w: _evaluate(cfg, art, net, analyser, e_mot, bench, device, w, samples, registry))
+    return run_once(
+        registry,
+        KIND,
+        stage_config(cfg, art.kind, bench),
+        parents,
+        SCHEMA_VERSION,
+        lambda w: _evaluate(cfg, art, net, analyser, e_mot, bench, device, w, samples, registry),
+    )
 
 
-def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifact | None, bench: BenchmarkSet, device,
-              w: ArtifactWriter, samples: Artifact | None = None, registry: ArtifactRegistry | None = None) -> None:
+def _evaluate(
+    cfg,
+    art: Artifact,
+    net,
+    analyser_art: Artifact,
+    e_mot_art: Artifact | None,
+    bench: BenchmarkSet,
+    device,
+    w: ArtifactWriter,
+    samples: Artifact | None = None,
+    registry: ArtifactRegistry | None = None,
+) -> None:
     from pipeline_tasks.train_motion_encoder import load_motion_encoder
 
     analyser = load_motion_encoder(analyser_art, device)
@@ -307,8 +366,11 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
         model = model or net
         outs, alphas, depths = [], [], []
         res = source.shape[-1]
-        up = lambda x: torch.nn.functional.interpolate(  # noqa: E731
-            x.float().reshape(-1, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False).reshape(*x.shape[:-2], res, res)
+        up = (
+            lambda x: torch.nn.functional.interpolate(  # noqa: E731
+                x.float().reshape(-1, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False
+            ).reshape(*x.shape[:-2], res, res)
+        )
         with torch.no_grad():
             for s in range(0, len(source), b):
                 sl = slice(s, s + b)
@@ -328,17 +390,23 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
     if art.kind == "psi3d":
         truth = flat(r["nvs_targets"])
         truth_read = scorer.analyse(truth)
-        pred, pred_alpha, pred_depth = run_net(r["source"], cams=tgt_cams, geometry=True)  # [n, V, 3, H, W], [n, V, 1, H, W]
+        pred, pred_alpha, pred_depth = run_net(
+            r["source"], cams=tgt_cams, geometry=True
+        )  # [n, V, 3, H, W], [n, V, 1, H, W]
         known = (rep(bench.source_expression), rep(bench.source_gaze), yaw_pitch_bins)
         true_alpha, true_depth = flat(r["nvs_alpha"]), flat(r["nvs_depth"])
         nv = scorer.score(flat(pred), truth, *known, truth_read)
         nv["soft_iou"] = alpha_iou(flat(pred_alpha), true_alpha)
         nv["depth_error"] = masked_depth_error(flat(pred_depth), true_depth, true_alpha)
         tasks["novel_view"] = _task_result(nv, n, bin_labels)
-        tasks["input_as_prediction"] = _task_result(scorer.score(rep(r["source"]), truth, *known, truth_read), n, bin_labels)
+        tasks["input_as_prediction"] = _task_result(
+            scorer.score(rep(r["source"]), truth, *known, truth_read), n, bin_labels
+        )
         if samples is not None:
             mean_img = _mean_training_image(samples).expand(n * v, -1, -1, -1)
-            tasks["mean_training_image"] = _task_result(scorer.score(mean_img, truth, *known, truth_read), n, bin_labels)
+            tasks["mean_training_image"] = _task_result(
+                scorer.score(mean_img, truth, *known, truth_read), n, bin_labels
+            )
         floors = _floors(truth_read, *known)
         grids["novel_view"] = (r["source"], None, pred, r["nvs_targets"], ["source"])
     else:
@@ -369,12 +437,16 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
         pred_none = run_net(r["source"], m_s, m_s, cams)  # no reenactment: v_d = v_s
         tasks["self_reenactment"] = _task_result(at_driving_view(pred_self[:, 0]), n, ["driving cam"])
         cv = at_bins(flat(pred_self[:, 1:]))
-        cv["change_correlation"] = change_correlation(flat(pred_self[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr)
+        cv["change_correlation"] = change_correlation(
+            flat(pred_self[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr
+        )
         cv["soft_iou"] = alpha_iou(flat(alpha_self[:, 1:]), true_alpha)  # geometry of the reenacted head
         tasks["cross_view"] = _task_result(cv, n, bin_labels)
         tasks["cross_identity_driving_view"] = _task_result(at_driving_view(pred_cross[:, 0]), n, ["driving cam"])
         ci = at_bins(flat(pred_cross[:, 1:]))
-        ci["change_correlation"] = change_correlation(flat(pred_cross[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr)
+        ci["change_correlation"] = change_correlation(
+            flat(pred_cross[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr
+        )
         ci["soft_iou"] = alpha_iou(flat(alpha_cross[:, 1:]), true_alpha)
         tasks["cross_identity"] = _task_result(ci, n, bin_labels)
         if cfg.eval.baselines:
@@ -391,25 +463,63 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
                 tasks["psi3d_source"] = _task_result(at_bins(flat(pred_p3[:, 1:])), n, bin_labels)
                 tasks["psi3d_source_driving_view"] = _task_result(at_driving_view(pred_p3[:, 0]), n, ["driving cam"])
         floors = _floors(truth_read, *known_bins)
-        pmv = next((a for a in registry.ancestors(art) if a.kind == "pseudo_mv"), None) if registry is not None else None
+        pmv = (
+            next((a for a in registry.ancestors(art) if a.kind == "pseudo_mv"), None) if registry is not None else None
+        )
         if pmv is not None:
             from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
 
             pseudo_views = pseudo_view_fidelity(pmv.path / "store.zarr")
-        grids["self_reenactment"] = (r["source"], r["driving_self"], pred_self, torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1), ["source", "driving (A)", "driving cam"])
-        grids["cross_identity"] = (r["source"], r["driving_cross"], pred_cross, torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1), ["source", "driving (B)", "driving cam"])
+        grids["self_reenactment"] = (
+            r["source"],
+            r["driving_self"],
+            pred_self,
+            torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1),
+            ["source", "driving (A)", "driving cam"],
+        )
+        grids["cross_identity"] = (
+            r["source"],
+            r["driving_cross"],
+            pred_cross,
+            torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1),
+            ["source", "driving (B)", "driving cam"],
+        )
 
     k = min(cfg.eval.grid_identities, n)
     for name, (src, drv, pred, truth, first_cols) in grids.items():
-        _grid(w.path / "grids" / f"{name}.png", src[:k], None if drv is None else drv[:k], pred[:k], truth[:k],
-              first_cols + bin_labels, bench, f"{art.kind} {art.version}: {name.replace('_', ' ')} (rows: prediction / truth)")
-    _plot_vs_yaw({t: res for t, res in tasks.items() if len(res["bins"]) == v}, bins, w.path / "plots" / "metrics_vs_yaw.png",
-                 f"{art.kind} {art.ref} on benchmark {bench.digest()}")
+        _grid(
+            w.path / "grids" / f"{name}.png",
+            src[:k],
+            None if drv is None else drv[:k],
+            pred[:k],
+            truth[:k],
+            first_cols + bin_labels,
+            bench,
+            f"{art.kind} {art.version}: {name.replace('_', ' ')} (rows: prediction / truth)",
+        )
+    _plot_vs_yaw(
+        {t: res for t, res in tasks.items() if len(res["bins"]) == v},
+        bins,
+        w.path / "plots" / "metrics_vs_yaw.png",
+        f"{art.kind} {art.ref} on benchmark {bench.digest()}",
+    )
     result = {
-        "model": art.ref, "model_kind": art.kind, "preset": cfg.preset,
-        "benchmark": {"version": bench.spec.version, "digest": bench.digest(), "identities": n, "yaw_bins_degrees": bins},
-        "instruments": {"analyser": analyser_art.ref, "e_mot": e_mot_art.ref if e_mot_art else None,
-                        "lpips_net": cfg.eval.lpips_net, "lpips_real_trunk": bool(scorer.lpips.real_trunk), **probe_info},
+        "model": art.ref,
+        "model_kind": art.kind,
+        "preset": cfg.preset,
+        "benchmark": {
+            "version": bench.spec.version,
+            "digest": bench.digest(),
+            "identities": n,
+            "yaw_bins_degrees": bins,
+        },
+        "instruments": {
+            "analyser": analyser_art.ref,
+            "e_mot": e_mot_art.ref if e_mot_art else None,
+            "lpips_net": cfg.eval.lpips_net,
+            "lpips_real_trunk": bool(scorer.lpips.real_trunk),
+            **probe_info,
+        },
         "floors": floors,
         "tasks": tasks,
     }
@@ -420,7 +530,13 @@ def _evaluate(cfg, art: Artifact, net, analyser_art: Artifact, e_mot_art: Artifa
     headline = headline_metrics(result)
     (w.path / "report.md").write_text(report_markdown(result, art))
     w.metrics.update(headline)
-    w.counts.update({"identities": n, "yaw_bins": v, "images_scored": int(sum(len(t["per_image"]["psnr"]) * len(t["bins"]) for t in tasks.values()))})
+    w.counts.update(
+        {
+            "identities": n,
+            "yaw_bins": v,
+            "images_scored": int(sum(len(t["per_image"]["psnr"]) * len(t["bins"]) for t in tasks.values())),
+        }
+    )
     print(summary_line(result))
 
 
@@ -445,7 +561,9 @@ def _grid(path: Path, src, drv, pred, truth, cols: list[str], bench: BenchmarkSe
     save_image_grid(torch.stack(rows), path, col_titles=cols, row_titles=titles, title=title)
 
 
-def _plot_vs_yaw(tasks: dict[str, dict], bins: list[float], path: Path, title: str, styles: dict[str, str] | None = None) -> None:
+def _plot_vs_yaw(
+    tasks: dict[str, dict], bins: list[float], path: Path, title: str, styles: dict[str, str] | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -455,7 +573,7 @@ def _plot_vs_yaw(tasks: dict[str, dict], bins: list[float], path: Path, title: s
     cols = 4
     rows = (len(present) + 1 + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(16, 3.25 * rows), squeeze=False)
-    for ax in list(axes.flat)[len(present):]:
+    for ax in list(axes.flat)[len(present) :]:
         ax.axis("off")
     for ax, m in zip(axes.flat, present):
         for t, res in tasks.items():
@@ -475,12 +593,21 @@ def _plot_vs_yaw(tasks: dict[str, dict], bins: list[float], path: Path, title: s
     plt.close(fig)
 
 
-PREFIX = {"novel_view": "nvs", "input_as_prediction": "baseline_input", "mean_training_image": "baseline_mean_image",
-          "self_reenactment": "self",
-          "cross_view": "cross_view", "cross_identity_driving_view": "cross_id_driving_view",
-          "cross_identity": "cross_id", "no_motion": "baseline_no_motion", "no_motion_driving_view": "baseline_no_motion_driving_view",
-          "copy_source": "baseline_copy_source", "copy_source_driving_view": "baseline_copy_source_driving_view",
-          "psi3d_source": "baseline_psi3d", "psi3d_source_driving_view": "baseline_psi3d_driving_view"}
+PREFIX = {
+    "novel_view": "nvs",
+    "input_as_prediction": "baseline_input",
+    "mean_training_image": "baseline_mean_image",
+    "self_reenactment": "self",
+    "cross_view": "cross_view",
+    "cross_identity_driving_view": "cross_id_driving_view",
+    "cross_identity": "cross_id",
+    "no_motion": "baseline_no_motion",
+    "no_motion_driving_view": "baseline_no_motion_driving_view",
+    "copy_source": "baseline_copy_source",
+    "copy_source_driving_view": "baseline_copy_source_driving_view",
+    "psi3d_source": "baseline_psi3d",
+    "psi3d_source_driving_view": "baseline_psi3d_driving_view",
+}
 REENACT_BASELINES = ("no_motion", "copy_source", "psi3d_source")
 
 
@@ -520,7 +647,11 @@ def headline_metrics(result: dict) -> dict[str, float]:
                         out[f"{p}_{m}_yaw{y}"] = round(res["by_bin"][m][j], 5)
     nv, base = result["tasks"].get("novel_view"), result["tasks"].get("input_as_prediction")
     if nv and base:
-        margins = {lab: a - c for lab, a, c in zip(nv["bins"], nv["by_bin"]["psnr"], base["by_bin"]["psnr"]) if lab != SOURCE_BIN}
+        margins = {
+            lab: a - c
+            for lab, a, c in zip(nv["bins"], nv["by_bin"]["psnr"], base["by_bin"]["psnr"])
+            if lab != SOURCE_BIN
+        }
         for lab, d in margins.items():
             out[f"nvs_margin_vs_input_yaw{lab.rstrip('°')}"] = round(d, 4)
         out["nvs_margin_vs_input_min"] = round(min(margins.values()), 4) if margins else None
@@ -559,21 +690,35 @@ def _margin_table(result: dict) -> list[str]:
     lines = [head, "|---|---|---|---|---|---|---|---|"]
     for j, lab in enumerate(nv["bins"]):
         m = nv["by_bin"]
-        lines.append(f"| {lab}{' (source view: reconstruction)' if lab == SOURCE_BIN else ''} | {m['psnr'][j]:.2f} | "
-                     f"{base['by_bin']['psnr'][j]:.2f} | {m['psnr'][j] - base['by_bin']['psnr'][j]:+.2f} | "
-                     f"{mean['by_bin']['psnr'][j] if mean else float('nan'):.2f} | {m['soft_iou'][j]:.3f} | "
-                     f"{m['depth_error'][j]:.3f} | {m['pose_error_deg'][j]:.1f} |")
+        lines.append(
+            f"| {lab}{' (source view: reconstruction)' if lab == SOURCE_BIN else ''} | {m['psnr'][j]:.2f} | "
+            f"{base['by_bin']['psnr'][j]:.2f} | {m['psnr'][j] - base['by_bin']['psnr'][j]:+.2f} | "
+            f"{mean['by_bin']['psnr'][j] if mean else float('nan'):.2f} | {m['soft_iou'][j]:.3f} | "
+            f"{m['depth_error'][j]:.3f} | {m['pose_error_deg'][j]:.1f} |"
+        )
     return lines
 
 
 def _reenact_table(result: dict) -> list[str]:
     """Mean (|yaw| bins, 0° excluded) of the reenactment tasks and their baselines, one row each."""
     t = result["tasks"]
-    cols = ("psnr", "mouth_psnr", "eyes_psnr", "expression_error", "change_correlation", "identity_similarity", "soft_iou")
+    cols = (
+        "psnr",
+        "mouth_psnr",
+        "eyes_psnr",
+        "expression_error",
+        "change_correlation",
+        "identity_similarity",
+        "soft_iou",
+    )
     lines = ["| task | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name in ("cross_identity", "cross_view") + REENACT_BASELINES:
         if name in t:
-            lines.append(f"| {name} | " + " | ".join(_fmt(t[name]["mean"][c], c) if c in t[name]["mean"] else "–" for c in cols) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(_fmt(t[name]["mean"][c], c) if c in t[name]["mean"] else "–" for c in cols)
+                + " |"
+            )
     extra = {**reenactment_margins(result, "cross_identity"), **reenactment_margins(result, "cross_view")}
     if extra:
         lines += ["", "; ".join(f"{k} {v:+.3f}" if "margin" in k else f"{k} {v:.3f}" for k, v in extra.items())]
@@ -583,7 +728,7 @@ def _reenact_table(result: dict) -> list[str]:
 TASK_DOC = {
     "novel_view": "Ψ3d(source) rendered at each yaw bin vs the true render of the source identity and expression.",
     "input_as_prediction": "baseline: the source image itself taken as the prediction at every bin (at 0° it *is* the "
-                           "truth: identical images, PSNR at its 100 dB ceiling — compare the other bins).",
+    "truth: identical images, PSNR at its 100 dB ceiling — compare the other bins).",
     "mean_training_image": "baseline: the mean image of the training store taken as the prediction at every bin.",
     "self_reenactment": "A driven by A's own image (expression β_d from B's video), target at the driving camera θ_d.",
     "cross_view": "the same reenactment rendered at every yaw bin vs the true render of A with β_d.",
@@ -600,35 +745,67 @@ TASK_DOC = {
 
 def report_markdown(result: dict, art: Artifact | None = None) -> str:
     b, ins = result["benchmark"], result["instruments"]
-    lines = [f"# Evaluation of `{result['model']}` ({result['preset']})", "",
-             f"Benchmark v{b['version']} `{b['digest']}`: {b['identities']} held-out identities × yaw bins "
-             f"{', '.join(f'{y:+g}°' for y in b['yaw_bins_degrees'])} (pipeline_tasks/benchmark_set.py).", "",
-             f"Instruments: analyser `{ins['analyser']}` (trained with a seed other than E_mot's), pose probe "
-             f"(held-out error {ins['pose_probe_heldout_error_deg']:.2f}°), LPIPS {ins['lpips_net']} "
-             + ("(ImageNet trunk)" if ins["lpips_real_trunk"] else "(**random trunk**: ImageNet weights absent; compare LPIPS only within this project)")
-             + ".", "",
-             "Floors (instrument error on the ground-truth renders themselves): "
-             + ", ".join(f"{k} {v:.3f}" for k, v in result["floors"].items()), ""]
+    lines = [
+        f"# Evaluation of `{result['model']}` ({result['preset']})",
+        "",
+        f"Benchmark v{b['version']} `{b['digest']}`: {b['identities']} held-out identities × yaw bins "
+        f"{', '.join(f'{y:+g}°' for y in b['yaw_bins_degrees'])} (pipeline_tasks/benchmark_set.py).",
+        "",
+        f"Instruments: analyser `{ins['analyser']}` (trained with a seed other than E_mot's), pose probe "
+        f"(held-out error {ins['pose_probe_heldout_error_deg']:.2f}°), LPIPS {ins['lpips_net']} "
+        + (
+            "(ImageNet trunk)"
+            if ins["lpips_real_trunk"]
+            else "(**random trunk**: ImageNet weights absent; compare LPIPS only within this project)"
+        )
+        + ".",
+        "",
+        "Floors (instrument error on the ground-truth renders themselves): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in result["floors"].items()),
+        "",
+    ]
     if result["model_kind"] == "psi3d":
-        lines += ["## Ψ3d beside its baselines", "",
-                  "Margin = Ψ3d PSNR − copy-input PSNR on the same images. Soft IoU = Σ min(α, α̂) / Σ max(α, α̂) of the "
-                  "rendered alpha against the true one (a uniform fog scores ~0.4); depth error = mean |depth − true| "
-                  "(scene units, head box 1.3) where the true alpha > 0.5.", ""] + _margin_table(result) + [""]
+        lines += (
+            [
+                "## Ψ3d beside its baselines",
+                "",
+                "Margin = Ψ3d PSNR − copy-input PSNR on the same images. Soft IoU = Σ min(α, α̂) / Σ max(α, α̂) of the "
+                "rendered alpha against the true one (a uniform fog scores ~0.4); depth error = mean |depth − true| "
+                "(scene units, head box 1.3) where the true alpha > 0.5.",
+                "",
+            ]
+            + _margin_table(result)
+            + [""]
+        )
     else:
-        lines += ["## Reenactment beside its baselines", "",
-                  "Expression error is read by the evaluation analyser (floor above); mouth/eyes PSNR is inside the projected "
-                  "mouth and eye regions (models/genhead/regions.py); change correlation = corr(Ψ(s, d) − Ψ(s, s), "
-                  "truth(β_d) − truth(β_s)) per image at the same camera.", ""] + _reenact_table(result) + [""]
+        lines += (
+            [
+                "## Reenactment beside its baselines",
+                "",
+                "Expression error is read by the evaluation analyser (floor above); mouth/eyes PSNR is inside the projected "
+                "mouth and eye regions (models/genhead/regions.py); change correlation = corr(Ψ(s, d) − Ψ(s, s), "
+                "truth(β_d) − truth(β_s)) per image at the same camera.",
+                "",
+            ]
+            + _reenact_table(result)
+            + [""]
+        )
     for t, res in result["tasks"].items():
         lines += [f"## {t.replace('_', ' ')}", "", TASK_DOC.get(t, ""), ""] + _table(res) + [""]
     pv = result.get("pseudo_views")
     if pv:
-        lines += ["## pseudo views (stage 3) against the truth", "",
-                  "Stage 3's K views of each frame of the synthetic videos vs the true renders at their cameras, beside "
-                  "the frame itself copied to every view (copy-input).", "",
-                  "| videos | frames | views | PSNR views | PSNR copy-frame | margin | soft IoU views |", "|---|---|---|---|---|---|---|",
-                  f"| {pv['videos']} | {pv['frames']} | {pv['views']} | {pv['psnr_views']:.2f} | {pv['psnr_copy_frame']:.2f} | "
-                  f"{pv['margin_vs_copy_frame']:+.2f} | {pv['soft_iou_views']:.3f} |", ""]
+        lines += [
+            "## pseudo views (stage 3) against the truth",
+            "",
+            "Stage 3's K views of each frame of the synthetic videos vs the true renders at their cameras, beside "
+            "the frame itself copied to every view (copy-input).",
+            "",
+            "| videos | frames | views | PSNR views | PSNR copy-frame | margin | soft IoU views |",
+            "|---|---|---|---|---|---|---|",
+            f"| {pv['videos']} | {pv['frames']} | {pv['views']} | {pv['psnr_views']:.2f} | {pv['psnr_copy_frame']:.2f} | "
+            f"{pv['margin_vs_copy_frame']:+.2f} | {pv['soft_iou_views']:.3f} |",
+            "",
+        ]
     lines += ["## Pictures", ""]
     for g in ("novel_view", "self_reenactment", "cross_identity"):
         if (result["model_kind"] == "psi3d") == (g == "novel_view"):
@@ -643,12 +820,21 @@ def summary_line(result: dict) -> str:
     t = result["tasks"]
     if result["model_kind"] == "psi3d":
         nv, base = t["novel_view"], t["input_as_prediction"]
-        per = ", ".join(f"{lab} {p:.2f}/{c:.2f}/{iou:.2f}" for lab, p, c, iou in
-                        zip(nv["bins"], nv["by_bin"]["psnr"], base["by_bin"]["psnr"], nv["by_bin"]["soft_iou"]))
-        return (f"eval psi3d: novel-view PSNR {nv['mean']['psnr']:.2f} dB (0° excluded) vs copy-input {base['mean']['psnr']:.2f}; "
-                f"by yaw (Ψ3d/copy-input/soft IoU): {per}")
-    parts = [f"{name} PSNR {t[name]['mean']['psnr']:.2f} / expr err {t[name]['mean']['expression_error']:.3f}"
-             for name in ("self_reenactment", "cross_view", "cross_identity", "no_motion") if name in t]
+        per = ", ".join(
+            f"{lab} {p:.2f}/{c:.2f}/{iou:.2f}"
+            for lab, p, c, iou in zip(
+                nv["bins"], nv["by_bin"]["psnr"], base["by_bin"]["psnr"], nv["by_bin"]["soft_iou"]
+            )
+        )
+        return (
+            f"eval psi3d: novel-view PSNR {nv['mean']['psnr']:.2f} dB (0° excluded) vs copy-input {base['mean']['psnr']:.2f}; "
+            f"by yaw (Ψ3d/copy-input/soft IoU): {per}"
+        )
+    parts = [
+        f"{name} PSNR {t[name]['mean']['psnr']:.2f} / expr err {t[name]['mean']['expression_error']:.3f}"
+        for name in ("self_reenactment", "cross_view", "cross_identity", "no_motion")
+        if name in t
+    ]
     return "eval psi: " + "; ".join(parts)
 
 

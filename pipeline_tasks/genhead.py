@@ -50,7 +50,11 @@ def make_generator(cfg: PipelineConfig) -> ProceduralGenHead:
 
 def artifact_config(cfg: PipelineConfig) -> dict[str, Any]:
     """What the stage's version hashes (see module docstring)."""
-    return {**cfg.stage_config("genhead"), "resolution": stage_resolution(cfg), "generator": make_generator(cfg).config()}
+    return {
+        **cfg.stage_config("genhead"),
+        "resolution": stage_resolution(cfg),
+        "generator": make_generator(cfg).config(),
+    }
 
 
 def sample_identity(identity: int, views: int, p_neutral: float, p_single: float) -> dict[str, torch.Tensor]:
@@ -61,15 +65,17 @@ def sample_identity(identity: int, views: int, p_neutral: float, p_single: float
     return {**p, "cameras": labels[None]}
 
 
-def render_block(gen: ProceduralGenHead, ids: list[int], views: int, resolution: int, p_neutral: float, p_single: float,
-                 batch: int) -> dict[str, np.ndarray]:
+def render_block(
+    gen: ProceduralGenHead, ids: list[int], views: int, resolution: int, p_neutral: float, p_single: float, batch: int
+) -> dict[str, np.ndarray]:
     """Render identities ``ids`` (one sample each, from its own seed) into a schema block."""
     samples = [sample_identity(i, views, p_neutral, p_single) for i in ids]
     return render_samples(gen, samples, ids, resolution, batch)
 
 
-def render_samples(gen: ProceduralGenHead, samples: list[dict[str, torch.Tensor]], identities: list[int], resolution: int,
-                   batch: int) -> dict[str, np.ndarray]:
+def render_samples(
+    gen: ProceduralGenHead, samples: list[dict[str, torch.Tensor]], identities: list[int], resolution: int, batch: int
+) -> dict[str, np.ndarray]:
     """Render sampled parameters (``[1, ·]`` each, cameras ``[1, V, 25]``) into a schema block
     (uint8 NHWC images, float32 labels); ``identities``: the identity label of each sample.
 
@@ -79,8 +85,15 @@ def render_samples(gen: ProceduralGenHead, samples: list[dict[str, torch.Tensor]
     imgs, alphas, depths = [], [], []
     for s in range(0, len(samples), batch):
         sl = slice(s, s + batch)
-        out = gen.render(cat["shape"][sl], cat["expression"][sl], cat["pose"][sl], cat["gaze"][sl], cat["z"][sl],
-                         cat["cameras"][sl], resolution)
+        out = gen.render(
+            cat["shape"][sl],
+            cat["expression"][sl],
+            cat["pose"][sl],
+            cat["gaze"][sl],
+            cat["z"][sl],
+            cat["cameras"][sl],
+            resolution,
+        )
         imgs.append(to_uint8(out.rgb))
         alphas.append((out.alpha[:, :, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy())
         depths.append(out.depth[:, :, 0].numpy().astype(np.float16))
@@ -106,16 +119,30 @@ def write_samples(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> 
     store = out_dir / STORE
     names = P.parameter_names()
     if not (store / "zarr.json").exists():
-        gs.create(store, g.views_per_identity, res, len(P.SHAPE_NAMES), len(P.EXPRESSION_NAMES), 3, 2, P.Z_DIM,
-                  shard_identities=g.shard_size,
-                  attrs={"generator_backend": gen.backend, "generator_config": gen.config(), "parameter_names": names,
-                         "identity_seed": g.seed, "camera_convention": "models.cameras 25-vector, head-relative (DESIGN.md §2, §6)"})
+        gs.create(
+            store,
+            g.views_per_identity,
+            res,
+            len(P.SHAPE_NAMES),
+            len(P.EXPRESSION_NAMES),
+            3,
+            2,
+            P.Z_DIM,
+            shard_identities=g.shard_size,
+            attrs={
+                "generator_backend": gen.backend,
+                "generator_config": gen.config(),
+                "parameter_names": names,
+                "identity_seed": g.seed,
+                "camera_convention": "models.cameras 25-vector, head-relative (DESIGN.md §2, §6)",
+            },
+        )
     done = gs.num_samples(store)
     ids = identity_ids(g.seed, g.n_identities)
     t0, rendered = time.time(), 0
     bar = tqdm(total=len(ids), initial=done, desc="genhead identities", unit="id", disable=not progress)
     for start in range(done, len(ids), g.shard_size):
-        shard = ids[start:start + g.shard_size]
+        shard = ids[start : start + g.shard_size]
         block = render_block(gen, shard, g.views_per_identity, res, g.p_neutral, g.p_single, g.render_batch)
         gs.append(store, block)
         rendered += len(shard) * g.views_per_identity
@@ -125,9 +152,16 @@ def write_samples(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> 
     gs.finalize(store)
     gs.validate(store)
     seconds = time.time() - t0
-    return {"identities": len(ids), "views": g.views_per_identity, "images": len(ids) * g.views_per_identity,
-            "resumed_from": done, "rendered_images": rendered, "render_seconds": round(seconds, 2),
-            "images_per_s": round(rendered / seconds, 2) if rendered and seconds > 0 else None, "resolution": res}
+    return {
+        "identities": len(ids),
+        "views": g.views_per_identity,
+        "images": len(ids) * g.views_per_identity,
+        "resumed_from": done,
+        "rendered_images": rendered,
+        "render_seconds": round(seconds, 2),
+        "images_per_s": round(rendered / seconds, 2) if rendered and seconds > 0 else None,
+        "resolution": res,
+    }
 
 
 def write_contact_sheet(store: Path, path: Path, n_identities: int = 16) -> Path:
@@ -149,8 +183,14 @@ def run_genhead_stage(cfg: PipelineConfig, registry: ArtifactRegistry | None = N
         write_contact_sheet(w.path / STORE, w.path / CONTACT_SHEET, cfg.genhead.preview_identities)
         w.counts.update({"identities": stats["identities"], "views": stats["views"], "images": stats["images"]})
         w.metrics.update({"images_per_s": stats["images_per_s"], "render_seconds": stats["render_seconds"]})
-        w.extra.update({"resolution": stats["resolution"], "resumed_from_identity": stats["resumed_from"],
-                        "contact_sheet": CONTACT_SHEET, "generator": make_generator(cfg).config()})
+        w.extra.update(
+            {
+                "resolution": stats["resolution"],
+                "resumed_from_identity": stats["resumed_from"],
+                "contact_sheet": CONTACT_SHEET,
+                "generator": make_generator(cfg).config(),
+            }
+        )
 
     return run_once(registry, KIND, artifact_config(cfg), [], gs.SCHEMA_VERSION, build)
 

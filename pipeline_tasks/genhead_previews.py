@@ -30,8 +30,14 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).cpu().numpy()
 
 
-def grid(images: np.ndarray, pad: int = 2, row_labels: list[str] | None = None, col_labels: list[str] | None = None,
-         label_width: int = 90, label_height: int = 14) -> Image.Image:
+def grid(
+    images: np.ndarray,
+    pad: int = 2,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    label_width: int = 90,
+    label_height: int = 14,
+) -> Image.Image:
     """Tile ``[R, C, H, W, 3]`` uint8 images into one picture with optional text labels."""
     r, c, h, w, _ = images.shape
     lw = label_width if row_labels else 0
@@ -56,8 +62,13 @@ def preview_views(n_views: int) -> torch.Tensor:
     return torch.tensor(list(zip(yaws, pitch)))
 
 
-def contact_sheet(gen: ProceduralGenHead, n_identities: int = 16, n_views: int = 4, resolution: int = 128,
-                  base_seed: int = PREVIEW_SEED) -> Image.Image:
+def contact_sheet(
+    gen: ProceduralGenHead,
+    n_identities: int = 16,
+    n_views: int = 4,
+    resolution: int = 128,
+    base_seed: int = PREVIEW_SEED,
+) -> Image.Image:
     """Random identities (random expression, pose, gaze, z) × fixed preview cameras."""
     ids = identity_ids(base_seed, n_identities)
     rows = []
@@ -68,7 +79,9 @@ def contact_sheet(gen: ProceduralGenHead, n_identities: int = 16, n_views: int =
         rows.append(p)
     batch = {k: torch.cat([p[k] for p in rows]) for k in rows[0]}
     out = gen.render_params(batch, cams[None].expand(n_identities, -1, -1), resolution)
-    return grid(to_uint8(out.rgb), row_labels=None, col_labels=[f"yaw {math.degrees(y):.0f}°" for y in yp[:, 0].tolist()])
+    return grid(
+        to_uint8(out.rgb), row_labels=None, col_labels=[f"yaw {math.degrees(y):.0f}°" for y in yp[:, 0].tolist()]
+    )
 
 
 def expression_sweep(gt: GroundTruth, identity: int, resolution: int = 128, strengths=(0.0, 0.5, 1.0)) -> Image.Image:
@@ -85,7 +98,12 @@ def expression_sweep(gt: GroundTruth, identity: int, resolution: int = 128, stre
     n = len(names) * (len(strengths) + 1)
     out = gt.render([identity] * n, cams.repeat(len(names), 1), resolution, expression=e.reshape(n, -1))
     imgs = to_uint8(out.rgb).reshape(len(names), len(strengths) + 1, resolution, resolution, 3)
-    return grid(imgs, row_labels=names, col_labels=[f"{s:g}" for s in strengths] + [f"{strengths[-1]:g}, yaw 34°"], label_width=80)
+    return grid(
+        imgs,
+        row_labels=names,
+        col_labels=[f"{s:g}" for s in strengths] + [f"{strengths[-1]:g}, yaw 34°"],
+        label_width=80,
+    )
 
 
 def pose_gaze_strip(gt: GroundTruth, identity: int, resolution: int = 128) -> Image.Image:

@@ -55,7 +55,9 @@ def alpha_iou(alpha: torch.Tensor, alpha_true: torch.Tensor) -> torch.Tensor:
     return soft_iou(alpha, alpha_true)
 
 
-def masked_depth_error(depth: torch.Tensor, depth_true: torch.Tensor, alpha_true: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+def masked_depth_error(
+    depth: torch.Tensor, depth_true: torch.Tensor, alpha_true: torch.Tensor, threshold: float = 0.5
+) -> torch.Tensor:
     """Mean |depth − true depth| (ray distance, scene units) where the true alpha exceeds ``threshold``: ``[B]``."""
     w = (alpha_true.float() > threshold).float().flatten(1)
     err = (depth.float() - depth_true.float()).abs().flatten(1)
@@ -71,8 +73,9 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ep
     return torch.where(area > 0, 10 * torch.log10(1.0 / (mse + eps)), torch.full_like(mse, float("nan")))
 
 
-def change_correlation(pred_changed: torch.Tensor, pred_base: torch.Tensor, true_changed: torch.Tensor,
-                       true_base: torch.Tensor) -> torch.Tensor:
+def change_correlation(
+    pred_changed: torch.Tensor, pred_base: torch.Tensor, true_changed: torch.Tensor, true_base: torch.Tensor
+) -> torch.Tensor:
     """Does the model change the image where and as the truth changes? Per image, the Pearson correlation
     over pixels of ``pred_changed − pred_base`` (e.g. Ψ(source, driving) − Ψ(source, source)) with
     ``true_changed − true_base`` (the truth with the driving vs the source expression, same camera): ``[B]``.

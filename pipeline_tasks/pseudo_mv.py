@@ -107,7 +107,9 @@ def stage_config(cfg: PipelineConfig, inputs: Sequence[VideoInput]) -> dict[str,
 def view_cameras(video_id: str, frame_indices: np.ndarray, k: int, seed: int) -> torch.Tensor:
     """K training-range cameras per frame, ``[T, K, 25]``, seeded by (seed, video, frame)."""
     base = int(hashlib.sha256(f"{seed}:{video_id}".encode()).hexdigest()[:12], 16)
-    cams = [sample_cameras(k, torch.Generator().manual_seed(base + int(f) * 7919), CameraRanges())[0] for f in frame_indices]
+    cams = [
+        sample_cameras(k, torch.Generator().manual_seed(base + int(f) * 7919), CameraRanges())[0] for f in frame_indices
+    ]
     return torch.stack(cams)
 
 
@@ -163,7 +165,9 @@ def render_video(
             m_frames = e_mot.encode(src)
             m_views = e_mot.encode(views.reshape(b * k, *views.shape[2:])).reshape(b, k, -1)
         out["views"].append(_to_u8_images(views))
-        out["view_alpha"].append(_to_u8_alpha(r["alpha"][:, :k].reshape(b * k, *r["alpha"].shape[2:]), res).reshape(b, k, res, res))
+        out["view_alpha"].append(
+            _to_u8_alpha(r["alpha"][:, :k].reshape(b * k, *r["alpha"].shape[2:]), res).reshape(b, k, res, res)
+        )
         out["alpha"].append(_to_u8_alpha(r["alpha"][:, k], res))
         out["frame_motion"].append(m_frames.float().cpu().numpy())
         out["view_motion"].append(m_views.float().cpu().numpy())
@@ -172,7 +176,9 @@ def render_video(
     arrays = {n: np.concatenate(v) for n, v in out.items()}
     if frame_alpha is not None:
         arrays["alpha"] = frame_alpha
-    arrays.update(frames=frames, frame_cameras=frame_cameras.astype(np.float32), view_cameras=cams_k.numpy().astype(np.float32))
+    arrays.update(
+        frames=frames, frame_cameras=frame_cameras.astype(np.float32), view_cameras=cams_k.numpy().astype(np.float32)
+    )
     return arrays
 
 
@@ -196,18 +202,28 @@ def _synthetic_stream(v: VideoInput, cfg: PipelineConfig, chunk: int) -> VideoSt
     idx, fps = select_frames(info, ic.target_fps, ic.frame_stride, ic.max_frames)
     cams = np.asarray(side["cameras"], dtype=np.float32)
     if len(cams) != info.n_source_frames:
-        raise IngestionError(Path(v.path), f"sidecar {v.sidecar} has {len(cams)} cameras for {info.n_source_frames} frames")
+        raise IngestionError(
+            Path(v.path), f"sidecar {v.sidecar} has {len(cams)} cameras for {info.n_source_frames} frames"
+        )
     res = cfg.model.psi.image_resolution
     if (info.height, info.width) != (res, res):
-        raise IngestionError(Path(v.path), f"frames are {info.width}x{info.height}, preset {cfg.preset!r} needs {res}x{res}")
+        raise IngestionError(
+            Path(v.path), f"frames are {info.width}x{info.height}, preset {cfg.preset!r} needs {res}x{res}"
+        )
     try:
         alpha = read_ground_truth_maps(v.sidecar, side)["alpha"]
     except (OSError, KeyError, ValueError) as exc:
         raise IngestionError(Path(v.path), f"ground-truth alpha of {v.sidecar} unreadable: {exc}") from exc
     attrs = {
-        "source_file": str(v.path), "source_hash": info.sha256, "fps": fps, "crop": None,
-        "camera_source": "ground_truth", "quality_flags": {}, "alpha_source": "ground_truth",
-        "sidecar": str(v.sidecar), "identity": side.get("identity"),
+        "source_file": str(v.path),
+        "source_hash": info.sha256,
+        "fps": fps,
+        "crop": None,
+        "camera_source": "ground_truth",
+        "quality_flags": {},
+        "alpha_source": "ground_truth",
+        "sidecar": str(v.sidecar),
+        "identity": side.get("identity"),
     }
 
     def chunks():
@@ -218,7 +234,9 @@ def _synthetic_stream(v: VideoInput, cfg: PipelineConfig, chunk: int) -> VideoSt
             done = int(rows[-1]) + 1
             yield rows, frames, alpha[idx[rows]]
         if done != len(idx):
-            raise IngestionError(Path(v.path), f"frame {int(idx[done])} cannot be decoded (a synthetic video needs every frame)")
+            raise IngestionError(
+                Path(v.path), f"frame {int(idx[done])} cannot be decoded (a synthetic video needs every frame)"
+            )
 
     return VideoStream(idx, cams[idx], attrs, chunks())
 
@@ -242,30 +260,63 @@ class _FaceModels:
         self.analyzer = self.segmenter = None
 
 
-def _user_stream(v: VideoInput, cfg: PipelineConfig, chunk: int, models: _FaceModels, cache_dir: Path | None) -> VideoStream:
+def _user_stream(
+    v: VideoInput, cfg: PipelineConfig, chunk: int, models: _FaceModels, cache_dir: Path | None
+) -> VideoStream:
     """A user's video: pass 1 (faces, flags, cameras; cached) now, pass 2 (aligned crops, masks) as chunks of its
     usable frames."""
     ic = cfg.pseudo_mv.ingest
     analyzer, segmenter = models.get()
     info, a = analyse_video(v.path, cfg.model.psi.image_resolution, ic, cache_dir, analyzer)
     pos = np.flatnonzero(a.usable)
-    attrs = {**a.attrs(), "source_file": str(v.path), "crop": a.crop[pos].tolist(), "quality_flags": a.flags[pos].tolist(),
-             "alpha_source": "segmentation" if ic.segmentation else "none"}
+    attrs = {
+        **a.attrs(),
+        "source_file": str(v.path),
+        "crop": a.crop[pos].tolist(),
+        "quality_flags": a.flags[pos].tolist(),
+        "alpha_source": "segmentation" if ic.segmentation else "none",
+    }
     extra = {k: a.quality[k] for k in ("damaged_frames", "max_frames_stride") if a.quality.get(k, 0) not in (0, 1)}
-    return VideoStream(a.frame_indices[pos], a.cameras[pos], attrs, iter_aligned(info, a, ic, segmenter, pos, chunk), extra)
+    return VideoStream(
+        a.frame_indices[pos], a.cameras[pos], attrs, iter_aligned(info, a, ic, segmenter, pos, chunk), extra
+    )
 
 
-def _convert_one(v: VideoInput, stream: VideoStream, store_path: Path, psi3d, e_mot, cfg: PipelineConfig,
-                 device: torch.device, bar: tqdm) -> int:
+def _convert_one(
+    v: VideoInput,
+    stream: VideoStream,
+    store_path: Path,
+    psi3d,
+    e_mot,
+    cfg: PipelineConfig,
+    device: torch.device,
+    bar: tqdm,
+) -> int:
     """Render and write one video chunk by chunk; returns its frame count."""
     c = cfg.pseudo_mv
     group = None
     for rows, frames, alpha in stream.chunks:
-        arrays = render_video(psi3d, e_mot, v.video_id, frames, stream.cameras[rows], stream.frame_indices[rows],
-                              c.views_per_frame, c.seed, c.frame_batch, device, alpha, bar)
+        arrays = render_video(
+            psi3d,
+            e_mot,
+            v.video_id,
+            frames,
+            stream.cameras[rows],
+            stream.frame_indices[rows],
+            c.views_per_frame,
+            c.seed,
+            c.frame_batch,
+            device,
+            alpha,
+            bar,
+        )
         if group is None:
-            sizes = {"height": frames.shape[1], "width": frames.shape[2], "motion": arrays["frame_motion"].shape[1],
-                     "view": c.views_per_frame}
+            sizes = {
+                "height": frames.shape[1],
+                "width": frames.shape[2],
+                "motion": arrays["frame_motion"].shape[1],
+                "view": c.views_per_frame,
+            }
             group = pm.begin_video(store_path, v.video_id, sizes, stream.attrs, shard_frames=c.shard_frames)
         pm.append_frames(group, arrays)
     if group is None:
@@ -302,26 +353,46 @@ def convert_videos(
         for v in todo:
             step = "decode" if v.synthetic else "ingest"
             try:  # one video's failure, whatever it is, is recorded with its file and step; the others convert
-                stream = (_synthetic_stream(v, cfg, c.chunk_frames) if v.synthetic
-                          else _user_stream(v, cfg, c.chunk_frames, models, cache_dir))
+                stream = (
+                    _synthetic_stream(v, cfg, c.chunk_frames)
+                    if v.synthetic
+                    else _user_stream(v, cfg, c.chunk_frames, models, cache_dir)
+                )
                 step = "render"
                 n = _convert_one(v, stream, store_path, psi3d, e_mot, cfg, device, bar)
             except IngestionError as exc:  # bad input (VideoSkipped included): not usable, say why
                 pm.discard_incomplete(store_path, v.video_id)
-                stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "skipped",
-                                      "step": step, "reason": str(exc)})
+                stats.skipped.append(
+                    {
+                        "video_id": v.video_id,
+                        "source_file": v.path,
+                        "frames": 0,
+                        "status": "skipped",
+                        "step": step,
+                        "reason": str(exc),
+                    }
+                )
                 continue
             except Exception as exc:  # noqa: BLE001 — e.g. out of memory, a codec, detector or disk error: this video only
                 pm.discard_incomplete(store_path, v.video_id)
                 if step == "ingest":
                     models.close()  # a model that failed mid-call is not trusted with the next video
-                stats.skipped.append({"video_id": v.video_id, "source_file": v.path, "frames": 0, "status": "failed",
-                                      "step": step, "reason": f"{v.path}: {step} failed: {type(exc).__name__}: {exc}"})
+                stats.skipped.append(
+                    {
+                        "video_id": v.video_id,
+                        "source_file": v.path,
+                        "frames": 0,
+                        "status": "failed",
+                        "step": step,
+                        "reason": f"{v.path}: {step} failed: {type(exc).__name__}: {exc}",
+                    }
+                )
                 continue
             stats.frames += n
             stats.views += n * c.views_per_frame
-            stats.converted.append({"video_id": v.video_id, "source_file": v.path, "frames": int(n), "status": "converted",
-                                    **stream.extra})
+            stats.converted.append(
+                {"video_id": v.video_id, "source_file": v.path, "frames": int(n), "status": "converted", **stream.extra}
+            )
     finally:
         models.close()
         bar.close()
@@ -349,8 +420,13 @@ def write_contact_sheet(store: Path, path: Path, frames_per_video: int = 3, max_
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     k = rows[0].shape[0] - 1
-    grid(np.stack(rows), pad=1, row_labels=labels, col_labels=["frame"] + [f"view {i + 1}" for i in range(k)],
-         label_width=200).save(path)
+    grid(
+        np.stack(rows),
+        pad=1,
+        row_labels=labels,
+        col_labels=["frame"] + [f"view {i + 1}" for i in range(k)],
+        label_width=200,
+    ).save(path)
     return path
 
 
@@ -365,7 +441,8 @@ def convert(
     motion_encoder: Artifact | str,
     videos: Artifact | str | None = None,
     registry: ArtifactRegistry | None = None,
-    map_shards: Callable[[Callable[[list[VideoInput]], ConversionStats], list[list[VideoInput]]], list[ConversionStats]] | None = None,
+    map_shards: Callable[[Callable[[list[VideoInput]], ConversionStats], list[list[VideoInput]]], list[ConversionStats]]
+    | None = None,
     progress: bool = True,
 ) -> Artifact:
     """Build (or reuse, or resume) the ``pseudo_mv`` artifact.
@@ -407,7 +484,12 @@ def convert(
         for v in inputs:  # input order; finished groups from an earlier (killed) run count as converted
             e = entries.get(v.video_id)
             if e is None and v.video_id in completed:
-                e = {"video_id": v.video_id, "source_file": v.path, "frames": int(pm.open_group_frames(store, v.video_id)), "status": "converted"}
+                e = {
+                    "video_id": v.video_id,
+                    "source_file": v.path,
+                    "frames": int(pm.open_group_frames(store, v.video_id)),
+                    "status": "converted",
+                }
             if e is not None:
                 index.append({**e, "also_at": list(v.also_at)} if v.also_at else e)
         pm.set_index(store, index)
@@ -419,12 +501,18 @@ def convert(
         pm.validate(store)
         frames = sum(r.frames for r in results)
         secs = sum(r.seconds for r in results)
-        w.counts.update({
-            "videos": len(converted), "skipped_videos": len(index) - len(converted),
-            "frames": int(sum(e["frames"] for e in converted)), "views_per_frame": cfg.pseudo_mv.views_per_frame,
-        })
+        w.counts.update(
+            {
+                "videos": len(converted),
+                "skipped_videos": len(index) - len(converted),
+                "frames": int(sum(e["frames"] for e in converted)),
+                "views_per_frame": cfg.pseudo_mv.views_per_frame,
+            }
+        )
         if frames and secs > 0:
-            w.metrics.update({"frames_per_s": frames / secs, "views_per_s": frames * cfg.pseudo_mv.views_per_frame / secs})
+            w.metrics.update(
+                {"frames_per_s": frames / secs, "views_per_s": frames * cfg.pseudo_mv.views_per_frame / secs}
+            )
         (w.path / "index.json").write_text(json.dumps(index, indent=2))
         write_contact_sheet(store, w.path / CONTACT_SHEET)
         fidelity = pseudo_view_fidelity(store)
@@ -432,8 +520,10 @@ def convert(
             w.metrics.update({f"pseudo_views_{k}": v for k, v in fidelity.items() if isinstance(v, float)})
             (w.path / "pseudo_view_check.json").write_text(json.dumps(fidelity, indent=2))
         if progress and frames:
-            print(f"pseudo_mv: {frames} frames, {frames * cfg.pseudo_mv.views_per_frame} views in {secs:.1f} s "
-                  f"({frames / secs:.1f} frames/s, {frames * cfg.pseudo_mv.views_per_frame / secs:.1f} views/s)")
+            print(
+                f"pseudo_mv: {frames} frames, {frames * cfg.pseudo_mv.views_per_frame} views in {secs:.1f} s "
+                f"({frames / secs:.1f} frames/s, {frames * cfg.pseudo_mv.views_per_frame / secs:.1f} views/s)"
+            )
 
     return run_once(registry, KIND, stage_config(cfg, inputs), parents, SCHEMA_VERSION, build)
 

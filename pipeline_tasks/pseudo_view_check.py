@@ -27,7 +27,9 @@ def _images(u8: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pseudo_view_fidelity(store_path: str | Path, max_frames_per_video: int = 6, gt: GroundTruth | None = None) -> dict[str, Any] | None:
+def pseudo_view_fidelity(
+    store_path: str | Path, max_frames_per_video: int = 6, gt: GroundTruth | None = None
+) -> dict[str, Any] | None:
     """PSNR of the views and of copy-the-frame against the truth, and soft IoU of the views' alpha.
 
     Returns ``None`` when the store has no synthetic video (user videos have no ground truth)."""
@@ -46,7 +48,9 @@ def pseudo_view_fidelity(store_path: str | Path, max_frames_per_video: int = 6, 
         pick = np.unique(np.linspace(0, len(idx) - 1, min(max_frames_per_video, len(idx))).round().astype(int))
         views = _images(grp["views"].get_orthogonal_selection((pick,)))  # [t, K, 3, H, W]
         frames = _images(grp["frames"].get_orthogonal_selection((pick,)))  # [t, 3, H, W]
-        view_alpha = torch.from_numpy(grp["view_alpha"].get_orthogonal_selection((pick,))).float().div(255).unsqueeze(-3)
+        view_alpha = (
+            torch.from_numpy(grp["view_alpha"].get_orthogonal_selection((pick,))).float().div(255).unsqueeze(-3)
+        )
         cams = torch.from_numpy(grp["view_cameras"].get_orthogonal_selection((pick,)))  # [t, K, 25]
         t, k = views.shape[:2]
         src = idx[pick]
@@ -54,19 +58,27 @@ def pseudo_view_fidelity(store_path: str | Path, max_frames_per_video: int = 6, 
         gaze = torch.tensor(side["gaze"], dtype=torch.float32)[src]
         truth = gt.render([side["identity"]] * t, cams, views.shape[-1], expression=expr, gaze=gaze)
         flat = lambda x: x.reshape(t * k, *x.shape[2:])  # noqa: E731
-        rows.append({
-            "video_id": entry["video_id"],
-            "frames": int(t),
-            "psnr_views": float(psnr(flat(views), flat(truth.rgb.clamp(-1, 1))).mean()),
-            "psnr_copy_frame": float(psnr(frames.repeat_interleave(k, 0), flat(truth.rgb.clamp(-1, 1))).mean()),
-            "soft_iou_views": float(soft_iou(flat(view_alpha), flat(truth.alpha)).mean()),
-        })
+        rows.append(
+            {
+                "video_id": entry["video_id"],
+                "frames": int(t),
+                "psnr_views": float(psnr(flat(views), flat(truth.rgb.clamp(-1, 1))).mean()),
+                "psnr_copy_frame": float(psnr(frames.repeat_interleave(k, 0), flat(truth.rgb.clamp(-1, 1))).mean()),
+                "soft_iou_views": float(soft_iou(flat(view_alpha), flat(truth.alpha)).mean()),
+            }
+        )
     if not rows:
         return None
     w = np.array([r["frames"] for r in rows], float)
     avg = lambda key: float(np.average([r[key] for r in rows], weights=w))  # noqa: E731
-    out = {"videos": len(rows), "frames": int(w.sum()), "views": int(w.sum()) * k,
-           "psnr_views": avg("psnr_views"), "psnr_copy_frame": avg("psnr_copy_frame"), "soft_iou_views": avg("soft_iou_views")}
+    out = {
+        "videos": len(rows),
+        "frames": int(w.sum()),
+        "views": int(w.sum()) * k,
+        "psnr_views": avg("psnr_views"),
+        "psnr_copy_frame": avg("psnr_copy_frame"),
+        "soft_iou_views": avg("soft_iou_views"),
+    }
     out["margin_vs_copy_frame"] = out["psnr_views"] - out["psnr_copy_frame"]
     out["per_video"] = rows
     return out

@@ -31,6 +31,7 @@ from models.losses import (
     generator_adversarial_loss,
 )
 
+
 def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size:
         return x
@@ -119,7 +120,11 @@ class PsiObjective(nn.Module):
                 if target_depth is not None and "depth" in out:
                     d_gt = downsample(target_depth[real], size)
                     inside = (m > 0.5).to(d_gt.dtype)
-                    add("depth", cfg.depth.at(step), lambda: masked_mean((out["depth"][real] - d_gt).abs(), inside) * frac)
+                    add(
+                        "depth",
+                        cfg.depth.at(step),
+                        lambda: masked_mean((out["depth"][real] - d_gt).abs(), inside) * frac,
+                    )
                 with torch.no_grad():  # diagnostics of the foreground/background split (is the shortcut closed?)
                     log["diag_background_psnr"] = float(psnr(bg.float(), tgt_raw.float()).mean())
                     inside = (m > 0.5).float()
@@ -129,8 +134,11 @@ class PsiObjective(nn.Module):
                 add("identity", cfg.identity.at(step), lambda: self.identity(img, tgt) * frac)
             if self.discriminator is not None and cfg.adversarial.at(step):
                 self.discriminator.requires_grad_(False)
-                add("adversarial", cfg.adversarial.at(step),
-                    lambda: generator_adversarial_loss(self.discriminator(img, raw, cameras[real])) * frac)
+                add(
+                    "adversarial",
+                    cfg.adversarial.at(step),
+                    lambda: generator_adversarial_loss(self.discriminator(img, raw, cameras[real])) * frac,
+                )
         if pseudo.any():
             frac = pseudo.sum() / n
             img, tgt = out["image"][pseudo], target[pseudo]

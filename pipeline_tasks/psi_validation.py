@@ -56,8 +56,9 @@ class HeldOutPairs:
         return len(self.source)
 
 
-def truth_with_labels_of(attrs: dict, label_frames: np.ndarray, cameras: torch.Tensor, resolution: int,
-                         sharpness: float = 200.0) -> torch.Tensor:
+def truth_with_labels_of(
+    attrs: dict, label_frames: np.ndarray, cameras: torch.Tensor, resolution: int, sharpness: float = 200.0
+) -> torch.Tensor:
     """The synthetic world's render of a video's identity with the expression and gaze of its frames
     ``label_frames`` (indices into the *stored* frames) at head-relative ``cameras [N,25]`` (pose 0):
     ``[N,3,H,W]`` in [−1, 1]. With the frames' own cameras this reproduces the stored frames."""
@@ -97,7 +98,9 @@ def _render(model, pairs: HeldOutPairs, device, batch: int, motion: str | None) 
         else:
             m_s = pairs.motion_source[sl].to(device)
             planes = model(src, m_s, pairs.motion_driving[sl].to(device) if motion == "driving" else m_s)
-        outs.append(model.render(planes, pairs.cameras[sl].to(device), perturb=False)["image"].float().clamp(-1, 1).cpu())
+        outs.append(
+            model.render(planes, pairs.cameras[sl].to(device), perturb=False)["image"].float().clamp(-1, 1).cpu()
+        )
     model.train(was_training)
     return torch.cat(outs)
 
@@ -116,7 +119,9 @@ def reenactment_scores(psi, pairs: HeldOutPairs, device, batch: int = 8) -> dict
     still = _render(psi, pairs, device, batch, "source")
     out = {**_mean(_scores(pred, pairs)), **_mean(_scores(still, pairs), "no_motion_")}
     if pairs.truth_source_expression is not None:
-        out["change_correlation"] = float(change_correlation(pred, still, pairs.target, pairs.truth_source_expression).mean())
+        out["change_correlation"] = float(
+            change_correlation(pred, still, pairs.target, pairs.truth_source_expression).mean()
+        )
     return out
 
 

@@ -33,8 +33,10 @@ def run_once(
     parents = list(parents)
     code_module = code_module or getattr(build, "__module__", None)
     if not code_module or code_module.split(".")[0] not in PROJECT_PACKAGES:
-        raise ValueError(f"run_once({kind!r}): build is defined in {code_module!r}, not a project stage module; "
-                         "pass code_module='pipeline_tasks.<stage>' (its code goes into the version)")
+        raise ValueError(
+            f"run_once({kind!r}): build is defined in {code_module!r}, not a project stage module; "
+            "pass code_module='pipeline_tasks.<stage>' (its code goes into the version)"
+        )
     code = stage_code_hash(code_module)
     version = registry.version_for(kind, config, parents, schema_version, code)
     existing = registry.find(kind, version)
@@ -43,8 +45,13 @@ def run_once(
         return existing
     abandoned = [t for t in registry.temporaries(kind) if not t.in_use and t.version != version]
     if abandoned:
-        log.warning("%d abandoned temporary folder(s) of %s from other versions (%.1f MiB): `make inspect ARGS=--stale` "
-                    "lists them, `make clean-stale` removes them", len(abandoned), kind, sum(t.bytes for t in abandoned) / 2**20)
+        log.warning(
+            "%d abandoned temporary folder(s) of %s from other versions (%.1f MiB): `make inspect ARGS=--stale` "
+            "lists them, `make clean-stale` removes them",
+            len(abandoned),
+            kind,
+            sum(t.bytes for t in abandoned) / 2**20,
+        )
     t0 = time.time()
     with registry.writer(kind, config, parents, schema_version, version=version, code_hash=code) as w:
         if w.resumed:

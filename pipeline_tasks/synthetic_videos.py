@@ -78,8 +78,16 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int = 18) -> None:
     os.replace(tmp, path)
 
 
-def render_video(gen: ProceduralGenHead, identity: int, n_frames: int, fps: int, resolution: int, moving_camera: bool = True,
-                 max_yaw_degrees: float = 30.0, batch: int = 16) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
+def render_video(
+    gen: ProceduralGenHead,
+    identity: int,
+    n_frames: int,
+    fps: int,
+    resolution: int,
+    moving_camera: bool = True,
+    max_yaw_degrees: float = 30.0,
+    batch: int = 16,
+) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
     """Frames ``[T,H,W,3]`` uint8, the sidecar dict and the ground-truth maps of one talking identity.
 
     Sidecar: ``format``, ``identity``, ``fps``, ``n_frames``, ``width``, ``height``,
@@ -96,8 +104,15 @@ def render_video(gen: ProceduralGenHead, identity: int, n_frames: int, fps: int,
     for s in range(0, n_frames, batch):
         sl = slice(s, min(s + batch, n_frames))
         m = sl.stop - sl.start
-        out = gen.render(ident.shape[None].expand(m, -1), traj["expression"][sl], traj["pose"][sl], traj["gaze"][sl],
-                         ident.z[None].expand(m, -1), cams[sl], resolution)
+        out = gen.render(
+            ident.shape[None].expand(m, -1),
+            traj["expression"][sl],
+            traj["pose"][sl],
+            traj["gaze"][sl],
+            ident.z[None].expand(m, -1),
+            cams[sl],
+            resolution,
+        )
         frames.append(to_uint8(out.rgb))
         alpha.append((out.alpha[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy())
         depth.append(out.depth[:, 0].numpy().astype(np.float16))
@@ -138,7 +153,9 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     data = json.loads(path.read_text())
     if data.get("format") != SIDECAR_FORMAT:
-        raise ValueError(f"{path}: not a synthetic-video sidecar (format {data.get('format')!r}, want {SIDECAR_FORMAT!r})")
+        raise ValueError(
+            f"{path}: not a synthetic-video sidecar (format {data.get('format')!r}, want {SIDECAR_FORMAT!r})"
+        )
     for key in ("cameras", "world_cameras", "expression", "pose", "gaze"):
         if len(data[key]) != data["n_frames"]:
             raise ValueError(f"{path}: {key} has {len(data[key])} rows for {data['n_frames']} frames")
@@ -162,7 +179,9 @@ def write_videos(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> d
         if side.exists() and mp4.exists() and maps.exists():
             frames = None
         else:
-            frames, sidecar, gt_maps = render_video(gen, identity, v.n_frames, v.fps, res, v.camera_motion, v.max_yaw_degrees)
+            frames, sidecar, gt_maps = render_video(
+                gen, identity, v.n_frames, v.fps, res, v.camera_motion, v.max_yaw_degrees
+            )
             write_mp4(mp4, frames, v.fps, v.crf)
             with open(maps.with_name(maps.name + ".part"), "wb") as fh:
                 np.savez_compressed(fh, **gt_maps)
@@ -173,8 +192,18 @@ def write_videos(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> d
             tmp.write_text(json.dumps(sidecar))
             os.replace(tmp, side)
             frames_done += v.n_frames
-        index.append({"name": name, "identity": identity, "n_frames": v.n_frames, "fps": v.fps, "width": res, "height": res,
-                      "mp4": f"videos/{mp4.name}", "sidecar": f"videos/{side.name}"})
+        index.append(
+            {
+                "name": name,
+                "identity": identity,
+                "n_frames": v.n_frames,
+                "fps": v.fps,
+                "width": res,
+                "height": res,
+                "mp4": f"videos/{mp4.name}",
+                "sidecar": f"videos/{side.name}",
+            }
+        )
         if frames is not None:
             pick = np.linspace(0, v.n_frames - 1, 5).round().astype(int)
             strips.append(frames[pick])
@@ -183,8 +212,14 @@ def write_videos(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> d
         (out_dir / "previews").mkdir(exist_ok=True)
         grid(np.stack(strips), pad=1).save(out_dir / "previews" / "frames.png")
     seconds = time.time() - t0
-    return {"videos": len(ids), "frames": len(ids) * v.n_frames, "rendered_frames": frames_done, "seconds": round(seconds, 2),
-            "frames_per_s": round(frames_done / seconds, 2) if frames_done else None, "resolution": res}
+    return {
+        "videos": len(ids),
+        "frames": len(ids) * v.n_frames,
+        "rendered_frames": frames_done,
+        "seconds": round(seconds, 2),
+        "frames_per_s": round(frames_done / seconds, 2) if frames_done else None,
+        "resolution": res,
+    }
 
 
 def run_videos_stage(cfg: PipelineConfig, registry: ArtifactRegistry | None = None, progress: bool = True) -> Artifact:

@@ -90,9 +90,13 @@ class LabelledViews:
         self.expression = np.asarray(group["expression"][:], np.float32)
         self.gaze = np.asarray(group["gaze"][:], np.float32)
         self.identity = np.asarray(group["identity"][:], np.int64)
-        self.cameras = np.asarray(group["cameras"][:], np.float32) if "cameras" in group else None  # [N, V, 25] head-relative
+        self.cameras = (
+            np.asarray(group["cameras"][:], np.float32) if "cameras" in group else None
+        )  # [N, V, 25] head-relative
         names = dict(group.attrs).get("parameter_names", {})
-        self.expression_names = list(names.get("expression") or [f"expression_{i}" for i in range(self.expression.shape[1])])
+        self.expression_names = list(
+            names.get("expression") or [f"expression_{i}" for i in range(self.expression.shape[1])]
+        )
         self.gaze_names = list(names.get("gaze") or [f"gaze_{i}" for i in range(self.gaze.shape[1])])
         if len(self.expression_names) != self.expression.shape[1] or len(self.gaze_names) != self.gaze.shape[1]:
             raise ValueError(f"{self.store_path}: parameter_names do not match the expression/gaze array widths")
@@ -113,7 +117,9 @@ class LabelledViews:
         ident = self.identity[allowed]
         return {int(k): allowed[ident == k] for k in np.unique(ident)}
 
-    def partners(self, ids: np.ndarray, rows_of: dict[int, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def partners(
+        self, ids: np.ndarray, rows_of: dict[int, np.ndarray], rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """For each sample in ``ids``: another sample of the same identity (``rows_of``, from
         :meth:`rows_by_identity`) when there is one, else the sample itself; returns (partner ids,
         whether it is the sample itself)."""
@@ -147,7 +153,9 @@ def r2_scores(pred: np.ndarray, true: np.ndarray) -> list[float | None]:
     return out
 
 
-def retrieval_top1(emb: torch.Tensor, labels: np.ndarray, exclude: np.ndarray | None = None) -> tuple[float | None, float | None]:
+def retrieval_top1(
+    emb: torch.Tensor, labels: np.ndarray, exclude: np.ndarray | None = None
+) -> tuple[float | None, float | None]:
     """Top-1 accuracy of the nearest other item by cosine (queries that have a positive) and chance level.
 
     ``exclude``: a group per item (e.g. the sample an image is a view of); items of the query's own
@@ -201,7 +209,9 @@ def pose_features(cameras: np.ndarray) -> torch.Tensor:
     return c2w[:, :3, :4].reshape(-1, 12)
 
 
-def bootstrap_r2_ci(pred: np.ndarray, true: np.ndarray, groups: np.ndarray, reps: int = 200, seed: int = 0) -> list[list[float] | None]:
+def bootstrap_r2_ci(
+    pred: np.ndarray, true: np.ndarray, groups: np.ndarray, reps: int = 200, seed: int = 0
+) -> list[list[float] | None]:
     """95% interval of each column's R², resampling whole groups (identities) with replacement."""
     uniq, inv = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
@@ -230,7 +240,9 @@ def _ridge_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
 
 @torch.no_grad()
-def _embed_all(encoder: MotionEncoder, data: LabelledViews, ids: np.ndarray, device, batch: int = 32, identity: bool = False):
+def _embed_all(
+    encoder: MotionEncoder, data: LabelledViews, ids: np.ndarray, device, batch: int = 32, identity: bool = False
+):
     """Embeddings (and analyser predictions) of every view of samples ``ids``; rows ordered sample-major."""
     motion, ident, preds = [], [], []
     for i in range(0, len(ids), max(1, batch // data.views)):
@@ -250,7 +262,12 @@ def _embed_all(encoder: MotionEncoder, data: LabelledViews, ids: np.ndarray, dev
 
 @torch.no_grad()
 def evaluate_motion_encoder(
-    encoder: MotionEncoder, data: LabelledViews, train_ids: np.ndarray, val_ids: np.ndarray, device, probe_samples: int = 512,
+    encoder: MotionEncoder,
+    data: LabelledViews,
+    train_ids: np.ndarray,
+    val_ids: np.ndarray,
+    device,
+    probe_samples: int = 512,
     visible: list[str] | None = None,
 ) -> dict[str, Any]:
     """Held-out R² per parameter (analyser heads, with a 95% interval over identities), what the
@@ -268,8 +285,11 @@ def evaluate_motion_encoder(
     val_true = np.repeat(labels[val_ids], v, axis=0)
     val_identity = np.repeat(data.identity[val_ids], v)
     val_sample = np.repeat(val_ids, v)
-    out: dict[str, Any] = {"n_val_samples": int(len(val_ids)), "n_val_images": int(len(val_ids) * v),
-                           "n_val_identities": int(len(np.unique(val_identity)))}
+    out: dict[str, Any] = {
+        "n_val_samples": int(len(val_ids)),
+        "n_val_images": int(len(val_ids) * v),
+        "n_val_identities": int(len(np.unique(val_identity))),
+    }
     e = len(data.expression_names)
     if val_pred is not None:
         r2 = r2_scores(val_pred.numpy(), val_true)
@@ -283,7 +303,9 @@ def evaluate_motion_encoder(
         if visible:
             vis = [out["r2"].get(n) for n in visible]
             out["visible_expressions"] = list(visible)
-            out["r2_visible_min"] = float(min(x for x in vis if x is not None)) if any(x is not None for x in vis) else None
+            out["r2_visible_min"] = (
+                float(min(x for x in vis if x is not None)) if any(x is not None for x in vis) else None
+            )
     if val_ident is not None:
         top1, chance = retrieval_top1(val_ident, val_identity)
         out["identity_retrieval_top1"] = top1
@@ -293,8 +315,14 @@ def evaluate_motion_encoder(
     out["motion_identity_retrieval_top1"], out["motion_identity_retrieval_chance"] = top1, chance
     out["motion_variance_by_identity"] = variance_explained_by_groups(val_motion, val_identity)
     rng = np.random.default_rng(0)
-    out["motion_variance_by_identity_chance"] = float(np.mean(
-        [variance_explained_by_groups(val_motion, permuted_groups(val_identity, val_sample, rng)) for _ in range(20)]))
+    out["motion_variance_by_identity_chance"] = float(
+        np.mean(
+            [
+                variance_explained_by_groups(val_motion, permuted_groups(val_identity, val_sample, rng))
+                for _ in range(20)
+            ]
+        )
+    )
     probe_ids = np.unique(train_ids[np.linspace(0, len(train_ids) - 1, min(probe_samples, len(train_ids))).astype(int)])
     tr_motion, _, _ = _embed_all(encoder, data, probe_ids, device)
     tr_true = torch.from_numpy(np.repeat(labels[probe_ids], v, axis=0))
@@ -306,8 +334,9 @@ def evaluate_motion_encoder(
     if data.cameras is not None:
         tr_pose, val_pose = pose_features(data.cameras[probe_ids]), pose_features(data.cameras[val_ids])
         out["motion_variance_by_pose"] = explained_variance(_ridge_probe(tr_pose, tr_motion, val_pose), val_motion)
-    out["motion_variance_by_expression"] = explained_variance(_ridge_probe(tr_true.float(), tr_motion, torch.from_numpy(val_true)),
-                                                              val_motion)
+    out["motion_variance_by_expression"] = explained_variance(
+        _ridge_probe(tr_true.float(), tr_motion, torch.from_numpy(val_true)), val_motion
+    )
     encoder.train(was_training)
     return out
 
@@ -367,7 +396,9 @@ def mirror_map(names: list[str]) -> tuple[list[int], torch.Tensor]:
     return perm, sign
 
 
-def _mirror(x: torch.Tensor, y: torch.Tensor, names: list[str], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _mirror(
+    x: torch.Tensor, y: torch.Tensor, names: list[str], gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip half the images left–right and swap/negate their labels accordingly (blink L↔R, eye yaw)."""
     perm, sign = mirror_map(names)
     flip = torch.rand(x.shape[0], generator=gen) < 0.5
@@ -443,7 +474,13 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     ema = EMA(model, me.ema_halflife_steps, me.ema_rampup)
     sampler = SeededSampler(train_ids, me.batch_size // 2, me.seed)
     gen = torch.Generator().manual_seed(me.seed + 1)
-    state = TrainingState(models={"analyser": model}, optimizers={"analyser": opt}, emas={"analyser": ema}, sampler=sampler, generators={"augment": gen})
+    state = TrainingState(
+        models={"analyser": model},
+        optimizers={"analyser": opt},
+        emas={"analyser": ema},
+        sampler=sampler,
+        generators={"augment": gen},
+    )
     target = torch.from_numpy(np.concatenate([data.expression, data.gaze], 1))
     names = data.expression_names + data.gaze_names
     identity = torch.from_numpy(data.identity)
@@ -494,16 +531,34 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         }
 
     def val_fn(step: int) -> dict[str, float]:
-        m = evaluate_motion_encoder(ema.module, data, train_ids, val_eval_ids, device, probe_samples=128, visible=visible)
-        keys = ("r2_expression_mean", "r2_visible_min", "r2_gaze_mean", "identity_retrieval_top1", "motion_identity_retrieval_top1",
-                "probe_r2_expression_mean")
+        m = evaluate_motion_encoder(
+            ema.module, data, train_ids, val_eval_ids, device, probe_samples=128, visible=visible
+        )
+        keys = (
+            "r2_expression_mean",
+            "r2_visible_min",
+            "r2_gaze_mean",
+            "identity_retrieval_top1",
+            "motion_identity_retrieval_top1",
+            "probe_r2_expression_mean",
+        )
         return {k: m[k] for k in keys if m.get(k) is not None}
 
     steps_done, rows = run_loop(
-        me, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, None, desc="motion_encoder", stop_after=stop_after
+        me,
+        state,
+        w.path / "checkpoints",
+        w.path / "logs",
+        step_fn,
+        val_fn,
+        None,
+        desc="motion_encoder",
+        stop_after=stop_after,
     )
     if steps_done < me.steps:
-        raise TrainingInterrupted(f"motion_encoder stopped after {steps_done}/{me.steps} steps; rerun to resume from {w.path}")
+        raise TrainingInterrupted(
+            f"motion_encoder stopped after {steps_done}/{me.steps} steps; rerun to resume from {w.path}"
+        )
 
     final = ema.module.eval()
     metrics = evaluate_motion_encoder(final, data, train_ids, val_eval_ids, device, visible=visible)
@@ -516,15 +571,27 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     _sample_grid(final, data, val_ids, device, w.path / "samples" / "val_predictions.png")
     shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
     w.metrics.update(metrics)
-    w.counts.update({"steps": me.steps, "train_samples": int(len(train_ids)), "val_samples": int(len(val_ids)), "views": int(data.views)})
+    w.counts.update(
+        {
+            "steps": me.steps,
+            "train_samples": int(len(train_ids)),
+            "val_samples": int(len(val_ids)),
+            "views": int(data.views),
+        }
+    )
     r2 = metrics.get("r2", {})
-    print("motion_encoder: held-out R² " + ", ".join(f"{k} {v:.2f}" for k, v in r2.items() if v is not None)
-          + f"; identity top-1 from the motion embedding {_fmt(metrics.get('motion_identity_retrieval_top1'))}"
-          f" (chance {_fmt(metrics.get('motion_identity_retrieval_chance'))}) over {metrics.get('n_val_identities')} held-out identities")
+    print(
+        "motion_encoder: held-out R² "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r2.items() if v is not None)
+        + f"; identity top-1 from the motion embedding {_fmt(metrics.get('motion_identity_retrieval_top1'))}"
+        f" (chance {_fmt(metrics.get('motion_identity_retrieval_chance'))}) over {metrics.get('n_val_identities')} held-out identities"
+    )
 
 
 @torch.no_grad()
-def _sample_grid(model: SyntheticAnalyser, data: LabelledViews, val_ids: np.ndarray, device, path: Path, n: int = 6) -> None:
+def _sample_grid(
+    model: SyntheticAnalyser, data: LabelledViews, val_ids: np.ndarray, device, path: Path, n: int = 6
+) -> None:
     """Held-out samples (rows) × views; row titles: the strongest true expression, true/predicted."""
     ids = val_ids[:n]
     imgs = to_model_images(data.get_images(ids))  # [n, V, 3, H, W]
@@ -532,14 +599,23 @@ def _sample_grid(model: SyntheticAnalyser, data: LabelledViews, val_ids: np.ndar
     titles = []
     for k, i in enumerate(ids):
         j = int(np.argmax(data.expression[i]))
-        titles.append(f"id {int(data.identity[i])}: {data.expression_names[j]} {data.expression[i, j]:.2f}/{float(pred[k, j]):.2f}")
-    save_image_grid(imgs, path, row_titles=titles, col_titles=[f"view {v}" for v in range(data.views)],
-                    title="held-out: strongest expression true/pred (mean over views)")
+        titles.append(
+            f"id {int(data.identity[i])}: {data.expression_names[j]} {data.expression[i, j]:.2f}/{float(pred[k, j]):.2f}"
+        )
+    save_image_grid(
+        imgs,
+        path,
+        row_titles=titles,
+        col_titles=[f"view {v}" for v in range(data.views)],
+        title="held-out: strongest expression true/pred (mean over views)",
+    )
 
 
 # ---------------------------------------------------------------- loading (frozen, downstream)
 def load_motion_encoder(
-    artifact_or_path: Artifact | str | Path, device: str | torch.device = "cpu", registry: ArtifactRegistry | None = None
+    artifact_or_path: Artifact | str | Path,
+    device: str | torch.device = "cpu",
+    registry: ArtifactRegistry | None = None,
 ) -> MotionEncoder:
     """Frozen E_mot (eval, ``requires_grad=False``) from an Artifact, a ``motion_encoder@<version|latest>``
     reference, an artifact folder or its ``checkpoint.pt``."""
@@ -549,7 +625,10 @@ def load_motion_encoder(
 
 
 def motion_encoder_from_config(
-    cfg: PipelineConfig, registry: ArtifactRegistry | None = None, ref: str | Artifact = "motion_encoder@latest", device="cpu"
+    cfg: PipelineConfig,
+    registry: ArtifactRegistry | None = None,
+    ref: str | Artifact = "motion_encoder@latest",
+    device="cpu",
 ) -> MotionEncoder:
     """E_mot as the config says: ``pdfgc`` → the user's PD-FGC weights directly; ``synthetic`` → the artifact ``ref``."""
     if cfg.motion_encoder.backend == "pdfgc":
@@ -570,8 +649,16 @@ def r2_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows ``{parameter, r2_head, r2_ci95, r2_probe, visible}`` for a Prefect table artifact (None where undefined)."""
     head, probe, ci = metrics.get("r2", {}), metrics.get("probe_r2", {}), metrics.get("r2_ci95", {})
     vis = metrics.get("visible_expressions")
-    return [{"parameter": k, "r2_head": head.get(k), "r2_ci95": ci.get(k), "r2_probe": probe.get(k),
-             "visible": None if vis is None or k not in metrics.get("r2", {}) or k.startswith("eye_") else k in vis} for k in head]
+    return [
+        {
+            "parameter": k,
+            "r2_head": head.get(k),
+            "r2_ci95": ci.get(k),
+            "r2_probe": probe.get(k),
+            "visible": None if vis is None or k not in metrics.get("r2", {}) or k.startswith("eye_") else k in vis,
+        }
+        for k in head
+    ]
 
 
 def summary_markdown(art: Artifact) -> str:
@@ -596,8 +683,10 @@ def summary_markdown(art: Artifact) -> str:
             "",
             "| parameter | visible | R² (head) | 95% interval | R² (probe) |",
             "|---|---|---:|---|---:|",
-            *(f"| {r['parameter']} | {_fmt(r['visible'])} | {_fmt(r['r2_head'])} | {_interval(r['r2_ci95'])} | {_fmt(r['r2_probe'])} |"
-              for r in r2_table(m)),
+            *(
+                f"| {r['parameter']} | {_fmt(r['visible'])} | {_fmt(r['r2_head'])} | {_interval(r['r2_ci95'])} | {_fmt(r['r2_probe'])} |"
+                for r in r2_table(m)
+            ),
             "",
             "R² is undefined (–) for parameters that are constant in the held-out data; the interval resamples held-out identities.",
         ]

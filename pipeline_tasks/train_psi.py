@@ -37,7 +37,13 @@ from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.metrics import psnr
 from pipeline_tasks.psi_objective import PsiObjective
-from pipeline_tasks.psi_validation import HeldOutPairs, baseline_scores, margins, reenactment_scores, truth_with_labels_of
+from pipeline_tasks.psi_validation import (
+    HeldOutPairs,
+    baseline_scores,
+    margins,
+    reenactment_scores,
+    truth_with_labels_of,
+)
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.train_motion_encoder import load_motion_encoder
 from pipeline_tasks.train_psi3d import CHECKPOINT, load_psi3d, to_model_alpha, to_model_images
@@ -68,7 +74,12 @@ class SamplePlan:
 
 
 def draw_plan(
-    rng: np.random.Generator, videos: np.ndarray, lengths: np.ndarray, k: int, p_target_real: float, p_driving_real: float
+    rng: np.random.Generator,
+    videos: np.ndarray,
+    lengths: np.ndarray,
+    k: int,
+    p_target_real: float,
+    p_driving_real: float,
 ) -> SamplePlan:
     """Draw a batch's (video, source frame, time step, views p ≠ q, replacements) — DESIGN.md §1 steps 1–3."""
     b = len(videos)
@@ -81,8 +92,13 @@ def draw_plan(
     else:
         p = q = np.zeros(b, np.int64)
     return SamplePlan(
-        video=videos, source_t=source_t, t=t, view_p=p, view_q=q,
-        target_real=rng.random(b) < p_target_real, driving_real=rng.random(b) < p_driving_real,
+        video=videos,
+        source_t=source_t,
+        t=t,
+        view_p=p,
+        view_q=q,
+        target_real=rng.random(b) < p_target_real,
+        driving_real=rng.random(b) < p_driving_real,
     )
 
 
@@ -114,9 +130,13 @@ class PseudoMVVideos:
                 drv.append(d["views"][t, p])
                 m_d.append(d["view_motion"][t, p])
             if plan.target_real[i]:
-                tgt.append(d["frames"][t]); alpha.append(d["alpha"][t]); cams.append(d["frame_cameras"][t])
+                tgt.append(d["frames"][t])
+                alpha.append(d["alpha"][t])
+                cams.append(d["frame_cameras"][t])
             else:
-                tgt.append(d["views"][t, q]); alpha.append(d["view_alpha"][t, q]); cams.append(d["view_cameras"][t, q])
+                tgt.append(d["views"][t, q])
+                alpha.append(d["view_alpha"][t, q])
+                cams.append(d["view_cameras"][t, q])
         f = lambda xs: torch.from_numpy(np.stack(xs)).float().to(device)  # noqa: E731
         return {
             "source": to_model_images(np.stack(src)).to(device),
@@ -152,7 +172,9 @@ def held_out_pairs(data: PseudoMVVideos, plan: SamplePlan, sharpness: float = 20
     b = data.batch(plan, "cpu")
     res = b["target"].shape[-1]
     pairs = HeldOutPairs(b["source"], b["driving"], b["target"], b["cameras"], b["motion_source"], b["motion_driving"])
-    not_gt = [data.ids[v] for v in sorted(set(plan.video.tolist())) if data.attrs[v].get("camera_source") != "ground_truth"]
+    not_gt = [
+        data.ids[v] for v in sorted(set(plan.video.tolist())) if data.attrs[v].get("camera_source") != "ground_truth"
+    ]
     if not_gt:
         pairs.note = f"no region / change metrics: cameras of {', '.join(not_gt)} are not ground truth"
         return pairs
@@ -169,7 +191,9 @@ def held_out_pairs(data: PseudoMVVideos, plan: SamplePlan, sharpness: float = 20
 
 
 @torch.no_grad()
-def reenactment_metrics(psi: Psi, data: PseudoMVVideos, plan: SamplePlan, objective: PsiObjective, device, batch: int = 8) -> dict[str, float]:
+def reenactment_metrics(
+    psi: Psi, data: PseudoMVVideos, plan: SamplePlan, objective: PsiObjective, device, batch: int = 8
+) -> dict[str, float]:
     """Held-out self-reenactment: L1 + LPIPS loss and PSNR of Ψ's render against the real frame."""
     was_training = psi.training
     psi.eval()
@@ -206,13 +230,29 @@ def train_psi(
     p3 = registry.resolve(psi3d, schema_version=P3_SCHEMA)
     me = registry.resolve(motion_encoder, schema_version=ME_SCHEMA)
     pm.validate(pmv.path / "store.zarr")
-    return run_once(registry, KIND, stage_config(cfg), [pmv, p3, me], SCHEMA_VERSION,
-                    lambda w: launch(KIND, cfg, [pmv, p3, me], w, stop_after, cfg.psi.nproc_per_node)
-                    if cfg.psi.nproc_per_node > 1 else _train(cfg, pmv, p3, me, w, stop_after))
+    return run_once(
+        registry,
+        KIND,
+        stage_config(cfg),
+        [pmv, p3, me],
+        SCHEMA_VERSION,
+        lambda w: (
+            launch(KIND, cfg, [pmv, p3, me], w, stop_after, cfg.psi.nproc_per_node)
+            if cfg.psi.nproc_per_node > 1
+            else _train(cfg, pmv, p3, me, w, stop_after)
+        ),
+    )
 
 
-def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: ArtifactWriter, stop_after: int | None,
-           ddp: DistContext = SINGLE) -> None:
+def _train(
+    cfg: PipelineConfig,
+    pmv: Artifact,
+    p3: Artifact,
+    me: Artifact,
+    w: ArtifactWriter,
+    stop_after: int | None,
+    ddp: DistContext = SINGLE,
+) -> None:
     """Train in this process; ``ddp``: this worker's rank in a torchrun run (pipeline_tasks/distributed.py)."""
     tc = cfg.psi
     device = ddp.device(cfg.device)
@@ -222,8 +262,10 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
     train = PseudoMVVideos(store, train_ids)
     val = PseudoMVVideos(store, val_ids)
     if train.data[0]["frames"].shape[1] != cfg.model.psi.image_resolution:
-        raise ValueError(f"{pmv.ref}: frames are {train.data[0]['frames'].shape[1]}², preset {cfg.preset!r} needs "
-                         f"{cfg.model.psi.image_resolution}²")
+        raise ValueError(
+            f"{pmv.ref}: frames are {train.data[0]['frames'].shape[1]}², preset {cfg.preset!r} needs "
+            f"{cfg.model.psi.image_resolution}²"
+        )
 
     torch.manual_seed(tc.seed)
     psi = build_psi(cfg.model).to(device)
@@ -237,7 +279,9 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
     ema = EMA(psi, tc.ema_halflife_steps, tc.ema_rampup)
     sampler = SeededSampler(np.arange(len(train.ids)), tc.batch_size, tc.seed)
     gen = torch.Generator().manual_seed(tc.seed + 1)
-    state = TrainingState(models={"psi": psi}, optimizers={"psi": opt}, emas={"psi": ema}, sampler=sampler, generators={"render": gen})
+    state = TrainingState(
+        models={"psi": psi}, optimizers={"psi": opt}, emas={"psi": ema}, sampler=sampler, generators={"render": gen}
+    )
     if objective.discriminator is not None:
         state.models["D"] = objective.discriminator
         state.optimizers["D"] = objective.d_optimizer
@@ -270,7 +314,9 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
         real = b["real"]
         if real.any():
             fake = {k: out[k][real] for k in ("image", "image_raw")}
-            log.update(objective.discriminator_step(fake, b["target"][real], b["cameras"][real], b["cameras"][real], step))
+            log.update(
+                objective.discriminator_step(fake, b["target"][real], b["cameras"][real], b["cameras"][real], step)
+            )
         ddp.average_parameters(objective.discriminator)
         return {"loss": log.pop("total"), **log}
 
@@ -287,16 +333,35 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
         planes = model(b["source"], b["motion_source"], b["motion_driving"])
         pred = model.render(planes, b["cameras"], perturb=False)["image"].clamp(-1, 1)
         d = val.data
-        side = torch.stack([to_model_images(d[v]["views"][t, q]) for v, t, q in zip(sub.video, sub.t, sub.view_q)]).to(device)
-        side_cams = torch.stack([torch.from_numpy(d[v]["view_cameras"][t, q]) for v, t, q in zip(sub.video, sub.t, sub.view_q)]).float().to(device)
+        side = torch.stack([to_model_images(d[v]["views"][t, q]) for v, t, q in zip(sub.video, sub.t, sub.view_q)]).to(
+            device
+        )
+        side_cams = (
+            torch.stack([torch.from_numpy(d[v]["view_cameras"][t, q]) for v, t, q in zip(sub.video, sub.t, sub.view_q)])
+            .float()
+            .to(device)
+        )
         pred_side = model.render(planes, side_cams, perturb=False)["image"].clamp(-1, 1)
         rows = torch.stack([b["source"], b["driving"], pred, b["target"], pred_side, side], dim=1).cpu()
-        save_image_grid(rows, w.path / "samples" / f"step_{step:06d}.png",
-                        col_titles=["source", "driving", "Ψ (frame cam)", "real frame", "Ψ (novel cam)", "pseudo view"],
-                        title=f"Ψ step {step} (held-out videos)")
+        save_image_grid(
+            rows,
+            w.path / "samples" / f"step_{step:06d}.png",
+            col_titles=["source", "driving", "Ψ (frame cam)", "real frame", "Ψ (novel cam)", "pseudo view"],
+            title=f"Ψ step {step} (held-out videos)",
+        )
 
-    steps_done, rows = run_loop(tc, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, sample_fn,
-                                desc="psi", stop_after=stop_after, is_main=ddp.is_main)
+    steps_done, rows = run_loop(
+        tc,
+        state,
+        w.path / "checkpoints",
+        w.path / "logs",
+        step_fn,
+        val_fn,
+        sample_fn,
+        desc="psi",
+        stop_after=stop_after,
+        is_main=ddp.is_main,
+    )
     ddp.check_in_sync(psi)
     if steps_done < tc.steps:
         raise InterruptedError(f"psi stopped after {steps_done}/{tc.steps} steps")
@@ -311,18 +376,38 @@ def _train(cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w: Ar
         "val_pairs": pairs.n,
         "val_videos_held_out": val_ids != train_ids,
     }
-    publish_trained(w, cfg.model, ema.module, rows, f"Ψ ({cfg.preset})", metrics,
-                    {"steps": tc.steps, "train_videos": len(train_ids), "val_videos": len(val_ids),
-                     "params_not_copied_from_psi3d": len(not_copied)},
-                    {"kind": KIND, "steps": tc.steps, "not_copied_from_psi3d": not_copied,
-                     "validation_note": pairs.note or "region and change metrics on ground-truth cameras and labels"})
-    region = (f"; mouth PSNR {final['mouth_psnr']:.2f} dB (no motion {final['no_motion_mouth_psnr']:.2f}, "
-              f"Ψ3d(source) {base.get('psi3d_source_mouth_psnr', float('nan')):.2f}, copy-source {base['copy_source_mouth_psnr']:.2f})"
-              if "mouth_psnr" in final else f" ({pairs.note})")
+    publish_trained(
+        w,
+        cfg.model,
+        ema.module,
+        rows,
+        f"Ψ ({cfg.preset})",
+        metrics,
+        {
+            "steps": tc.steps,
+            "train_videos": len(train_ids),
+            "val_videos": len(val_ids),
+            "params_not_copied_from_psi3d": len(not_copied),
+        },
+        {
+            "kind": KIND,
+            "steps": tc.steps,
+            "not_copied_from_psi3d": not_copied,
+            "validation_note": pairs.note or "region and change metrics on ground-truth cameras and labels",
+        },
+    )
+    region = (
+        f"; mouth PSNR {final['mouth_psnr']:.2f} dB (no motion {final['no_motion_mouth_psnr']:.2f}, "
+        f"Ψ3d(source) {base.get('psi3d_source_mouth_psnr', float('nan')):.2f}, copy-source {base['copy_source_mouth_psnr']:.2f})"
+        if "mouth_psnr" in final
+        else f" ({pairs.note})"
+    )
     change = f"; change correlation {final['change_correlation']:.3f}" if "change_correlation" in final else ""
-    print(f"psi: held-out self-reenactment ({pairs.n} pairs) loss {step0['reenactment_loss']:.4f} at step 0 → "
-          f"{final['reenactment_loss']:.4f}; PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB (no motion {final['no_motion_psnr']:.2f}, "
-          f"copy-source {base['copy_source_psnr']:.2f}){region}{change}")
+    print(
+        f"psi: held-out self-reenactment ({pairs.n} pairs) loss {step0['reenactment_loss']:.4f} at step 0 → "
+        f"{final['reenactment_loss']:.4f}; PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB (no motion {final['no_motion_psnr']:.2f}, "
+        f"copy-source {base['copy_source_psnr']:.2f}){region}{change}"
+    )
 
 
 def load_psi(artifact: Artifact, model_cfg: ModelConfig | None = None, device="cpu") -> Psi:

@@ -104,7 +104,9 @@ class GenHeadViews:
         """Identities ``ids`` of the store re-rendered (pose 0) at the frontal camera and the yaw bins."""
         ids = np.asarray(ids)
         labels = {k: self.group[k].get_orthogonal_selection((ids,)) for k in ("shape", "expression", "gaze", "z")}
-        return render_novel_view_set(labels["shape"], labels["expression"], labels["gaze"], labels["z"], yaw_bins, self.resolution)
+        return render_novel_view_set(
+            labels["shape"], labels["expression"], labels["gaze"], labels["z"], yaw_bins, self.resolution
+        )
 
 
 def draw_views(
@@ -134,16 +136,26 @@ def stage_config(cfg: PipelineConfig) -> dict:
 
 
 def train_psi3d(
-    cfg: PipelineConfig, samples: Artifact | str, registry: ArtifactRegistry | None = None, stop_after: int | None = None
+    cfg: PipelineConfig,
+    samples: Artifact | str,
+    registry: ArtifactRegistry | None = None,
+    stop_after: int | None = None,
 ) -> Artifact:
     """Train (or reuse) the ``psi3d`` artifact for ``samples`` (a ``genhead_samples`` artifact or ref)."""
     registry = registry or ArtifactRegistry()
     samples = registry.resolve(samples, schema_version=gs.SCHEMA_VERSION)
     gs.validate(samples.path / "store.zarr")
     return run_once(
-        registry, KIND, stage_config(cfg), [samples], SCHEMA_VERSION,
-        lambda w: launch(KIND, cfg, [samples], w, stop_after, cfg.psi3d.nproc_per_node)
-        if cfg.psi3d.nproc_per_node > 1 else _train(cfg, samples, w, stop_after),
+        registry,
+        KIND,
+        stage_config(cfg),
+        [samples],
+        SCHEMA_VERSION,
+        lambda w: (
+            launch(KIND, cfg, [samples], w, stop_after, cfg.psi3d.nproc_per_node)
+            if cfg.psi3d.nproc_per_node > 1
+            else _train(cfg, samples, w, stop_after)
+        ),
     )
 
 
@@ -159,7 +171,9 @@ def baselines(views: NovelViewSet, mean_image: torch.Tensor) -> dict[str, list[f
     v = len(views.yaw_bins)
     return {
         "psnr_input": [float(psnr(views.source, views.targets[:, j]).mean()) for j in range(v)],
-        "psnr_mean_image": [float(psnr(mean_image.expand_as(views.source), views.targets[:, j]).mean()) for j in range(v)],
+        "psnr_mean_image": [
+            float(psnr(mean_image.expand_as(views.source), views.targets[:, j]).mean()) for j in range(v)
+        ],
     }
 
 
@@ -170,24 +184,33 @@ def validate_views(psi: Psi, views: NovelViewSet, device, lpips_fn, batch: int =
     psi.eval()
     v, res = len(views.yaw_bins), views.source.shape[-1]
     cams = views.cameras.to(device)
-    per: dict[str, list[torch.Tensor]] = {k: [] for k in ("psnr", "lpips", "soft_iou", "depth_error", "background_psnr",
-                                                          "alpha_inside", "alpha_outside")}
+    per: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("psnr", "lpips", "soft_iou", "depth_error", "background_psnr", "alpha_inside", "alpha_outside")
+    }
     for i in range(0, views.n, batch):
         src = views.source[i : i + batch].to(device)
         b = len(src)
         out = psi.render(psi(src), cams[None].expand(b, v, 25), perturb=False)
         img = out["image"].float().clamp(-1, 1).reshape(b * v, 3, res, res)
         tgt = views.targets[i : i + batch].to(device).reshape(b * v, 3, res, res)
-        up = lambda x: F.interpolate(x.float().reshape(b * v, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False)  # noqa: E731
+        up = lambda x: F.interpolate(
+            x.float().reshape(b * v, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False
+        )  # noqa: E731
         a_true = views.alpha[i : i + batch].to(device).reshape(b * v, 1, res, res)
         d_true = views.depth[i : i + batch].to(device).reshape(b * v, 1, res, res)
         per["psnr"].append(psnr(img, tgt).reshape(b, v))
         per["lpips"].append(torch.stack([lpips_fn(img[j::v], tgt[j::v]) for j in range(v)]).reshape(1, v).expand(b, v))
-        per["soft_iou"].append(alpha_iou(out["alpha"].reshape(b * v, 1, *out["alpha"].shape[-2:]), a_true).reshape(b, v))
+        per["soft_iou"].append(
+            alpha_iou(out["alpha"].reshape(b * v, 1, *out["alpha"].shape[-2:]), a_true).reshape(b, v)
+        )
         per["depth_error"].append(masked_depth_error(up(out["depth"]), d_true, a_true).reshape(b, v))
         # is the 2D shortcut closed? the background alone must not reproduce the target, the alpha must be the head
-        bg = F.interpolate(out["background_raw"].float().reshape(b * v, 3, *out["background_raw"].shape[-2:]), size=(res, res),
-                           mode="bilinear", align_corners=False)
+        bg = F.interpolate(
+            out["background_raw"].float().reshape(b * v, 3, *out["background_raw"].shape[-2:]),
+            size=(res, res),
+            mode="bilinear",
+            align_corners=False,
+        )
         per["background_psnr"].append(psnr(bg, tgt).reshape(b, v))
         a_pred, inside = up(out["alpha"]).flatten(1), (a_true > 0.5).float().flatten(1)
         per["alpha_inside"].append(((a_pred * inside).sum(1) / inside.sum(1).clamp_min(1)).reshape(b, v))
@@ -204,23 +227,27 @@ def summarise(metrics: dict[str, list[float]], base: dict[str, list[float]], bin
             out[f"{k}_yaw{b:+g}"] = x
     margins = [m - c for m, c in zip(metrics["psnr"], base["psnr_input"])]
     novel = [x for x, b in zip(margins, bins) if b != 0]
-    out.update({
-        "psnr_novel": novel_mean(metrics["psnr"], bins),
-        "psnr_input_novel": novel_mean(base["psnr_input"], bins),
-        "psnr_mean_image_novel": novel_mean(base["psnr_mean_image"], bins),
-        "margin_vs_input_novel": novel_mean(margins, bins),
-        "margin_vs_input_min": float(min(novel)) if novel else float("nan"),
-        "soft_iou_min": float(min(metrics["soft_iou"])),
-        "depth_error_novel": novel_mean(metrics["depth_error"], bins),
-        "psnr_reconstruction_yaw0": float(metrics["psnr"][bins.index(0.0)]) if 0.0 in bins else float("nan"),
-        "background_psnr_novel": novel_mean(metrics["background_psnr"], bins),
-        "alpha_inside_mean": float(np.mean(metrics["alpha_inside"])),
-        "alpha_outside_mean": float(np.mean(metrics["alpha_outside"])),
-    })
+    out.update(
+        {
+            "psnr_novel": novel_mean(metrics["psnr"], bins),
+            "psnr_input_novel": novel_mean(base["psnr_input"], bins),
+            "psnr_mean_image_novel": novel_mean(base["psnr_mean_image"], bins),
+            "margin_vs_input_novel": novel_mean(margins, bins),
+            "margin_vs_input_min": float(min(novel)) if novel else float("nan"),
+            "soft_iou_min": float(min(metrics["soft_iou"])),
+            "depth_error_novel": novel_mean(metrics["depth_error"], bins),
+            "psnr_reconstruction_yaw0": float(metrics["psnr"][bins.index(0.0)]) if 0.0 in bins else float("nan"),
+            "background_psnr_novel": novel_mean(metrics["background_psnr"], bins),
+            "alpha_inside_mean": float(np.mean(metrics["alpha_inside"])),
+            "alpha_outside_mean": float(np.mean(metrics["alpha_outside"])),
+        }
+    )
     return out
 
 
-def plot_learning_curves(history: list[dict], base: dict[str, list[float]], bins: list[float], path: Path, title: str) -> None:
+def plot_learning_curves(
+    history: list[dict], base: dict[str, list[float]], bins: list[float], path: Path, title: str
+) -> None:
     """Per-bin validation PSNR (solid) against copy-input (dashed) and soft IoU per bin, over steps."""
     import matplotlib
 
@@ -237,7 +264,13 @@ def plot_learning_curves(history: list[dict], base: dict[str, list[float]], bins
         axes[0].plot(steps, [h["psnr"][j] for h in history], marker=".", color=colour, label=f"{b:+g}°")
         if b != 0:  # at 0° copy-input *is* the truth (100 dB): reconstruction, not a novel view
             axes[0].axhline(base["psnr_input"][j], color=colour, ls="--", lw=0.8)
-            axes[1].plot(steps, [h["psnr"][j] - base["psnr_input"][j] for h in history], marker=".", color=colour, label=f"{b:+g}°")
+            axes[1].plot(
+                steps,
+                [h["psnr"][j] - base["psnr_input"][j] for h in history],
+                marker=".",
+                color=colour,
+                label=f"{b:+g}°",
+            )
         axes[2].plot(steps, [h["soft_iou"][j] for h in history], marker=".", color=colour, label=f"{b:+g}°")
     axes[0].set_title("held-out PSNR by yaw bin (dashed: copy-input)", fontsize=9)
     axes[1].set_title("margin over copy-input (dB; 0° has none)", fontsize=9)
@@ -255,7 +288,9 @@ def plot_learning_curves(history: list[dict], base: dict[str, list[float]], bins
     plt.close(fig)
 
 
-def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None, ddp: DistContext = SINGLE) -> None:
+def _train(
+    cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None, ddp: DistContext = SINGLE
+) -> None:
     """Train in this process; ``ddp``: this worker's rank in a torchrun run (pipeline_tasks/distributed.py)."""
     tc = cfg.psi3d
     device = ddp.device(cfg.device)
@@ -269,7 +304,9 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     if data.views < 2:
         raise ValueError(f"{samples.ref}: Ψ3d needs ≥ 2 views per identity, the store has {data.views}")
     train_ids, val_ids = split_identities(data.n, tc.val_identities)
-    data.mean_train_image = to_model_images(data.get("images", train_ids[:256]).reshape(-1, data.resolution, data.resolution, 3)).mean(0, keepdim=True)
+    data.mean_train_image = to_model_images(
+        data.get("images", train_ids[:256]).reshape(-1, data.resolution, data.resolution, 3)
+    ).mean(0, keepdim=True)
 
     torch.manual_seed(tc.seed)
     psi = build_psi(cfg.model, static=True).to(device)
@@ -280,7 +317,9 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     ema = EMA(psi, tc.ema_halflife_steps, tc.ema_rampup)
     sampler = SeededSampler(train_ids, tc.batch_size, tc.seed)
     gen = torch.Generator().manual_seed(tc.seed + 1)
-    state = TrainingState(models={"psi": psi}, optimizers={"psi": opt}, emas={"psi": ema}, sampler=sampler, generators={"render": gen})
+    state = TrainingState(
+        models={"psi": psi}, optimizers={"psi": opt}, emas={"psi": ema}, sampler=sampler, generators={"render": gen}
+    )
     if objective.discriminator is not None:
         state.models["D"] = objective.discriminator
         state.optimizers["D"] = objective.d_optimizer
@@ -300,10 +339,19 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         src, tgt, alpha, depth, cams = data.pairs(ids, p, q, device)
         out = psi.render(net(src), cams, generator=gen)
         if k_targets > 1:  # [B, K, …] → [B·K, …]: every (source, target view) pair is one sample of the objective
-            out, tgt, alpha, depth, cams = ({k: v.flatten(0, 1) for k, v in out.items()},
-                                            *(x.flatten(0, 1) for x in (tgt, alpha, depth, cams)))
-        loss, log = objective.generator_loss(out, tgt, alpha, cams, torch.ones(len(tgt), dtype=torch.bool), step,
-                                             target_depth=depth if use_depth else None)
+            out, tgt, alpha, depth, cams = (
+                {k: v.flatten(0, 1) for k, v in out.items()},
+                *(x.flatten(0, 1) for x in (tgt, alpha, depth, cams)),
+            )
+        loss, log = objective.generator_loss(
+            out,
+            tgt,
+            alpha,
+            cams,
+            torch.ones(len(tgt), dtype=torch.bool),
+            step,
+            target_depth=depth if use_depth else None,
+        )
         lr = cosine_lr(tc.lr, step, tc.steps, tc.lr_final_fraction)  # a function of the step: resumes exactly
         for group in opt.param_groups:
             group["lr"] = lr
@@ -330,20 +378,43 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         src = views.source[:k].to(device)
         out = model.render(model(src), views.cameras.to(device)[None].expand(k, v, 25), perturb=False)
         img = out["image"].clamp(-1, 1).cpu()
-        alpha = F.interpolate(out["alpha"].reshape(k * v, 1, *out["alpha"].shape[-2:]).float(), size=src.shape[-2:],
-                              mode="bilinear", align_corners=False).reshape(k, v, 1, *src.shape[-2:]).cpu()
+        alpha = (
+            F.interpolate(
+                out["alpha"].reshape(k * v, 1, *out["alpha"].shape[-2:]).float(),
+                size=src.shape[-2:],
+                mode="bilinear",
+                align_corners=False,
+            )
+            .reshape(k, v, 1, *src.shape[-2:])
+            .cpu()
+        )
         rows = []
         for i in range(k):
-            rows += [torch.cat([src[i : i + 1].cpu(), img[i]]),
-                     torch.cat([src[i : i + 1].cpu(), views.targets[i]]),
-                     torch.cat([torch.zeros_like(src[i : i + 1].cpu()) - 1, alpha[i].expand(-1, 3, -1, -1) * 2 - 1])]
+            rows += [
+                torch.cat([src[i : i + 1].cpu(), img[i]]),
+                torch.cat([src[i : i + 1].cpu(), views.targets[i]]),
+                torch.cat([torch.zeros_like(src[i : i + 1].cpu()) - 1, alpha[i].expand(-1, 3, -1, -1) * 2 - 1]),
+            ]
         cols = ["input"] + [f"{b:+g}°" for b in yaw_bins]
         titles = [t for i in range(k) for t in (f"id {int(val_ids[i])} pred", "truth", "pred alpha")]
-        save_image_grid(torch.stack(rows), samples_dir / f"step_{step:06d}.png", col_titles=cols, row_titles=titles,
-                        title=f"Ψ3d step {step}: held-out identities at the yaw bins")
+        save_image_grid(
+            torch.stack(rows),
+            samples_dir / f"step_{step:06d}.png",
+            col_titles=cols,
+            row_titles=titles,
+            title=f"Ψ3d step {step}: held-out identities at the yaw bins",
+        )
 
     steps_done, rows = run_loop(
-        tc, state, w.path / "checkpoints", w.path / "logs", step_fn, val_fn, sample_fn, desc="psi3d", stop_after=stop_after,
+        tc,
+        state,
+        w.path / "checkpoints",
+        w.path / "logs",
+        step_fn,
+        val_fn,
+        sample_fn,
+        desc="psi3d",
+        stop_after=stop_after,
         is_main=ddp.is_main,
     )
     ddp.check_in_sync(psi)
@@ -353,10 +424,18 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         return
     final_bins = validate_views(ema.module, views, device, objective.lpips)
     final = summarise(final_bins, base, yaw_bins)
-    history = [{"step": r["step"], **{k: [r[f"val_{k}_yaw{b:+g}"] for b in yaw_bins] for k in final_bins}}
-               for r in rows if f"val_psnr_yaw{yaw_bins[0]:+g}" in r]
-    plot_learning_curves(history, base, yaw_bins, w.path / "learning_curves.png",
-                         f"Ψ3d ({cfg.preset}): {len(val_ids)} held-out identities, {tc.steps} steps")
+    history = [
+        {"step": r["step"], **{k: [r[f"val_{k}_yaw{b:+g}"] for b in yaw_bins] for k in final_bins}}
+        for r in rows
+        if f"val_psnr_yaw{yaw_bins[0]:+g}" in r
+    ]
+    plot_learning_curves(
+        history,
+        base,
+        yaw_bins,
+        w.path / "learning_curves.png",
+        f"Ψ3d ({cfg.preset}): {len(val_ids)} held-out identities, {tc.steps} steps",
+    )
     curve_rows = [{k: v for k, v in r.items() if "_yaw" not in k} for r in rows]
     metrics = {
         "val_psnr_novel": final["psnr_novel"],
@@ -365,18 +444,28 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         "val_soft_iou_min": final["soft_iou_min"],
         "val_depth_error_novel": final["depth_error_novel"],
         "val_psnr_reconstruction_yaw0": final["psnr_reconstruction_yaw0"],
-        "val_background_psnr_novel": final["background_psnr_novel"],  # the background alone vs the target (low = shortcut closed)
+        "val_background_psnr_novel": final[
+            "background_psnr_novel"
+        ],  # the background alone vs the target (low = shortcut closed)
         "val_alpha_inside_mean": final["alpha_inside_mean"],
         "val_alpha_outside_mean": final["alpha_outside_mean"],
         "baseline_psnr_input_novel": final["psnr_input_novel"],
         "baseline_psnr_mean_image_novel": final["psnr_mean_image_novel"],
         **{f"val_{k}": v for k, v in final.items() if "_yaw" in k},
     }
-    publish_trained(w, cfg.model, ema.module, curve_rows, f"Ψ3d ({cfg.preset})", metrics,
-                    {"steps": tc.steps, "train_identities": int(len(train_ids)), "val_identities": int(len(val_ids))},
-                    {"kind": KIND, "steps": tc.steps})
-    (w.path / "validation.json").write_text(json.dumps(
-        {"yaw_bins_degrees": yaw_bins, "final": final_bins, "baselines": base, "history": history}, indent=1))
+    publish_trained(
+        w,
+        cfg.model,
+        ema.module,
+        curve_rows,
+        f"Ψ3d ({cfg.preset})",
+        metrics,
+        {"steps": tc.steps, "train_identities": int(len(train_ids)), "val_identities": int(len(val_ids))},
+        {"kind": KIND, "steps": tc.steps},
+    )
+    (w.path / "validation.json").write_text(
+        json.dumps({"yaw_bins_degrees": yaw_bins, "final": final_bins, "baselines": base, "history": history}, indent=1)
+    )
     per_bin = ", ".join(f"{b:+g}° {m:.2f}/{c:.2f}" for b, m, c in zip(yaw_bins, final_bins["psnr"], base["psnr_input"]))
     print(
         f"psi3d: held-out novel-view PSNR {final['psnr_novel']:.2f} dB vs copy-input {final['psnr_input_novel']:.2f} dB "

@@ -41,7 +41,9 @@ MANIFEST = "manifest.json"
 STATUS_COMPLETE = "complete"
 STATUS_INCOMPLETE = "incomplete"
 STATUS_RUNNING = "incomplete (running)"  # a live writer holds its lock
-STATUS_ABANDONED = "incomplete (abandoned)"  # left by a killed stage: resumed by the next run, or removed by `make clean-stale`
+STATUS_ABANDONED = (
+    "incomplete (abandoned)"  # left by a killed stage: resumed by the next run, or removed by `make clean-stale`
+)
 
 
 class ArtifactError(RuntimeError):
@@ -167,8 +169,11 @@ def lock_is_held(lock_path: Path) -> bool:
         return False
     try:
         with open("/proc/locks") as fh:
-            return any(line.split()[1] == "FLOCK" and line.split()[5].rsplit(":", 1)[-1] == str(inode) for line in fh
-                       if len(line.split()) > 5)
+            return any(
+                line.split()[1] == "FLOCK" and line.split()[5].rsplit(":", 1)[-1] == str(inode)
+                for line in fh
+                if len(line.split()) > 5
+            )
     except OSError:
         pass
     with open(lock_path, "a+") as lock:
@@ -302,7 +307,9 @@ class ArtifactRegistry:
 
     def list(self, kind: str | None = None) -> list[Artifact]:
         """Complete artifacts, oldest first."""
-        kinds = [kind] if kind else sorted(p.name for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
+        kinds = (
+            [kind] if kind else sorted(p.name for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))
+        )
         out = []
         for k in kinds:
             for d in sorted((self.root / k).glob("*")):
@@ -320,8 +327,17 @@ class ArtifactRegistry:
     def temporaries(self, kind: str | None = None) -> list["Temporary"]:
         """Every temporary folder with whether a live writer holds it and how long since it was last written."""
         now = time.time()
-        return [Temporary(p, p.parent.name, p.name.split("-")[1], lock_is_held(p.parent / f".lock-{p.name.split('-')[1]}"),
-                          now - _last_write(p), _dir_bytes(p)) for p in self.incomplete(kind)]
+        return [
+            Temporary(
+                p,
+                p.parent.name,
+                p.name.split("-")[1],
+                lock_is_held(p.parent / f".lock-{p.name.split('-')[1]}"),
+                now - _last_write(p),
+                _dir_bytes(p),
+            )
+            for p in self.incomplete(kind)
+        ]
 
     def remove_abandoned(self, older_than_s: float = 0.0, kind: str | None = None) -> list["Temporary"]:
         """Delete temporary folders no writer holds, untouched for ``older_than_s``; return what was removed.
@@ -441,7 +457,6 @@ class ArtifactRegistry:
         with contextlib.suppress(OSError):
             if self.find(kind, version) is not None:
                 lock_path.unlink()
-
 
     # ---- lineage --------------------------------------------------------------------------
     def ancestors(self, spec: str | Artifact) -> list[Artifact]:

@@ -32,8 +32,12 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -57,7 +61,9 @@ def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     return names
 
 
-def module_closure(module: str, root: Path = PROJECT_ROOT, packages: tuple[str, ...] = PROJECT_PACKAGES) -> dict[str, Path]:
+def module_closure(
+    module: str, root: Path = PROJECT_ROOT, packages: tuple[str, ...] = PROJECT_PACKAGES
+) -> dict[str, Path]:
     """Every project module ``module`` depends on, itself and its parent packages included: name → file."""
     if _module_file(module, root) is None:
         raise FileNotFoundError(f"stage module {module!r} has no source under {root}")

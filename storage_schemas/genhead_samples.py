@@ -38,7 +38,17 @@ SCHEMA = GroupSchema(
     required_attrs=("generator_backend", "resolution", "parameter_names"),
 )
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "SchemaError", "create", "append", "num_samples", "open_read", "validate", "finalize"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SchemaError",
+    "create",
+    "append",
+    "num_samples",
+    "open_read",
+    "validate",
+    "finalize",
+]
 
 
 def create(
@@ -96,7 +106,9 @@ def validate(store_path: str | Path) -> None:
         fx = np.asarray(group["cameras"][:, :, 16])
         bad = np.flatnonzero((fx <= 0).any(axis=1))
         if len(bad):
-            problems.append(f"{store_path}/cameras: {len(bad)} sample(s) with a zero camera (never written), first at "
-                            f"index {int(bad[0])}; delete the store and rerun the stage")
+            problems.append(
+                f"{store_path}/cameras: {len(bad)} sample(s) with a zero camera (never written), first at "
+                f"index {int(bad[0])}; delete the store and rerun the stage"
+            )
     if problems:
         raise SchemaError(store_path, problems)

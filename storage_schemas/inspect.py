@@ -76,11 +76,22 @@ def stale_report(registry: ArtifactRegistry) -> str:
     temps = registry.temporaries()
     if not temps:
         return f"no temporary folders under {registry.root}"
-    rows = [{"kind": t.kind, "version": t.version, "state": "running" if t.in_use else "abandoned",
-             "idle": f"{t.idle_s / 3600:.1f} h", "size": human_bytes(t.bytes), "path": str(t.path)} for t in temps]
+    rows = [
+        {
+            "kind": t.kind,
+            "version": t.version,
+            "state": "running" if t.in_use else "abandoned",
+            "idle": f"{t.idle_s / 3600:.1f} h",
+            "size": human_bytes(t.bytes),
+            "path": str(t.path),
+        }
+        for t in temps
+    ]
     abandoned = [t for t in temps if not t.in_use]
-    note = (f"\n{len(abandoned)} abandoned ({human_bytes(sum(t.bytes for t in abandoned))}): the next run of the same "
-            "version resumes from its folder; `make clean-stale [OLDER_THAN=hours]` removes them (their progress is lost)")
+    note = (
+        f"\n{len(abandoned)} abandoned ({human_bytes(sum(t.bytes for t in abandoned))}): the next run of the same "
+        "version resumes from its folder; `make clean-stale [OLDER_THAN=hours]` removes them (their progress is lost)"
+    )
     return format_table(rows, ["kind", "version", "state", "idle", "size", "path"]) + (note if abandoned else "")
 
 
@@ -144,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", help="artifact root (default $P4D_HOME or ./artifacts)")
     ap.add_argument("--json", action="store_true", help="one JSON object per artifact")
     ap.add_argument("--lineage", metavar="KIND@VERSION", help="print ancestors and descendants")
-    ap.add_argument("--stale", action="store_true", help="temporary folders: a stage running now, or abandoned by a killed one")
+    ap.add_argument(
+        "--stale", action="store_true", help="temporary folders: a stage running now, or abandoned by a killed one"
+    )
     ap.add_argument("--remove-stale", action="store_true", help="delete abandoned temporary folders (not running ones)")
-    ap.add_argument("--older-than", type=float, default=0.0, metavar="HOURS", help="with --remove-stale: idle at least this long")
+    ap.add_argument(
+        "--older-than", type=float, default=0.0, metavar="HOURS", help="with --remove-stale: idle at least this long"
+    )
     args = ap.parse_args(argv)
     registry = ArtifactRegistry(args.root)
     try:

@@ -44,9 +44,20 @@ VIDEO_SCHEMA = GroupSchema(
 ROOT_SCHEMA = "pseudo_mv"
 
 __all__ = [
-    "SCHEMA_VERSION", "VIDEO_SCHEMA", "SchemaError", "create", "write_video", "begin_video", "append_frames",
-    "finish_video", "completed_videos",
-    "set_index", "read_index", "open_read", "validate", "finalize",
+    "SCHEMA_VERSION",
+    "VIDEO_SCHEMA",
+    "SchemaError",
+    "create",
+    "write_video",
+    "begin_video",
+    "append_frames",
+    "finish_video",
+    "completed_videos",
+    "set_index",
+    "read_index",
+    "open_read",
+    "validate",
+    "finalize",
 ]
 
 
@@ -82,7 +93,9 @@ def begin_video(
     if "/" in video_id or not video_id:
         raise ValueError(f"invalid video id {video_id!r}")
     if attrs.get("camera_source") not in CAMERA_SOURCES:
-        raise ValueError(f"video {video_id}: camera_source must be one of {CAMERA_SOURCES}, got {attrs.get('camera_source')!r}")
+        raise ValueError(
+            f"video {video_id}: camera_source must be one of {CAMERA_SOURCES}, got {attrs.get('camera_source')!r}"
+        )
     root = open_group(store_path, mode="r+")
     if video_id in root.group_keys():
         if root[video_id].attrs.get("complete") is True:
@@ -117,8 +130,12 @@ def write_video(
 ) -> None:
     """Write one video group whole (replacing an incomplete leftover), then mark it complete."""
     frames, views = np.asarray(arrays["frames"]), np.asarray(arrays["views"])
-    sizes = {"height": frames.shape[1], "width": frames.shape[2], "motion": int(np.asarray(arrays["frame_motion"]).shape[1]),
-             "view": views.shape[1]}
+    sizes = {
+        "height": frames.shape[1],
+        "width": frames.shape[2],
+        "motion": int(np.asarray(arrays["frame_motion"]).shape[1]),
+        "view": views.shape[1],
+    }
     group = begin_video(store_path, video_id, sizes, attrs, shard_frames)
     append_frames(group, arrays)
     finish_video(group)
@@ -161,7 +178,9 @@ def validate(store_path: str | Path) -> None:
     if attrs.get("schema") != ROOT_SCHEMA:
         problems.append(f"{store_path}: attribute 'schema' is {attrs.get('schema')!r}, expected {ROOT_SCHEMA!r}")
     if attrs.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"{store_path}: attribute 'schema_version' is {attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        problems.append(
+            f"{store_path}: attribute 'schema_version' is {attrs.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+        )
     index = attrs.get("index")
     if not isinstance(index, list):
         problems.append(f"{store_path}: root attribute 'index' is missing or not a list")
@@ -173,13 +192,17 @@ def validate(store_path: str | Path) -> None:
             if vid not in groups:
                 problems.append(f"{store_path}: index lists {vid!r} as converted but the group is missing")
             elif groups[vid].attrs.get("frames") != entry.get("frames"):
-                problems.append(f"{store_path}/{vid}: index says {entry.get('frames')} frames, group says {groups[vid].attrs.get('frames')}")
+                problems.append(
+                    f"{store_path}/{vid}: index says {entry.get('frames')} frames, group says {groups[vid].attrs.get('frames')}"
+                )
     for name, group in groups.items():
         where = f"{store_path}/{name}"
         problems += VIDEO_SCHEMA.problems(group, where)
         if group.attrs.get("complete") is not True:
             problems.append(f"{where}: video group is incomplete (its writer did not finish)")
         if group.attrs.get("camera_source") not in CAMERA_SOURCES:
-            problems.append(f"{where}: camera_source {group.attrs.get('camera_source')!r} is not one of {CAMERA_SOURCES}")
+            problems.append(
+                f"{where}: camera_source {group.attrs.get('camera_source')!r} is not one of {CAMERA_SOURCES}"
+            )
     if problems:
         raise SchemaError(store_path, problems)

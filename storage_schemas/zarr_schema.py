@@ -110,9 +110,7 @@ class GroupSchema:
         metadata write), so a kill at any moment leaves the committed samples whole."""
         names = {a.name for a in self.arrays}
         if set(block) != names:
-            raise ValueError(
-                f"schema {self.name}: block has arrays {sorted(block)}, expected {sorted(names)}"
-            )
+            raise ValueError(f"schema {self.name}: block has arrays {sorted(block)}, expected {sorted(names)}")
         lengths = {k: len(v) for k, v in block.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"schema {self.name}: block arrays differ in length: {lengths}")
@@ -155,7 +153,9 @@ class GroupSchema:
             if np.dtype(arr.dtype) != np.dtype(spec.dtype):
                 out.append(f"{where}/{spec.name}: dtype is {arr.dtype}, expected {spec.dtype}")
             if arr.ndim != len(spec.dims):
-                out.append(f"{where}/{spec.name}: has {arr.ndim} dimensions {arr.shape}, expected {len(spec.dims)} {spec.dims}")
+                out.append(
+                    f"{where}/{spec.name}: has {arr.ndim} dimensions {arr.shape}, expected {len(spec.dims)} {spec.dims}"
+                )
                 continue
             for axis, dim in enumerate(spec.dims[1:], start=1):
                 if dim in sizes and arr.shape[axis] != sizes[dim]:

@@ -31,11 +31,20 @@ def flow_in_subprocess(tmp_path):
     import sys
 
     def run(code: str, arg: str, env: dict[str, str] | None = None, timeout: int = 240) -> list[str]:
-        full = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "HF_HUB_OFFLINE": "1", "PREFECT_LOGGING_LEVEL": "WARNING", "OMP_NUM_THREADS": "1",
-                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", **(env or {})}
+        full = {
+            **os.environ,
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "HF_HUB_OFFLINE": "1",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "OMP_NUM_THREADS": "1",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+            **(env or {}),
+        }
         full.pop("PREFECT_API_URL", None)
-        proc = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, env=full, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, arg], capture_output=True, text=True, env=full, timeout=timeout
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout.splitlines()
 

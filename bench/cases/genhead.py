@@ -28,7 +28,12 @@ def _images_per_s(res: int, n_ids: int, views: int = 4, repeats: int = 2) -> flo
 def bench_genhead_cpu() -> list[dict]:
     note = "procedural GenHead, 1 torch thread (generator default), random identities/expressions/cameras, best of 2"
     return [
-        {"name": f"genhead images/s ({r}²)", "value": round(_images_per_s(r, n), 2), "unit": "images/s", "device": "cpu", "note": note}
+        {
+            "name": f"genhead images/s ({r}²)",
+            "value": round(_images_per_s(r, n), 2),
+            "unit": "images/s",
+            "device": "cpu",
+            "note": note,
+        }
         for r, n in ((64, 16), (128, 4))
     ]
-

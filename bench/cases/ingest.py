@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clips import write_astronaut_clip  # noqa: E402  (bench/clips.py)
 
 
-
 def _run(source_size: int, resolution: int, n_frames: int, segmentation: bool) -> dict:
     from pipeline_tasks.ingest import IngestConfig, ingest_video
 

@@ -66,7 +66,9 @@ def bench_renderer():
             r = TriplaneRenderer(cfg.render, cfg.psi.triplane_channels).to(device).eval()
             b = 1 if device == "cpu" and preset != "tiny" else 4
             res = cfg.render.neural_resolution
-            planes = torch.randn(b, 3, cfg.psi.triplane_channels, cfg.psi.triplane_resolution, cfg.psi.triplane_resolution, device=device)
+            planes = torch.randn(
+                b, 3, cfg.psi.triplane_channels, cfg.psi.triplane_resolution, cfg.psi.triplane_resolution, device=device
+            )
             labels = cams.sample_cameras(b, torch.Generator().manual_seed(0))[0].to(device)
 
             def run():
@@ -76,7 +78,14 @@ def bench_renderer():
             dt, peak = _timed(run, device, 2 if device == "cpu" else 10)
             tag = " bf16" if bf16 else ""
             rows.append(
-                _row(f"renderer rays/s ({preset}, {res}², {cfg.render.n_coarse}+{cfg.render.n_fine}{tag})", b * res * res / dt, "rays/s", device, f"batch {b}, forward only", peak)
+                _row(
+                    f"renderer rays/s ({preset}, {res}², {cfg.render.n_coarse}+{cfg.render.n_fine}{tag})",
+                    b * res * res / dt,
+                    "rays/s",
+                    device,
+                    f"batch {b}, forward only",
+                    peak,
+                )
             )
     return rows
 
@@ -91,7 +100,7 @@ def _psi_case(preset, device, bf16, batch, backward):
     c = cams.sample_cameras(batch, torch.Generator().manual_seed(0))[0].to(device)
 
     def run():
-        with _autocast(device, bf16), (contextlib.nullcontext() if backward else torch.no_grad()):
+        with _autocast(device, bf16), contextlib.nullcontext() if backward else torch.no_grad():
             out = psi.render(psi(x, m, m), c)
             loss = out["image"].float().mean() + out["image_raw"].float().mean()
         if backward:
@@ -119,14 +128,40 @@ def bench_psi():
                     t = time.perf_counter()
                     fwd()
                     if time.perf_counter() - t > 5.0:
-                        rows.append(_row(f"Ψ forward images/s ({preset}{tag})", 0.0, "images/s", device, "skipped: one forward > 5 s on this CPU"))
+                        rows.append(
+                            _row(
+                                f"Ψ forward images/s ({preset}{tag})",
+                                0.0,
+                                "images/s",
+                                device,
+                                "skipped: one forward > 5 s on this CPU",
+                            )
+                        )
                         continue
                     iters = 1
                 dt, peak = _timed(fwd, device, iters)
-                rows.append(_row(f"Ψ forward images/s ({preset}, batch {batch}{tag})", batch / dt, "images/s", device, f"{dt:.3f} s/batch", peak))
+                rows.append(
+                    _row(
+                        f"Ψ forward images/s ({preset}, batch {batch}{tag})",
+                        batch / dt,
+                        "images/s",
+                        device,
+                        f"{dt:.3f} s/batch",
+                        peak,
+                    )
+                )
                 step = _psi_case(preset, device, bf16, batch, backward=True)
                 dt, peak = _timed(step, device, iters)
-                rows.append(_row(f"Ψ forward+backward images/s ({preset}, batch {batch}{tag})", batch / dt, "images/s", device, f"{dt:.3f} s/batch", peak))
+                rows.append(
+                    _row(
+                        f"Ψ forward+backward images/s ({preset}, batch {batch}{tag})",
+                        batch / dt,
+                        "images/s",
+                        device,
+                        f"{dt:.3f} s/batch",
+                        peak,
+                    )
+                )
             except torch.OutOfMemoryError:
                 rows.append(_row(f"Ψ ({preset}, batch {batch}{tag})", 0.0, "images/s", device, "out of memory"))
                 torch.cuda.empty_cache()

@@ -65,8 +65,14 @@ def _devices():
 
 
 def _row(name, value, unit, device, note, peak=None):
-    return {"name": name, "value": round(value, 2), "unit": unit, "peak_mem_mb": None if peak is None else round(peak, 1),
-            "device": device, "note": note}
+    return {
+        "name": name,
+        "value": round(value, 2),
+        "unit": unit,
+        "peak_mem_mb": None if peak is None else round(peak, 1),
+        "device": device,
+        "note": note,
+    }
 
 
 def bench_stage3_conversion():
@@ -81,18 +87,32 @@ def bench_stage3_conversion():
         torch.manual_seed(0)
         psi3d = build_psi(cfg.model, static=True).to(device).eval()
         me = cfg.motion_encoder
-        e_mot = SyntheticAnalyser(motion_dim=cfg.model.psi.motion_dim, identity_dim=me.identity_dim, input_size=me.input_size,
-                                  width=me.width, expression_names=[f"e{i}" for i in range(9)], gaze_names=["y", "p"]).to(device).eval()
+        e_mot = (
+            SyntheticAnalyser(
+                motion_dim=cfg.model.psi.motion_dim,
+                identity_dim=me.identity_dim,
+                input_size=me.input_size,
+                width=me.width,
+                expression_names=[f"e{i}" for i in range(9)],
+                gaze_names=["y", "p"],
+            )
+            .to(device)
+            .eval()
+        )
         t = 16 if device == "cpu" else 128
         frames = np.random.default_rng(0).integers(0, 256, (t, res, res, 3), dtype=np.uint8)
         yaw = torch.linspace(-0.3, 0.3, t)
         frame_cams = cams.orbit_label(yaw, torch.zeros(t), torch.full((t,), 4.2)).numpy()
-        run = lambda n=t: render_video(psi3d, e_mot, "bench", frames[:n], frame_cams[:n], np.arange(n), k, 0, batch, torch.device(device))  # noqa: E731
+        run = lambda n=t: render_video(
+            psi3d, e_mot, "bench", frames[:n], frame_cams[:n], np.arange(n), k, 0, batch, torch.device(device)
+        )  # noqa: E731
         run(batch)  # warm-up
         t0 = time.perf_counter()
         _, peak = measure(run, device)
         dt = time.perf_counter() - t0
-        note = f"{t} frames {res}², K={k}, frame batch {batch}, fresh Ψ3d + analyser" + (", bf16 autocast (as stage 3 runs)" if device == "cuda" else "")
+        note = f"{t} frames {res}², K={k}, frame batch {batch}, fresh Ψ3d + analyser" + (
+            ", bf16 autocast (as stage 3 runs)" if device == "cuda" else ""
+        )
         rows.append(_row(f"stage 3 frames/s ({PRESET})", t / dt, "frames/s", device, note, peak))
         rows.append(_row(f"stage 3 views/s ({PRESET}, K={k})", t * k / dt, "views/s", device, note, peak))
     return rows
@@ -102,20 +122,36 @@ def _random_store(path: Path, n: int, views: int, res: int) -> Path:
     from storage_schemas import genhead_samples as gs
 
     rng = np.random.default_rng(0)
-    gs.create(path, n_views=views, resolution=res, n_shape=16, n_expression=9, n_pose=3, n_gaze=2, n_z=24, shard_identities=32,
-              attrs={"generator_backend": "bench-random"})
+    gs.create(
+        path,
+        n_views=views,
+        resolution=res,
+        n_shape=16,
+        n_expression=9,
+        n_pose=3,
+        n_gaze=2,
+        n_z=24,
+        shard_identities=32,
+        attrs={"generator_backend": "bench-random"},
+    )
     for s in range(0, n, 32):
         m = min(32, n - s)
         labels = cams.sample_cameras(m * views, torch.Generator().manual_seed(s))[0].reshape(m, views, 25).numpy()
-        gs.append(path, {
-            "images": rng.integers(0, 256, (m, views, res, res, 3), dtype=np.uint8),
-            "alpha": rng.integers(0, 256, (m, views, res, res), dtype=np.uint8),
-            "depth": rng.uniform(3.5, 4.8, (m, views, res, res)).astype(np.float16),
-            "cameras": labels.astype(np.float32),
-            "shape": np.zeros((m, 16), np.float32), "expression": np.zeros((m, 9), np.float32),
-            "pose": np.zeros((m, 3), np.float32), "gaze": np.zeros((m, 2), np.float32), "z": np.zeros((m, 24), np.float32),
-            "identity": np.arange(s, s + m, dtype=np.int64),
-        })
+        gs.append(
+            path,
+            {
+                "images": rng.integers(0, 256, (m, views, res, res, 3), dtype=np.uint8),
+                "alpha": rng.integers(0, 256, (m, views, res, res), dtype=np.uint8),
+                "depth": rng.uniform(3.5, 4.8, (m, views, res, res)).astype(np.float16),
+                "cameras": labels.astype(np.float32),
+                "shape": np.zeros((m, 16), np.float32),
+                "expression": np.zeros((m, 9), np.float32),
+                "pose": np.zeros((m, 3), np.float32),
+                "gaze": np.zeros((m, 2), np.float32),
+                "z": np.zeros((m, 24), np.float32),
+                "identity": np.arange(s, s + m, dtype=np.int64),
+            },
+        )
     gs.finalize(path)
     return path
 
@@ -147,14 +183,24 @@ def bench_loader_vs_trainer():
         t0 = time.perf_counter()
         nb, peak = measure(load, "cpu")
         loader = nb * bsz / (time.perf_counter() - t0)
-        rows.append(_row(f"Zarr loader samples/s (GenHeadViews from store, batch {bsz}, {res}²)", loader, "samples/s", "cpu",
-                         "random identities/views per batch, one chunk per identity", peak))
+        rows.append(
+            _row(
+                f"Zarr loader samples/s (GenHeadViews from store, batch {bsz}, {res}²)",
+                loader,
+                "samples/s",
+                "cpu",
+                "random identities/views per batch, one chunk per identity",
+                peak,
+            )
+        )
         for device in _devices():
             torch.manual_seed(0)
             psi = build_psi(cfg.model, static=True).to(device).train()
             objective = PsiObjective(cfg.model, cfg.psi3d.losses, lr=cfg.psi3d.lr).to(device)
             opt = adam([p for p in psi.parameters() if p.requires_grad], lr=cfg.psi3d.lr)  # the trainers' fused Adam
-            src, tgt, alpha, _depth, c = data.pairs(np.arange(bsz), np.zeros(bsz, int), np.ones(bsz, int), torch.device(device))
+            src, tgt, alpha, _depth, c = data.pairs(
+                np.arange(bsz), np.zeros(bsz, int), np.ones(bsz, int), torch.device(device)
+            )
             real = torch.ones(bsz, dtype=torch.bool, device=device)
 
             def step(n=3):
@@ -172,10 +218,25 @@ def bench_loader_vs_trainer():
             t0 = time.perf_counter()
             n, peak = measure(step, device)
             trainer = n * bsz / (time.perf_counter() - t0)
-            rows.append(_row(f"Ψ3d trainer consumes samples/s ({PRESET}, batch {bsz})", trainer, "samples/s", device,
-                             "forward + objective (L1+LPIPS) + backward + Adam, step 0 losses", peak))
-            rows.append(_row(f"loader / trainer ratio ({device} trainer)", loader / trainer, "×", device,
-                             "> 1: the Zarr loader alone feeds the trainer; measured in this run"))
+            rows.append(
+                _row(
+                    f"Ψ3d trainer consumes samples/s ({PRESET}, batch {bsz})",
+                    trainer,
+                    "samples/s",
+                    device,
+                    "forward + objective (L1+LPIPS) + backward + Adam, step 0 losses",
+                    peak,
+                )
+            )
+            rows.append(
+                _row(
+                    f"loader / trainer ratio ({device} trainer)",
+                    loader / trainer,
+                    "×",
+                    device,
+                    "> 1: the Zarr loader alone feeds the trainer; measured in this run",
+                )
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
@@ -191,5 +252,13 @@ def bench_eval_benchmark_render():
     r, peak = measure(bench.render, "cpu")
     dt = time.perf_counter() - t0
     n = sum(v.shape[0] * (v.shape[1] if v.ndim == 5 else 1) for v in r.values())
-    return [_row(f"eval benchmark ground-truth images/s ({cfg.eval.n_identities} ids × {len(bench.yaw_bins)} bins, {bench.spec.resolution}²)",
-                 n / dt, "images/s", "cpu", f"{n} images in {dt:.1f} s", peak)]
+    return [
+        _row(
+            f"eval benchmark ground-truth images/s ({cfg.eval.n_identities} ids × {len(bench.yaw_bins)} bins, {bench.spec.resolution}²)",
+            n / dt,
+            "images/s",
+            "cpu",
+            f"{n} images in {dt:.1f} s",
+            peak,
+        )
+    ]

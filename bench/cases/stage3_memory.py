@@ -30,11 +30,20 @@ SIZE = 512
 FPS = 25
 SECONDS = (10, 60)
 UPSTREAM = [
-    "genhead.n_identities=8", "genhead.shard_size=4", "genhead.views_per_identity=2",
-    "psi3d.steps=2", "psi3d.val_identities=2", "psi3d.batch_size=2", "psi3d.checkpoint_every=1",
-    "analyser_samples.n_identities=4", "analyser_samples.expressions_per_identity=2", "analyser_samples.shard_size=8",
+    "genhead.n_identities=8",
+    "genhead.shard_size=4",
+    "genhead.views_per_identity=2",
+    "psi3d.steps=2",
+    "psi3d.val_identities=2",
+    "psi3d.batch_size=2",
+    "psi3d.checkpoint_every=1",
+    "analyser_samples.n_identities=4",
+    "analyser_samples.expressions_per_identity=2",
+    "analyser_samples.shard_size=8",
     "analyser_samples.visibility_identities=2",
-    "motion_encoder.steps=2", "motion_encoder.val_identities=2", "motion_encoder.batch_size=8",
+    "motion_encoder.steps=2",
+    "motion_encoder.val_identities=2",
+    "motion_encoder.batch_size=8",
 ]
 
 _UPSTREAM_CODE = """
@@ -65,8 +74,11 @@ print(json.dumps({"frames": art.manifest["counts"]["frames"], "seconds": time.pe
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+
 def _child(code: str, env: dict, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
     if out.returncode:
         raise RuntimeError(f"child failed ({out.returncode}): {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -84,12 +96,26 @@ def bench_stage3_peak_memory_vs_length():
             write_astronaut_clip(folder / f"astronaut_{sec}s.mp4", sec * FPS, SIZE, FPS)
             r = _child(_CONVERT_CODE, env, json.dumps(refs), str(folder))
             peaks[sec] = r["peak_mb"]
-            rows.append({"name": f"stage 3 peak RSS, {sec} s {SIZE}² clip → tiny (streamed)", "value": round(r["peak_mb"], 1),
-                         "unit": "MiB", "peak_mem_mb": round(r["peak_mb"], 1), "device": "cpu",
-                         "note": f"{r['frames']} frames converted in {r['seconds']:.1f} s, fresh process (ru_maxrss)"})
+            rows.append(
+                {
+                    "name": f"stage 3 peak RSS, {sec} s {SIZE}² clip → tiny (streamed)",
+                    "value": round(r["peak_mb"], 1),
+                    "unit": "MiB",
+                    "peak_mem_mb": round(r["peak_mb"], 1),
+                    "device": "cpu",
+                    "note": f"{r['frames']} frames converted in {r['seconds']:.1f} s, fresh process (ru_maxrss)",
+                }
+            )
         short, long_ = SECONDS
-        rows.append({"name": f"stage 3 peak RSS ratio {long_} s / {short} s (target ≤ 1.5)", "value": round(peaks[long_] / peaks[short], 3),
-                     "unit": "×", "device": "cpu", "note": "measured in this run"})
+        rows.append(
+            {
+                "name": f"stage 3 peak RSS ratio {long_} s / {short} s (target ≤ 1.5)",
+                "value": round(peaks[long_] / peaks[short], 3),
+                "unit": "×",
+                "device": "cpu",
+                "note": "measured in this run",
+            }
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

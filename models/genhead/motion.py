@@ -24,7 +24,9 @@ def _smooth_noise(t: torch.Tensor, g: torch.Generator, max_hz: float, n: int = 4
     return (a[:, None] * torch.sin(2 * math.pi * f[:, None] * t[None] + ph[:, None])).sum(0) / a.sum()
 
 
-def _events(t: torch.Tensor, g: torch.Generator, rate_hz: float, dur: tuple[float, float], shape: str = "bump") -> torch.Tensor:
+def _events(
+    t: torch.Tensor, g: torch.Generator, rate_hz: float, dur: tuple[float, float], shape: str = "bump"
+) -> torch.Tensor:
     """Sum of smooth bumps (0→1→0) at Poisson-like times; ``dur`` = (min, max) seconds."""
     total = float(t[-1]) + 1e-6 if len(t) else 0.0
     n = int(torch.poisson(torch.tensor([rate_hz * total + 1e-9]), generator=g).item())
@@ -38,7 +40,9 @@ def _events(t: torch.Tensor, g: torch.Generator, rate_hz: float, dur: tuple[floa
     return out
 
 
-def talking_trajectory(n_frames: int, fps: float, g: torch.Generator, max_yaw: float = math.radians(30)) -> dict[str, torch.Tensor]:
+def talking_trajectory(
+    n_frames: int, fps: float, g: torch.Generator, max_yaw: float = math.radians(30)
+) -> dict[str, torch.Tensor]:
     """Per-frame ``expression [T,9]``, ``pose [T,3]``, ``gaze [T,2]`` of one talking identity."""
     t = torch.arange(n_frames, dtype=torch.float32) / fps
     e = torch.zeros(n_frames, len(P.EXPRESSION_NAMES))
@@ -83,7 +87,9 @@ def talking_trajectory(n_frames: int, fps: float, g: torch.Generator, max_yaw: f
     return {"expression": e, "pose": pose, "gaze": gaze}
 
 
-def camera_path(n_frames: int, fps: float, g: torch.Generator, moving: bool = True, radius: float = cam.DEFAULT_RADIUS) -> tuple[torch.Tensor, torch.Tensor]:
+def camera_path(
+    n_frames: int, fps: float, g: torch.Generator, moving: bool = True, radius: float = cam.DEFAULT_RADIUS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-frame cameras ``[T,25]`` and their (yaw, pitch, radius) ``[T,3]``: fixed or a slow drift."""
     t = torch.arange(n_frames, dtype=torch.float32) / fps
     yaw0 = (float(torch.rand(1, generator=g)) * 2 - 1) * 0.15

@@ -142,7 +142,9 @@ def expression_vector(batch: int = 1, **named: float) -> torch.Tensor:
     return e
 
 
-def sample_expression(n: int, generator: torch.Generator, p_neutral: float = 0.25, p_single: float = 0.35) -> torch.Tensor:
+def sample_expression(
+    n: int, generator: torch.Generator, p_neutral: float = 0.25, p_single: float = 0.35
+) -> torch.Tensor:
     """Expressions ``[n, 9]``: neutral (p_neutral), one strong expression (p_single), or a mixture.
 
     Mixtures are sparse: each coefficient is active with probability 0.35 at a random strength,

@@ -92,12 +92,28 @@ class _Rows:
 
 # ------------------------------------------------------------------------- derived parameters
 _SKIN = torch.tensor(
-    [[0.97, 0.82, 0.72], [0.93, 0.74, 0.61], [0.85, 0.64, 0.49], [0.72, 0.52, 0.37], [0.56, 0.38, 0.26], [0.40, 0.26, 0.18]]
+    [
+        [0.97, 0.82, 0.72],
+        [0.93, 0.74, 0.61],
+        [0.85, 0.64, 0.49],
+        [0.72, 0.52, 0.37],
+        [0.56, 0.38, 0.26],
+        [0.40, 0.26, 0.18],
+    ]
 )
 _HAIR = torch.tensor(
-    [[0.05, 0.045, 0.04], [0.17, 0.10, 0.06], [0.34, 0.21, 0.11], [0.52, 0.24, 0.10], [0.82, 0.66, 0.40], [0.62, 0.61, 0.60]]
+    [
+        [0.05, 0.045, 0.04],
+        [0.17, 0.10, 0.06],
+        [0.34, 0.21, 0.11],
+        [0.52, 0.24, 0.10],
+        [0.82, 0.66, 0.40],
+        [0.62, 0.61, 0.60],
+    ]
 )
-_EYES = torch.tensor([[0.28, 0.15, 0.07], [0.45, 0.33, 0.14], [0.24, 0.44, 0.24], [0.22, 0.42, 0.68], [0.44, 0.50, 0.55]])
+_EYES = torch.tensor(
+    [[0.28, 0.15, 0.07], [0.45, 0.33, 0.14], [0.24, 0.44, 0.24], [0.22, 0.42, 0.68], [0.44, 0.50, 0.55]]
+)
 _LIGHT = torch.nn.functional.normalize(torch.tensor([-0.35, 0.5, 0.8]), dim=0)  # head frame
 
 
@@ -192,9 +208,9 @@ def derive(shape: torch.Tensor, expression: torch.Tensor, gaze: torch.Tensor, z:
     hair = _palette(_HAIR, U["hair_colour"], smooth=False) * (0.8 + 0.4 * U["hair_shade"][:, None])
     eye = _palette(_EYES, U["eye_colour"], smooth=False)
     lip_red = torch.tensor([0.72, 0.26, 0.28])
-    lips = skin * torch.tensor([0.86, 0.62, 0.62]) * (1 - 0.5 * U["lip_colour"][:, None]) + lip_red * 0.5 * U["lip_colour"][:, None] * (
-        0.6 + 0.4 * skin.mean(-1, keepdim=True)
-    )
+    lips = skin * torch.tensor([0.86, 0.62, 0.62]) * (1 - 0.5 * U["lip_colour"][:, None]) + lip_red * 0.5 * U[
+        "lip_colour"
+    ][:, None] * (0.6 + 0.4 * skin.mean(-1, keepdim=True))
     brow = hair * (0.6 + 0.5 * U["brow_colour"][:, None])
     brow = torch.minimum(brow, skin * 0.45)
     bg = 0.12 + 0.76 * torch.stack([U["bg_r"], U["bg_g"], U["bg_b"]], -1)
@@ -321,8 +337,19 @@ def head_sdf(x, y, z, G: _Rows, parts: bool = False):
     bx = (ax - G.bw_x) / 0.062
     by2 = (bwy + 3.0 * (ax - G.bw_x) ** 2) / 0.016
     brow2d = torch.sqrt(bx * bx + by2 * by2) - 1.0 + (0.22 - z).clamp_min(0.0) * 100.0
-    return d, {"brow2d": brow2d, "hair": hair, "eyes": eyes, "lids": lids, "brow": brow, "lips": lips, "cav": cav, "teeth": teeth,
-               "ck": ck, "jaw": jaw, "nose": nose}
+    return d, {
+        "brow2d": brow2d,
+        "hair": hair,
+        "eyes": eyes,
+        "lids": lids,
+        "brow": brow,
+        "lips": lips,
+        "cav": cav,
+        "teeth": teeth,
+        "ck": ck,
+        "jaw": jaw,
+        "nose": nose,
+    }
 
 
 # The head (any parameters) lies inside ELLIPSOID ∪ NECK_CYLINDER (checked by tests/genhead).
@@ -377,20 +404,40 @@ class ProceduralGenHead:
 
     backend = "procedural"
 
-    def __init__(self, sharpness: float = 200.0, n_band: int = 8, max_steps: int = 28, hit_eps: float = 0.25,
-                 max_rays: int = 1 << 18, num_threads: int | None = 1):
+    def __init__(
+        self,
+        sharpness: float = 200.0,
+        n_band: int = 8,
+        max_steps: int = 28,
+        hit_eps: float = 0.25,
+        max_rays: int = 1 << 18,
+        num_threads: int | None = 1,
+    ):
         if sharpness <= 0 or n_band < 2 or max_steps < 1:
             raise ValueError(f"need sharpness > 0, n_band ≥ 2, max_steps ≥ 1 (got {sharpness}, {n_band}, {max_steps})")
-        self.sharpness, self.n_band, self.max_steps, self.hit_eps, self.max_rays = float(sharpness), n_band, max_steps, hit_eps, max_rays
+        self.sharpness, self.n_band, self.max_steps, self.hit_eps, self.max_rays = (
+            float(sharpness),
+            n_band,
+            max_steps,
+            hit_eps,
+            max_rays,
+        )
         self.num_threads = num_threads
 
     # -- public -------------------------------------------------------------------------
     def config(self) -> dict:
-        return {"backend": self.backend, "sharpness": self.sharpness, "n_band": self.n_band, "max_steps": self.max_steps,
-                "hit_eps": self.hit_eps}
+        return {
+            "backend": self.backend,
+            "sharpness": self.sharpness,
+            "n_band": self.n_band,
+            "max_steps": self.max_steps,
+            "hit_eps": self.hit_eps,
+        }
 
     def render_params(self, params: dict[str, torch.Tensor], cameras: torch.Tensor, resolution: int) -> HeadRender:
-        return self.render(params["shape"], params["expression"], params["pose"], params["gaze"], params["z"], cameras, resolution)
+        return self.render(
+            params["shape"], params["expression"], params["pose"], params["gaze"], params["z"], cameras, resolution
+        )
 
     @torch.no_grad()
     def render(self, shape, expression, pose, gaze, z, cameras, resolution: int) -> HeadRender:
@@ -446,7 +493,9 @@ class ProceduralGenHead:
         depth = torch.empty(n * hw)
         for s in range(0, n * hw, self.max_rays):
             sl = slice(s, min(s + self.max_rays, n * hw))
-            a_, d_, c_ = self._render_rays(o_loc[sl], d_loc[sl], t_near[sl], t_far[sl], sample[sl], table, index, C, res)
+            a_, d_, c_ = self._render_rays(
+                o_loc[sl], d_loc[sl], t_near[sl], t_far[sl], sample[sl], table, index, C, res
+            )
             rgb[sl], alpha[sl], depth[sl] = c_, a_, d_
         bg = C["bg"][sample]
         rgb = rgb * alpha[:, None] + bg * (1 - alpha[:, None])
@@ -544,9 +593,11 @@ class ProceduralGenHead:
         # skin texture: a few oriented sinusoids (pores/blotches) and cheek blush, jaw shadow
         n1 = torch.sin(37.0 * (x * (0.6 + tex[:, 0]) + y * (0.9 - tex[:, 1]) + z * 0.5) + 6.28 * tex[:, 2])
         n2 = torch.sin(53.0 * (x * (0.3 - tex[:, 3]) - y * 0.7 + z * (0.5 + tex[:, 0])) + 6.28 * tex[:, 1])
-        n3 = torch.sin(9.0 * (x * (1.0 - tex[:, 2]) + y * tex[:, 3] - z) + 6.28 * tex[:, 0]) * torch.sin(11.0 * y + 6.28 * tex[:, 3])
+        n3 = torch.sin(9.0 * (x * (1.0 - tex[:, 2]) + y * tex[:, 3] - z) + 6.28 * tex[:, 0]) * torch.sin(
+            11.0 * y + 6.28 * tex[:, 3]
+        )
         albedo = skin * (1.0 + 0.012 * (n1 + n2) + 0.035 * n3)[:, None]
-        blush = torch.exp(-(parts["ck"] + 0.02).clamp_min(0) ** 2 / 0.002)[:, None] * C["blush"][sample]
+        blush = torch.exp(-((parts["ck"] + 0.02).clamp_min(0) ** 2) / 0.002)[:, None] * C["blush"][sample]
         albedo = albedo * (1 - 0.12 * blush) + torch.tensor([0.75, 0.3, 0.3]) * 0.12 * blush
         beard = C["beard"][sample] * ((-0.14 - y) / 0.05).clamp(0, 1)[:, None] * near(parts["jaw"], 0.01, 0.004)
         albedo = albedo * (1 - 0.18 * beard.clamp(0, 1) * (C["beard"][sample] > 0.6))
@@ -568,7 +619,9 @@ class ProceduralGenHead:
         iris = torch.sigmoid((cosg - 0.87) / 0.012)[:, None]
         pupil = torch.sigmoid((cosg - 0.975) / 0.005)[:, None]
         eye = torch.lerp(torch.tensor([0.93, 0.91, 0.88]).expand_as(albedo), C["eye"][sample], iris)
-        eye = eye * (1 - 0.35 * torch.sigmoid((0.89 - cosg).abs().neg().add(0.02) / 0.005)[:, None] * iris)  # limbal ring
+        eye = eye * (
+            1 - 0.35 * torch.sigmoid((0.89 - cosg).abs().neg().add(0.02) / 0.005)[:, None] * iris
+        )  # limbal ring
         eye = torch.lerp(eye, torch.tensor([0.02, 0.02, 0.02]), pupil)
         on_eye = near(parts["eyes"], 0.002, 0.001) * (parts["eyes"] < parts["lids"] + 0.002)[:, None]
         albedo = torch.lerp(albedo, eye, on_eye)

@@ -27,7 +27,9 @@ def _corners(box) -> torch.Tensor:
     return torch.tensor([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], dtype=torch.float32)
 
 
-def region_masks(cameras: torch.Tensor, resolution: int, names: tuple[str, ...] = tuple(REGIONS)) -> dict[str, torch.Tensor]:
+def region_masks(
+    cameras: torch.Tensor, resolution: int, names: tuple[str, ...] = tuple(REGIONS)
+) -> dict[str, torch.Tensor]:
     """``{name: [M, 1, H, W]}`` float masks (1 inside the projected region) for cameras ``[M, 25]``."""
     cameras = torch.as_tensor(cameras, dtype=torch.float32).reshape(-1, 25)
     m = cameras.shape[0]

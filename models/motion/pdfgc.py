@@ -44,7 +44,9 @@ class ConvBlock(nn.Module):
         self.bn3 = nn.BatchNorm2d(quarter)
         self.conv3 = nn.Conv2d(quarter, quarter, 3, padding=1, bias=False)
         self.downsample = (
-            nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(True), nn.Conv2d(cin, cout, 1, bias=False)) if cin != cout else None
+            nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(True), nn.Conv2d(cin, cout, 1, bias=False))
+            if cin != cout
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,7 +180,9 @@ class PDFGCEncoder(MotionEncoder):
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
         if self.crop:
-            x = F.interpolate(x[:, :, 0:192, 16:208], size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x[:, :, 0:192, 16:208], size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False
+            )
         return x
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,15 @@ from torch import nn
 from models.motion.base import MotionEncoder
 
 DEFAULT_EXPRESSION_NAMES = [
-    "jaw_open", "smile", "mouth_wide", "lip_pucker", "cheek_puff", "blink_left", "blink_right", "brow_raise", "brow_furrow",
+    "jaw_open",
+    "smile",
+    "mouth_wide",
+    "lip_pucker",
+    "cheek_puff",
+    "blink_left",
+    "blink_right",
+    "brow_raise",
+    "brow_furrow",
 ]
 DEFAULT_GAZE_NAMES = ["eye_yaw", "eye_pitch"]
 
@@ -133,7 +141,9 @@ class SyntheticAnalyser(MotionEncoder):
             ch, cw = max(1, round(h * self.crop_fraction)), max(1, round(w * self.crop_fraction))
             x = x[..., (h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
         if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True
+            )
         x = torch.cat([x, _coords(x.shape[0], self.input_size, self.input_size, x)], dim=1)
         return self.blocks(self.stem(x)).flatten(1)
 
@@ -183,7 +193,9 @@ class _IdentityEmbedder(nn.Module):
         return self.analyser.identity_embedding(images)
 
 
-def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def supervised_contrastive_loss(
+    embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1
+) -> torch.Tensor:
     """SupCon (Khosla et al. 2020) on unit embeddings: pull together items with the same label, push the
     rest apart. Anchors without a positive in the batch are ignored (0 if none has one)."""
     n = embeddings.shape[0]

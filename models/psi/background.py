@@ -18,7 +18,9 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 class BackgroundUNet(nn.Module):
     """5-level U-Net (input at H, levels H/2 … H/16), skip connections, sigmoid output at H/2."""
 
-    def __init__(self, out_channels: int, base: int = 32, levels: int = 4, in_channels: int = 5, max_channels: int = 256):
+    def __init__(
+        self, out_channels: int, base: int = 32, levels: int = 4, in_channels: int = 5, max_channels: int = 256
+    ):
         super().__init__()
         widths = [min(base * 2**i, max_channels) for i in range(levels)]
         self.stem = _conv(in_channels, widths[0], stride=2)  # H/2

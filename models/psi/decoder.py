@@ -30,7 +30,11 @@ class TokenUpsampler(nn.Module):
         layers: list[nn.Module] = []
         c = dim // 4
         for _ in range(n_up):
-            layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(c, channels, 3, padding=1), nn.ReLU()]
+            layers += [
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(c, channels, 3, padding=1),
+                nn.ReLU(),
+            ]
             c = channels
         layers.append(nn.Conv2d(c, out_channels, 3, padding=1))
         self.net = nn.Sequential(*layers)
@@ -60,16 +64,22 @@ class TriplaneDecoder(nn.Module):
         super().__init__()
         act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
         self.pre = nn.Sequential(
-            nn.Conv2d(2 * feat_channels, 2 * channels, 3, padding=1), act(), nn.Conv2d(2 * channels, channels, 3, padding=1), act()
+            nn.Conv2d(2 * feat_channels, 2 * channels, 3, padding=1),
+            act(),
+            nn.Conv2d(2 * channels, channels, 3, padding=1),
+            act(),
         )
         self.patch_embed = OverlapPatchEmbed(patch_size=3, stride=2, in_chans=channels, embed_dim=embed_dim)
         self.block = Block(embed_dim, heads, mlp_ratio=mlp_ratio, sr_ratio=sr_ratio, qkv_bias=True)
         self.norm = nn.LayerNorm(embed_dim)
         self.shuffle = nn.PixelShuffle(2)
         self.post = nn.Sequential(
-            nn.Conv2d(embed_dim // 4 + feat_channels, 2 * channels, 3, padding=1), act(),
-            nn.Conv2d(2 * channels, channels, 3, padding=1), act(),
-            nn.Conv2d(channels, channels, 3, padding=1), act(),
+            nn.Conv2d(embed_dim // 4 + feat_channels, 2 * channels, 3, padding=1),
+            act(),
+            nn.Conv2d(2 * channels, channels, 3, padding=1),
+            act(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            act(),
         )
         kaiming_init_convs(self.pre)
         kaiming_init_convs(self.post)

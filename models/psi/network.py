@@ -28,7 +28,9 @@ from models.rendering.triplane import TriplaneRenderer
 CROSS_PREFIXES = ("maps_", "proj_y_")
 
 
-def to_plane_frame(features: torch.Tensor, size: int, box_half: float, radius: float = cams.DEFAULT_RADIUS) -> torch.Tensor:
+def to_plane_frame(
+    features: torch.Tensor, size: int, box_half: float, radius: float = cams.DEFAULT_RADIUS
+) -> torch.Tensor:
     """Image-aligned features ``[B,C,h,w]`` → ``[B,C,size,size]`` on the (x,y) plane's grid.
 
     A frontal camera at ``radius`` sees the head's depth-0 slice over ±``radius·tan(fov/2)`` with image
@@ -63,7 +65,9 @@ class Psi(nn.Module):
         self.global_encoder = GlobalEncoder(p.global_channels, p.aspp_rates, p.aspp_dropout, backbone=p.global_backbone)
         self.detail_encoder = DetailEncoder(p.detail_channels)
         k = 3 if p.patch_stride <= 2 else 7
-        self.patch_embed = OverlapPatchEmbed(patch_size=k, stride=p.patch_stride, in_chans=p.global_channels, embed_dim=p.embed_dim)
+        self.patch_embed = OverlapPatchEmbed(
+            patch_size=k, stride=p.patch_stride, in_chans=p.global_channels, embed_dim=p.embed_dim
+        )
         self.blocks_neutral = nn.ModuleList(BlockCross(p.embed_dim, p.heads, p.mlp_ratio) for _ in range(p.n_neutral))
         self.blocks_motion = nn.ModuleList(BlockCross(p.embed_dim, p.heads, p.mlp_ratio) for _ in range(p.n_motion))
         self.maps_neutral = MotionMap(p.motion_dim, p.motion_hidden)
@@ -74,7 +78,13 @@ class Psi(nn.Module):
         n_up = (p.triplane_resolution // (2 * p.token_grid)).bit_length() - 1
         self.upsampler = TokenUpsampler(p.embed_dim, p.decoder_channels, p.detail_channels, n_up)
         self.triplane_decoder = TriplaneDecoder(
-            p.detail_channels, p.decoder_channels, p.decoder_embed_dim, p.decoder_heads, p.decoder_sr_ratio, p.triplane_channels, p.mlp_ratio
+            p.detail_channels,
+            p.decoder_channels,
+            p.decoder_embed_dim,
+            p.decoder_heads,
+            p.decoder_sr_ratio,
+            p.triplane_channels,
+            p.mlp_ratio,
         )
         self.background = BackgroundUNet(r.feature_channels, p.bg_channels)
         self.renderer = TriplaneRenderer(r, p.triplane_channels)
@@ -88,12 +98,19 @@ class Psi(nn.Module):
     def is_static(self) -> bool:
         return self.motion_scale == 0
 
-    def forward(self, source: torch.Tensor, motion_source: torch.Tensor | None = None, motion_driving: torch.Tensor | None = None) -> PsiOutput:
+    def forward(
+        self,
+        source: torch.Tensor,
+        motion_source: torch.Tensor | None = None,
+        motion_driving: torch.Tensor | None = None,
+    ) -> PsiOutput:
         p = self.cfg.psi
         if source.dim() != 4 or source.shape[1] != 3:
             raise ValueError(f"source must be [B,3,H,W] in [-1,1]; got {tuple(source.shape)}")
         if source.shape[-1] != p.image_resolution or source.shape[-2] != p.image_resolution:
-            raise ValueError(f"source resolution {tuple(source.shape[-2:])} != preset image_resolution {p.image_resolution}")
+            raise ValueError(
+                f"source resolution {tuple(source.shape[-2:])} != preset image_resolution {p.image_resolution}"
+            )
         x5 = add_coords(source)
         g = self.patch_embed(self.global_encoder(x5))  # [B, G, G, D]
         b, gh, gw, d = g.shape
@@ -187,13 +204,17 @@ def init_psi_from_psi3d(psi: Psi, psi3d_state_dict: dict[str, torch.Tensor]) -> 
             raise KeyError(f"Ψ3d state dict lacks '{name}': it was not saved from a Ψ of the same preset")
         src = psi3d_state_dict[name]
         if src.shape != value.shape:
-            raise ValueError(f"shape mismatch for '{name}': Ψ3d {tuple(src.shape)} vs Ψ {tuple(value.shape)} (different presets?)")
+            raise ValueError(
+                f"shape mismatch for '{name}': Ψ3d {tuple(src.shape)} vs Ψ {tuple(value.shape)} (different presets?)"
+            )
         copied[name] = src
     psi.load_state_dict(copied, strict=False)
     return skipped
 
 
-def param_groups(psi: nn.Module, lr: float, cross_attention_lr_mult: float = 2.5, weight_decay: float = 0.0) -> list[dict]:
+def param_groups(
+    psi: nn.Module, lr: float, cross_attention_lr_mult: float = 2.5, weight_decay: float = 0.0
+) -> list[dict]:
     """Optimiser groups: everything at ``lr``; cross-attention parts at ``lr · cross_attention_lr_mult``."""
     base, cross = [], []
     for name, prm in psi.named_parameters():
@@ -201,5 +222,12 @@ def param_groups(psi: nn.Module, lr: float, cross_attention_lr_mult: float = 2.5
             (cross if is_cross_attention_param(name) else base).append(prm)
     groups = [{"name": "base", "params": base, "lr": lr, "weight_decay": weight_decay}]
     if cross:
-        groups.append({"name": "cross_attention", "params": cross, "lr": lr * cross_attention_lr_mult, "weight_decay": weight_decay})
+        groups.append(
+            {
+                "name": "cross_attention",
+                "params": cross,
+                "lr": lr * cross_attention_lr_mult,
+                "weight_decay": weight_decay,
+            }
+        )
     return groups

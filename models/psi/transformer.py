@@ -59,7 +59,9 @@ class BlockCross(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MlpWithDepthwiseConv(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, feat_size: tuple[int, int], context: torch.Tensor | None, scale: float) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, feat_size: tuple[int, int], context: torch.Tensor | None, scale: float
+    ) -> torch.Tensor:
         if context is not None and scale != 0:
             x = x + scale * self.cross_attn(self.cross_norm(x), self.cross_norm_ctx(context))
         x = x + self.attn(self.norm1(x), feat_size)
@@ -71,7 +73,9 @@ class MotionMap(nn.Module):
 
     def __init__(self, motion_dim: int, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(motion_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2))
+        self.net = nn.Sequential(
+            nn.Linear(motion_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2)
+        )
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return self.net(v)

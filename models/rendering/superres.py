@@ -31,7 +31,10 @@ class SuperResolution(nn.Module):
             c_out = max(c // 2, min_channels)
             self.stages.append(
                 nn.Sequential(
-                    nn.Conv2d(c, c_out, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c_out, c_out, 3, padding=1), nn.LeakyReLU(0.2)
+                    nn.Conv2d(c, c_out, 3, padding=1),
+                    nn.LeakyReLU(0.2),
+                    nn.Conv2d(c_out, c_out, 3, padding=1),
+                    nn.LeakyReLU(0.2),
                 )
             )
             rgb = nn.Conv2d(c_out, 3, 1)

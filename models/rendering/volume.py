@@ -50,7 +50,11 @@ def _bounds(x: torch.Tensor | float, b: int, n: int, like: torch.Tensor) -> torc
 
 
 def stratified_samples(
-    near: torch.Tensor, far: torch.Tensor, n_samples: int, perturb: bool = True, generator: torch.Generator | None = None
+    near: torch.Tensor,
+    far: torch.Tensor,
+    n_samples: int,
+    perturb: bool = True,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Sorted depths ``[B, N, S]``: one sample per equal bin of [near, far] (bin centre if not perturbed).
 
@@ -127,7 +131,9 @@ def activate_density(raw: torch.Tensor, activation: DensityActivation) -> torch.
     raise ValueError(f"unknown density_activation {activation!r}; use 'softplus_shift', 'none', 'relu' or a callable")
 
 
-def interval_weights(sigma: torch.Tensor, depths: torch.Tensor, density_activation: DensityActivation = "softplus_shift") -> torch.Tensor:
+def interval_weights(
+    sigma: torch.Tensor, depths: torch.Tensor, density_activation: DensityActivation = "softplus_shift"
+) -> torch.Tensor:
     """Compositing weights ``[B,N,S−1]`` of the intervals between sorted samples (no features)."""
     delta = depths[..., 1:] - depths[..., :-1]
     density = activate_density(0.5 * (sigma[..., 1:, 0] + sigma[..., :-1, 0]), density_activation)
@@ -149,7 +155,14 @@ def _summary(weights: torch.Tensor, t_mid: torch.Tensor, feat: torch.Tensor) -> 
     depth = (weights * t_mid).sum(-1) / alpha.clamp_min(1e-8)
     depth = torch.where(alpha > 1e-8, depth, t_max)
     depth = torch.minimum(torch.maximum(depth, t_min), t_max)
-    return {"features": feat, "alpha": alpha, "transmittance": 1.0 - alpha, "depth": depth, "weights": weights, "t": t_mid}
+    return {
+        "features": feat,
+        "alpha": alpha,
+        "transmittance": 1.0 - alpha,
+        "depth": depth,
+        "weights": weights,
+        "t": t_mid,
+    }
 
 
 def composite(
@@ -223,7 +236,9 @@ def render_rays(
     ``depths [B,N,S]`` (the sorted sample depths).
     """
     if origins.shape != directions.shape or origins.dim() != 3 or origins.shape[-1] != 3:
-        raise ValueError(f"origins/directions must both be [B,N,3]; got {tuple(origins.shape)}, {tuple(directions.shape)}")
+        raise ValueError(
+            f"origins/directions must both be [B,N,3]; got {tuple(origins.shape)}, {tuple(directions.shape)}"
+        )
     b, n, _ = origins.shape
     near_t = _bounds(near, b, n, origins)
     far_t = _bounds(far, b, n, origins)
@@ -243,7 +258,9 @@ def render_rays(
             # fine features (same result as sorting the features, without gathering C channels)
             weights = interval_weights(sigma, depths, density_activation)
             sw = torch.zeros_like(depths).scatter(-1, order, sample_weights(weights))
-            feat = torch.einsum("bns,bnsc->bnc", sw[..., :n_coarse], feat) + torch.einsum("bns,bnsc->bnc", sw[..., n_coarse:], feat_f)
+            feat = torch.einsum("bns,bnsc->bnc", sw[..., :n_coarse], feat) + torch.einsum(
+                "bns,bnsc->bnc", sw[..., n_coarse:], feat_f
+            )
             out = _summary(weights, 0.5 * (depths[..., 1:] + depths[..., :-1]), feat)
         else:
             feat_all = torch.cat([feat, feat_f], -2)

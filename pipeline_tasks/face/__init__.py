@@ -33,6 +33,15 @@ def make_segmenter(model_selection: int = 0) -> Segmenter:
 
 
 __all__ = [
-    "ALIGN_POINTS", "BACKENDS", "Face", "FaceAnalyzer", "FaceBackendUnavailable", "KEYPOINT_NAMES", "PNP_POINTS",
-    "Segmenter", "largest_face", "make_face_analyzer", "make_segmenter",
+    "ALIGN_POINTS",
+    "BACKENDS",
+    "Face",
+    "FaceAnalyzer",
+    "FaceBackendUnavailable",
+    "KEYPOINT_NAMES",
+    "PNP_POINTS",
+    "Segmenter",
+    "largest_face",
+    "make_face_analyzer",
+    "make_segmenter",
 ]

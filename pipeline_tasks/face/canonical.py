@@ -54,8 +54,16 @@ _TEMPLATE_MM: dict[str, tuple[float, float, float]] = {
 ALIGN_POINTS: tuple[str, ...] = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
 #: Points used for PnP: rigid-ish ones (eye corners, nose) plus mouth corners and chin.
 PNP_POINTS: tuple[str, ...] = (
-    "right_eye_outer", "right_eye_inner", "left_eye_inner", "left_eye_outer",
-    "nose_bridge", "nose_tip", "subnasale", "mouth_right", "mouth_left", "chin",
+    "right_eye_outer",
+    "right_eye_inner",
+    "left_eye_inner",
+    "left_eye_outer",
+    "nose_bridge",
+    "nose_tip",
+    "subnasale",
+    "mouth_right",
+    "mouth_left",
+    "chin",
 )
 #: Every name a face backend must provide.
 KEYPOINT_NAMES: tuple[str, ...] = tuple(_TEMPLATE_MM)
@@ -83,4 +91,3 @@ def canonical_crop_points(names: tuple[str, ...] = ALIGN_POINTS) -> np.ndarray:
     """Canonical positions ``[N, 2]`` of ``names`` in an aligned crop, normalised to [0, 1]."""
     r, t = frontal_world2cam()
     return project_normalised(template_world(names), r, t)
-

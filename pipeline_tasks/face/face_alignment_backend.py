@@ -60,7 +60,9 @@ def required_weight_files(landmarks: str = "2d", detector: str = "sfd") -> list[
 
         names += [bd.models_urls["blazeface_weights"], bd.models_urls["blazeface_anchors"]]
     else:
-        raise FaceBackendUnavailable(f"face backend 'face_alignment': detector {detector!r} not supported here (use 'sfd' or 'blazeface')")
+        raise FaceBackendUnavailable(
+            f"face backend 'face_alignment': detector {detector!r} not supported here (use 'sfd' or 'blazeface')"
+        )
     return [os.path.basename(urlparse(u).path) for u in names]
 
 
@@ -90,7 +92,9 @@ class FaceAlignmentAnalyzer:
                 + ". Copy them there (torch.hub.get_dir()/checkpoints) or use backend 'mediapipe'."
             )
         lt = face_alignment.LandmarksType.TWO_D if landmarks == "2d" else face_alignment.LandmarksType.THREE_D
-        self._fa = face_alignment.FaceAlignment(lt, device=device, face_detector=detector, compile=False, flip_input=False)
+        self._fa = face_alignment.FaceAlignment(
+            lt, device=device, face_detector=detector, compile=False, flip_input=False
+        )
 
     def faces(self, frame: np.ndarray) -> list[Face]:
         lms, scores, boxes = self._fa.get_landmarks_from_image(frame, return_bboxes=True, return_landmark_score=True)
@@ -99,8 +103,14 @@ class FaceAlignmentAnalyzer:
         out = []
         for lm, box in zip(lms, boxes):
             lm = np.asarray(lm, dtype=np.float64)
-            out.append(Face(bbox=np.asarray(box[:4], dtype=np.float64), score=float(box[4]) if len(box) > 4 else 1.0,
-                            keypoints=keypoints_from_68(lm), landmarks=lm[:, :2]))
+            out.append(
+                Face(
+                    bbox=np.asarray(box[:4], dtype=np.float64),
+                    score=float(box[4]) if len(box) > 4 else 1.0,
+                    keypoints=keypoints_from_68(lm),
+                    landmarks=lm[:, :2],
+                )
+            )
         return out
 
     def reset(self) -> None:  # stateless per frame

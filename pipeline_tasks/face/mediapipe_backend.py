@@ -47,11 +47,20 @@ class MediapipeFaceAnalyzer:
 
     name = "mediapipe"
 
-    def __init__(self, max_faces: int = 4, detector_range: str = "full", min_detection_confidence: float = 0.3,
-                 min_tracking_confidence: float = 0.5):
+    def __init__(
+        self,
+        max_faces: int = 4,
+        detector_range: str = "full",
+        min_detection_confidence: float = 0.3,
+        min_tracking_confidence: float = 0.5,
+    ):
         self._sol = _solutions()
-        self._kw = dict(max_faces=max_faces, detector_range=detector_range,
-                        min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
+        self._kw = dict(
+            max_faces=max_faces,
+            detector_range=detector_range,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
         self._mesh = None
         self._det = None
         self.reset()
@@ -60,11 +69,15 @@ class MediapipeFaceAnalyzer:
         self.close()
         kw = self._kw
         self._mesh = self._sol.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=kw["max_faces"], refine_landmarks=True,
-            min_detection_confidence=kw["min_detection_confidence"], min_tracking_confidence=kw["min_tracking_confidence"],
+            static_image_mode=False,
+            max_num_faces=kw["max_faces"],
+            refine_landmarks=True,
+            min_detection_confidence=kw["min_detection_confidence"],
+            min_tracking_confidence=kw["min_tracking_confidence"],
         )
         self._det = self._sol.face_detection.FaceDetection(
-            model_selection=1 if kw["detector_range"] == "full" else 0, min_detection_confidence=kw["min_detection_confidence"]
+            model_selection=1 if kw["detector_range"] == "full" else 0,
+            min_detection_confidence=kw["min_detection_confidence"],
         )
 
     def faces(self, frame: np.ndarray) -> list[Face]:
@@ -77,7 +90,9 @@ class MediapipeFaceAnalyzer:
         boxes = []
         for d in dets:
             b = d.location_data.relative_bounding_box
-            boxes.append((np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h]), float(d.score[0])))
+            boxes.append(
+                (np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h]), float(d.score[0]))
+            )
         out = []
         for fl in mesh.multi_face_landmarks:
             lm = np.array([(p.x * w, p.y * h) for p in fl.landmark], dtype=np.float64)

@@ -55,8 +55,12 @@ def warp_crop(frame: np.ndarray, crop: np.ndarray, resolution: int, border: str 
         frame = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
         fx, fy = nw / w, nh / h
     # continuous coords: X' = k (X − c) + R/2 with X = X_small / f; pixel index i = X − 0.5
-    m = np.array([
-        [k / fx, 0.0, k / fx * 0.5 - k * cx + resolution / 2 - 0.5],
-        [0.0, k / fy, k / fy * 0.5 - k * cy + resolution / 2 - 0.5],
-    ])
-    return cv2.warpAffine(frame, m, (resolution, resolution), flags=cv2.INTER_LINEAR, borderMode=_BORDERS[border], borderValue=0)
+    m = np.array(
+        [
+            [k / fx, 0.0, k / fx * 0.5 - k * cx + resolution / 2 - 0.5],
+            [0.0, k / fy, k / fy * 0.5 - k * cy + resolution / 2 - 0.5],
+        ]
+    )
+    return cv2.warpAffine(
+        frame, m, (resolution, resolution), flags=cv2.INTER_LINEAR, borderMode=_BORDERS[border], borderValue=0
+    )

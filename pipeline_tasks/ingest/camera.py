@@ -15,7 +15,13 @@ from models.cameras import FOCAL_NORMALISED
 from pipeline_tasks.face.canonical import PNP_POINTS, frontal_world2cam, project_normalised, template_world
 
 _VIRTUAL_RES = 512.0  # PnP runs in pixels of a virtual 512² crop (well-conditioned numbers)
-_K_PX = np.array([[FOCAL_NORMALISED * _VIRTUAL_RES, 0, _VIRTUAL_RES / 2], [0, FOCAL_NORMALISED * _VIRTUAL_RES, _VIRTUAL_RES / 2], [0, 0, 1]])
+_K_PX = np.array(
+    [
+        [FOCAL_NORMALISED * _VIRTUAL_RES, 0, _VIRTUAL_RES / 2],
+        [0, FOCAL_NORMALISED * _VIRTUAL_RES, _VIRTUAL_RES / 2],
+        [0, 0, 1],
+    ]
+)
 _K_NORM = np.array([[FOCAL_NORMALISED, 0, 0.5], [0, FOCAL_NORMALISED, 0.5], [0, 0, 1]])
 _R_FRONT, _ = frontal_world2cam()
 
@@ -37,7 +43,9 @@ def solve_head_pose(crop_points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | 
 
 
 def world2cam_from_pose(rvec_head: np.ndarray, tvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _R_FRONT @ cv2.Rodrigues(np.asarray(rvec_head, dtype=np.float64).reshape(3, 1))[0], np.asarray(tvec, dtype=np.float64)
+    return _R_FRONT @ cv2.Rodrigues(np.asarray(rvec_head, dtype=np.float64).reshape(3, 1))[0], np.asarray(
+        tvec, dtype=np.float64
+    )
 
 
 def pose_to_label(rvec_head: np.ndarray, tvec: np.ndarray) -> np.ndarray:

@@ -49,7 +49,9 @@ class VideoInfo:
     source_fps: float
     codec: str
     container: str
-    timestamps: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # [n] presentation times (s), sorted
+    timestamps: np.ndarray = field(
+        repr=False, default_factory=lambda: np.zeros(0)
+    )  # [n] presentation times (s), sorted
     rotation: int = 0  # degrees the stored frames are turned counter-clockwise to display upright
     demux_error: str | None = None  # the container ended early (a truncated tail): frames up to there are kept
 
@@ -86,10 +88,15 @@ def probe(path: str | Path) -> VideoInfo:
         with av.open(str(path)) as c:
             container = c.format.name
             if not c.streams:
-                raise IngestionError(path, "zero frames: the container holds no streams at all (nothing was written, or the file is truncated)")
+                raise IngestionError(
+                    path,
+                    "zero frames: the container holds no streams at all (nothing was written, or the file is truncated)",
+                )
             if not c.streams.video:
                 kinds = sorted({s.type for s in c.streams}) or ["none"]
-                raise IngestionError(path, f"not a video: the container has no video stream (streams: {', '.join(kinds)})")
+                raise IngestionError(
+                    path, f"not a video: the container has no video stream (streams: {', '.join(kinds)})"
+                )
             s = c.streams.video[0]
             codec = s.codec_context.name if s.codec_context else "unknown"
             rate = s.average_rate or s.guessed_rate
@@ -109,7 +116,9 @@ def probe(path: str | Path) -> VideoInfo:
     except Exception as e:  # av.error.InvalidDataError and friends
         raise IngestionError(path, f"not a video: the container cannot be read ({_first_line(e)})") from e
     if not pts:
-        raise IngestionError(path, "zero frames: the video stream is empty" + (f" ({demux_error})" if demux_error else ""))
+        raise IngestionError(
+            path, "zero frames: the video stream is empty" + (f" ({demux_error})" if demux_error else "")
+        )
 
     fps = float(rate) if rate else 0.0
     if time_base and all(p is not None for p in pts):
@@ -169,8 +178,9 @@ def _decode_frames(container, stream, path: Path, codec: str, errors: list[str] 
 HOLD_SECONDS = 0.5  # the longest a source frame is repeated to fill a gap when resampling by time
 
 
-def select_frames(info: VideoInfo, target_fps: float | None = None, stride: int = 1,
-                  max_frames: int | None = None) -> tuple[np.ndarray, float]:
+def select_frames(
+    info: VideoInfo, target_fps: float | None = None, stride: int = 1, max_frames: int | None = None
+) -> tuple[np.ndarray, float]:
     """Source frame indices to keep (non-decreasing) and the resulting frame rate.
 
     Resampling uses the frames' presentation times from the container (variable frame rate safe):
@@ -187,7 +197,9 @@ def select_frames(info: VideoInfo, target_fps: float | None = None, stride: int 
         ts = ts - ts[0]
         hold = max(HOLD_SECONDS, 2.0 / target_fps, 2.0 / fps)
         ends = np.minimum(np.append(ts[1:], ts[-1] + 1e-6), ts + hold)  # the grid spans [first, last] frame time
-        first = np.ceil(ts * target_fps - 1e-6).astype(np.int64)  # output slots k (time k / target_fps) each frame covers
+        first = np.ceil(ts * target_fps - 1e-6).astype(
+            np.int64
+        )  # output slots k (time k / target_fps) each frame covers
         last = np.ceil(ends * target_fps - 1e-6).astype(np.int64)  # exclusive
         count = np.maximum(last - first, 0)
         idx = np.repeat(np.arange(n), count)
@@ -213,8 +225,14 @@ class DecodeReport:
     errors: list[str] = field(default_factory=list)
 
 
-def iter_batches(path: str | Path, indices: np.ndarray, batch: int = 32, codec: str = "", info: VideoInfo | None = None,
-                 report: DecodeReport | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_batches(
+    path: str | Path,
+    indices: np.ndarray,
+    batch: int = 32,
+    codec: str = "",
+    info: VideoInfo | None = None,
+    report: DecodeReport | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(positions [b], frames u8 [b, H, W, 3])``: the frames of source ``indices`` (non-decreasing),
     upright, ``batch`` at a time, with each one's position in ``indices``. A frame that cannot be decoded is
     left out (its position goes to ``report.missing_positions``); the others still come."""
@@ -264,11 +282,16 @@ def iter_batches(path: str | Path, indices: np.ndarray, batch: int = 32, codec: 
         report.missing_positions.extend(int(p) for p in np.flatnonzero(~seen))
         report.errors.extend(errors)
     if len(indices) and not seen.any():
-        raise IngestionError(path, f"unreadable video stream ({codec}): none of {len(indices)} selected frames can be decoded"
-                             + (f" ({errors[0]})" if errors else ""))
+        raise IngestionError(
+            path,
+            f"unreadable video stream ({codec}): none of {len(indices)} selected frames can be decoded"
+            + (f" ({errors[0]})" if errors else ""),
+        )
 
 
-def read_frames(path: str | Path, indices: np.ndarray | None = None, info: VideoInfo | None = None, batch: int = 64) -> np.ndarray:
+def read_frames(
+    path: str | Path, indices: np.ndarray | None = None, info: VideoInfo | None = None, batch: int = 64
+) -> np.ndarray:
     """Frames ``indices`` (default: all) as one array ``u8 [T, H, W, 3]``; raises ``IngestionError`` if any cannot be
     decoded (for callers that need every frame, e.g. synthetic videos whose ground truth is per frame)."""
     info = info or probe(path)
@@ -276,6 +299,8 @@ def read_frames(path: str | Path, indices: np.ndarray | None = None, info: Video
     report = DecodeReport()
     frames = np.concatenate([f for _, f in iter_batches(path, idx, batch, info.codec, info, report)])
     if report.missing_positions:
-        raise IngestionError(Path(path), f"frames {idx[report.missing_positions[:5]].tolist()} cannot be decoded "
-                                         f"({'; '.join(report.errors[:2])})")
+        raise IngestionError(
+            Path(path),
+            f"frames {idx[report.missing_positions[:5]].tolist()} cannot be decoded ({'; '.join(report.errors[:2])})",
+        )
     return frames

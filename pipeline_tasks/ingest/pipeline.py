@@ -49,8 +49,15 @@ MULTIPLE_FACES = 16  # informational: other faces were in the frame (the tracked
 CROP_PADDED = 32  # informational: > 10 % of the crop lies outside the frame (border-filled)
 TRACK_LOST = 64  # faces were found, none of them the tracked person (another person is never taken instead)
 UNUSABLE = NO_FACE | LOW_CONFIDENCE | PNP_FAILED | TRACK_LOST
-FLAG_NAMES = {NO_FACE: "no_face", LOW_CONFIDENCE: "low_confidence", LARGE_JUMP: "large_jump", PNP_FAILED: "pnp_failed",
-              MULTIPLE_FACES: "multiple_faces", CROP_PADDED: "crop_padded", TRACK_LOST: "track_lost"}
+FLAG_NAMES = {
+    NO_FACE: "no_face",
+    LOW_CONFIDENCE: "low_confidence",
+    LARGE_JUMP: "large_jump",
+    PNP_FAILED: "pnp_failed",
+    MULTIPLE_FACES: "multiple_faces",
+    CROP_PADDED: "crop_padded",
+    TRACK_LOST: "track_lost",
+}
 
 _KP_ALIGN = [KEYPOINT_NAMES.index(n) for n in ALIGN_POINTS]
 _KP_PNP = [KEYPOINT_NAMES.index(n) for n in PNP_POINTS]
@@ -88,14 +95,28 @@ class IngestAnalysis:
 
     def attrs(self) -> dict[str, Any]:
         """JSON-able metadata for the pseudo_mv group attributes (DESIGN.md §5)."""
-        return {"source_file": self.path, "source_hash": self.source_hash, "fps": self.fps, "camera_source": self.camera_source,
-                "ingest_config_hash": self.config_hash, "resolution": self.resolution, "quality": self.quality,
-                "flag_names": {str(k): v for k, v in FLAG_NAMES.items()}}
+        return {
+            "source_file": self.path,
+            "source_hash": self.source_hash,
+            "fps": self.fps,
+            "camera_source": self.camera_source,
+            "ingest_config_hash": self.config_hash,
+            "resolution": self.resolution,
+            "quality": self.quality,
+            "flag_names": {str(k): v for k, v in FLAG_NAMES.items()},
+        }
 
     def save(self, path: Path) -> None:
         """Atomic compressed .npz write (tmp file + rename): a crash never leaves a half cache entry."""
-        meta = {"path": self.path, "source_hash": self.source_hash, "config_hash": self.config_hash, "resolution": self.resolution,
-                "fps": self.fps, "quality": self.quality, "camera_source": self.camera_source}
+        meta = {
+            "path": self.path,
+            "source_hash": self.source_hash,
+            "config_hash": self.config_hash,
+            "resolution": self.resolution,
+            "fps": self.fps,
+            "quality": self.quality,
+            "camera_source": self.camera_source,
+        }
         tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
         with open(tmp, "wb") as f:
             np.savez_compressed(f, meta=np.array(json.dumps(meta)), **{n: getattr(self, n) for n in self._ARRAYS})
@@ -134,7 +155,9 @@ class IngestResult(IngestAnalysis):
 
 
 def config_hash(cfg: IngestConfig, resolution: int) -> str:
-    blob = json.dumps({"cfg": cfg.model_dump(mode="json"), "resolution": resolution, "version": INGEST_VERSION}, sort_keys=True)
+    blob = json.dumps(
+        {"cfg": cfg.model_dump(mode="json"), "resolution": resolution, "version": INGEST_VERSION}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -146,7 +169,9 @@ def _cache_paths(cache_dir: Path, info: VideoInfo, chash: str) -> tuple[Path, Pa
 def make_analyzer(cfg: IngestConfig) -> FaceAnalyzer:
     if cfg.backend == "mediapipe":
         return make_face_analyzer("mediapipe", max_faces=cfg.max_faces, detector_range=cfg.detector_range)
-    return make_face_analyzer("face_alignment", landmarks=cfg.face_alignment_landmarks, detector=cfg.face_alignment_detector)
+    return make_face_analyzer(
+        "face_alignment", landmarks=cfg.face_alignment_landmarks, detector=cfg.face_alignment_detector
+    )
 
 
 def analyse_video(
@@ -221,8 +246,11 @@ def iter_aligned(
         yield rows, frames, alpha
     if expected != len(positions):
         lost = analysis.frame_indices[positions[expected:]][:5].tolist()
-        raise IngestionError(info.path, f"frames from {lost} decoded in the first pass and not in the second "
-                                        f"({'; '.join(report.errors[:2]) or 'no decoder message'})")
+        raise IngestionError(
+            info.path,
+            f"frames from {lost} decoded in the first pass and not in the second "
+            f"({'; '.join(report.errors[:2]) or 'no decoder message'})",
+        )
 
 
 def ingest_video(
@@ -307,7 +335,11 @@ def _analyse(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, an
     last = None  # the tracked person's last box (cx, cy, size) in analysis pixels
     for positions, batch in iter_batches(path, indices, cfg.decode_batch, info.codec, info, damage):
         for t, frame in zip(positions, batch):
-            small = frame if f == 1.0 else cv2.resize(frame, (round(info.width * f), round(info.height * f)), interpolation=cv2.INTER_AREA)
+            small = (
+                frame
+                if f == 1.0
+                else cv2.resize(frame, (round(info.width * f), round(info.height * f)), interpolation=cv2.INTER_AREA)
+            )
             faces = analyzer.faces(small)
             face, lost_track[t] = track_face(faces, last, cfg.track_gate)
             n_faces[t] = len(faces)
@@ -379,8 +411,15 @@ def _analyse(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, an
         "mean_reprojection_px": float(np.nanmean(reproj) * resolution) if pose_ok.any() else None,
         "median_crop_px": float(np.median(crop[:, 2])),
         "backend": analyzer.name,
-        "source": {"width": info.width, "height": info.height, "codec": info.codec, "container": info.container,
-                   "fps": info.source_fps, "n_frames": info.n_source_frames, "rotation": info.rotation},
+        "source": {
+            "width": info.width,
+            "height": info.height,
+            "codec": info.codec,
+            "container": info.container,
+            "fps": info.source_fps,
+            "n_frames": info.n_source_frames,
+            "rotation": info.rotation,
+        },
         "max_frames_stride": max_frames_stride(n_before_limit, cfg.max_frames),  # > 1: a long video subsampled
         "frames_before_max_frames": int(n_before_limit),
         "damaged_frames": int(len(lost)),  # selected frames the decoder could not read, left out
@@ -390,9 +429,18 @@ def _analyse(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, an
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     return IngestAnalysis(
-        path=str(path), source_hash=info.sha256, config_hash=chash, resolution=resolution, fps=float(fps),
-        cameras=cameras.astype(np.float32), flags=flags, frame_indices=indices, crop=crop.astype(np.float32),
-        keypoints=kp_crop.astype(np.float32), face_score=score, quality=quality,
+        path=str(path),
+        source_hash=info.sha256,
+        config_hash=chash,
+        resolution=resolution,
+        fps=float(fps),
+        cameras=cameras.astype(np.float32),
+        flags=flags,
+        frame_indices=indices,
+        crop=crop.astype(np.float32),
+        keypoints=kp_crop.astype(np.float32),
+        face_score=score,
+        quality=quality,
     )
 
 
@@ -400,7 +448,9 @@ def _check_usable(path: Path, flags: np.ndarray, cfg: IngestConfig, why: str | N
     usable = int(((flags & UNUSABLE) == 0).sum())
     need = max(cfg.min_usable_frames, int(np.ceil(cfg.min_usable_fraction * len(flags))))
     if usable < need:
-        counts = ", ".join(f"{name} {int(((flags & bit) != 0).sum())}" for bit, name in FLAG_NAMES.items() if bit & UNUSABLE)
+        counts = ", ".join(
+            f"{name} {int(((flags & bit) != 0).sum())}" for bit, name in FLAG_NAMES.items() if bit & UNUSABLE
+        )
         raise VideoSkipped(path, f"too few usable frames: {usable} of {len(flags)} (need {need}; {why or counts})")
 
 
@@ -430,7 +480,10 @@ def expand_video_inputs(inputs: str | Path | Iterable[str | Path]) -> list[Path]
 
 
 def iter_ingest(
-    paths: Iterable[str | Path], resolution: int, cfg: IngestConfig | None = None, cache_dir: str | Path | None = None,
+    paths: Iterable[str | Path],
+    resolution: int,
+    cfg: IngestConfig | None = None,
+    cache_dir: str | Path | None = None,
     motion_fn: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[tuple[Path, IngestResult | None, str | None]]:
     """Yield ``(path, result, None)`` or ``(path, None, reason)`` per video; a bad video never stops the others."""
@@ -463,7 +516,10 @@ def iter_ingest(
 
 
 def ingest_videos(
-    paths: Iterable[str | Path], resolution: int, cfg: IngestConfig | None = None, cache_dir: str | Path | None = None,
+    paths: Iterable[str | Path],
+    resolution: int,
+    cfg: IngestConfig | None = None,
+    cache_dir: str | Path | None = None,
     motion_fn: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[dict[str, IngestResult], dict[str, str]]:
     """Ingest many videos: (results by path, skipped: path → reason)."""

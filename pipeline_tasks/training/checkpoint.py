@@ -153,7 +153,9 @@ class TrainingState:
             "meta": dict(meta or {}),
         }
 
-    def save(self, ckpt_dir: str | Path, step: int, meta: Mapping[str, Any] | None = None, keep: int | None = 2) -> Path:
+    def save(
+        self, ckpt_dir: str | Path, step: int, meta: Mapping[str, Any] | None = None, keep: int | None = 2
+    ) -> Path:
         """Write ``step_<step>.pt`` atomically; keep only the newest ``keep`` checkpoints (None → all)."""
         path = atomic_torch_save(self.state_dict(step, meta), checkpoint_path(ckpt_dir, step))
         if keep is not None and keep > 0:
@@ -198,12 +200,17 @@ class TrainingState:
                 reasons.append(str(exc))
                 warnings.warn(f"{exc}; trying the previous checkpoint", stacklevel=2)
         if reasons:
-            raise CheckpointError(f"no readable checkpoint in {ckpt_dir}:\n  " + "\n  ".join(reasons)
-                                  + "\ndelete the folder to start this stage over")
+            raise CheckpointError(
+                f"no readable checkpoint in {ckpt_dir}:\n  "
+                + "\n  ".join(reasons)
+                + "\ndelete the folder to start this stage over"
+            )
         return 0
 
 
-def save_checkpoint(ckpt_dir: str | Path, step: int, state: TrainingState, meta: Mapping[str, Any] | None = None, keep: int | None = 2) -> Path:
+def save_checkpoint(
+    ckpt_dir: str | Path, step: int, state: TrainingState, meta: Mapping[str, Any] | None = None, keep: int | None = 2
+) -> Path:
     return state.save(ckpt_dir, step, meta, keep)
 
 

@@ -163,7 +163,7 @@ def plot_curves(log: Any, png_path: str | Path, title: str | None = None, names:
         if "loss" in k and finite and min(finite) > 0 and max(finite) / min(finite) > 20:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -180,4 +180,13 @@ def progress_bar(total: int, initial: int = 0, desc: str = "train", disable: boo
     unless ``P4D_PROGRESS=1``."""
     if disable is None:
         disable = False if os.environ.get("P4D_PROGRESS") == "1" else None
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, disable=disable, mininterval=1.0, **kwargs)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="step",
+        dynamic_ncols=True,
+        disable=disable,
+        mininterval=1.0,
+        **kwargs,
+    )

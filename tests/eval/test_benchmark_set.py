@@ -34,7 +34,9 @@ def test_benchmark_changes_with_its_inputs():
 def test_benchmark_identities_are_disjoint_from_training_identities():
     cfg = load_config("tiny")
     bench = build_benchmark(BenchmarkSpec.from_config(cfg))
-    train = set(identity_ids(cfg.genhead.seed, cfg.genhead.n_identities)) | set(identity_ids(cfg.videos.seed, cfg.videos.n_videos))
+    train = set(identity_ids(cfg.genhead.seed, cfg.genhead.n_identities)) | set(
+        identity_ids(cfg.videos.seed, cfg.videos.n_videos)
+    )
     assert len(bench.identities) == cfg.eval.n_identities
     assert not set(bench.identities) & train and not set(bench.drivers) & train
     probe = set(identity_ids(cfg.eval.seed + 1, cfg.eval.probe_identities))

@@ -17,14 +17,28 @@ from pipeline_tasks.train_motion_encoder import train_motion_encoder
 from pipeline_tasks.train_psi3d import CHECKPOINT
 
 SMALL = [
-    "device=cpu", "genhead.n_identities=6", "genhead.views_per_identity=2", "genhead.shard_size=6",
-    "genhead.preview_identities=2", "genhead.render_batch=6",
-    "analyser_samples.n_identities=4", "analyser_samples.expressions_per_identity=2", "analyser_samples.shard_size=8",
+    "device=cpu",
+    "genhead.n_identities=6",
+    "genhead.views_per_identity=2",
+    "genhead.shard_size=6",
+    "genhead.preview_identities=2",
+    "genhead.render_batch=6",
+    "analyser_samples.n_identities=4",
+    "analyser_samples.expressions_per_identity=2",
+    "analyser_samples.shard_size=8",
     "analyser_samples.visibility_identities=2",
-    "motion_encoder.steps=3", "motion_encoder.batch_size=8", "motion_encoder.val_identities=2",
-    "motion_encoder.width=8", "motion_encoder.checkpoint_every=100", "motion_encoder.val_every=100",
-    "eval.n_identities=2", "eval.yaw_bins_degrees=[-30,0,30]", "eval.trajectory_frames=8",
-    "eval.probe_identities=4", "eval.probe_views=2", "eval.grid_identities=2",
+    "motion_encoder.steps=3",
+    "motion_encoder.batch_size=8",
+    "motion_encoder.val_identities=2",
+    "motion_encoder.width=8",
+    "motion_encoder.checkpoint_every=100",
+    "motion_encoder.val_every=100",
+    "eval.n_identities=2",
+    "eval.yaw_bins_degrees=[-30,0,30]",
+    "eval.trajectory_frames=8",
+    "eval.probe_identities=4",
+    "eval.probe_views=2",
+    "eval.grid_identities=2",
 ]
 
 
@@ -77,10 +91,15 @@ def test_psi3d_evaluation_writes_the_artifact_and_is_reused(world):
     assert base["mean"]["psnr"] == pytest.approx((base["by_bin"]["psnr"][0] + base["by_bin"]["psnr"][2]) / 2, abs=1e-6)
     assert base["source_view"]["psnr"] > 60
     # geometry of the render against the true alpha/depth, and the mean-image baseline, per bin
-    assert 0 <= min(nv["by_bin"]["soft_iou"]) <= max(nv["by_bin"]["soft_iou"]) <= 1 and min(nv["by_bin"]["depth_error"]) > 0
+    assert (
+        0 <= min(nv["by_bin"]["soft_iou"]) <= max(nv["by_bin"]["soft_iou"]) <= 1
+        and min(nv["by_bin"]["depth_error"]) > 0
+    )
     assert "mean_training_image" in m["tasks"] and m["tasks"]["mean_training_image"]["by_bin"]["psnr"][i0] < 40
     met = art.manifest["metrics"]
-    assert met["nvs_margin_vs_input_yaw+30"] == pytest.approx(nv["by_bin"]["psnr"][2] - base["by_bin"]["psnr"][2], abs=1e-3)
+    assert met["nvs_margin_vs_input_yaw+30"] == pytest.approx(
+        nv["by_bin"]["psnr"][2] - base["by_bin"]["psnr"][2], abs=1e-3
+    )
     assert "nvs_margin_vs_input_yaw+0" not in met and "nvs_soft_iou_min" in met
     assert "margin" in (art.path / "report.md").read_text()
     assert {p.split("@")[0] for p in art.parents} == {"psi3d", "eval_analyser"}
@@ -93,8 +112,18 @@ def test_psi_evaluation_tasks_and_a_motion_blind_psi(world):
     registry, cfg, _, _, ps = world
     art = evaluate(cfg, ps.ref, registry)
     t = json.loads((art.path / "metrics.json").read_text())["tasks"]
-    assert set(t) == {"self_reenactment", "cross_view", "cross_identity_driving_view", "cross_identity", "no_motion",
-                      "no_motion_driving_view", "copy_source", "copy_source_driving_view", "psi3d_source", "psi3d_source_driving_view"}
+    assert set(t) == {
+        "self_reenactment",
+        "cross_view",
+        "cross_identity_driving_view",
+        "cross_identity",
+        "no_motion",
+        "no_motion_driving_view",
+        "copy_source",
+        "copy_source_driving_view",
+        "psi3d_source",
+        "psi3d_source_driving_view",
+    }
     flat = lambda task, m="psnr": np.ravel(t[task]["per_image"][m]).tolist()  # noqa: E731
     assert flat("cross_view") == pytest.approx(flat("cross_identity"), abs=1e-4)
     assert flat("cross_view") == pytest.approx(flat("no_motion"), abs=1e-4)
@@ -111,7 +140,10 @@ def test_psi_evaluation_tasks_and_a_motion_blind_psi(world):
     head = art.manifest["metrics"]
     assert head["cross_id_expression_error_vs_no_motion"] == pytest.approx(1.0, abs=1e-3)
     assert head["cross_id_mouth_psnr_margin_vs_psi3d"] == pytest.approx(0.0, abs=1e-3)
-    assert "cross_id_margin_vs_copy_source_min" in head and "Reenactment beside its baselines" in (art.path / "report.md").read_text()
+    assert (
+        "cross_id_margin_vs_copy_source_min" in head
+        and "Reenactment beside its baselines" in (art.path / "report.md").read_text()
+    )
     assert t["self_reenactment"]["bins"] == ["driving cam"]
     for g in ("self_reenactment", "cross_identity"):
         assert (art.path / "grids" / f"{g}.png").is_file()
@@ -122,7 +154,9 @@ def test_evaluation_refuses_a_checkpoint_of_another_preset(world):
     registry, cfg, samples, p3, _ = world
     # the artifact says it was trained with preset 'small'
     torch.manual_seed(0)
-    other = _model_artifact(registry, "psi3d", cfg, build_psi(cfg.model, static=True), [samples], preset_in_manifest="small")
+    other = _model_artifact(
+        registry, "psi3d", cfg, build_psi(cfg.model, static=True), [samples], preset_in_manifest="small"
+    )
     with pytest.raises(EvaluationError, match=r"preset 'tiny'.*preset 'small'") as e:
         evaluate(cfg, other.ref, registry)
     assert other.ref in str(e.value) and "checkpoint.pt" in str(e.value)
@@ -167,7 +201,9 @@ def test_ablation_report_compares_two_evaluations_per_yaw_bin(world):
     comp = json.loads((art.path / "comparison.json").read_text())["tasks"]
     mb = json.loads((b.path / "metrics.json").read_text())["tasks"]
     d = comp["cross_view"]["metrics"]["psnr"]
-    expected = (np.array(ma["tasks"]["cross_view"]["per_image"]["psnr"]) - np.array(mb["cross_view"]["per_image"]["psnr"])).mean(0)
+    expected = (
+        np.array(ma["tasks"]["cross_view"]["per_image"]["psnr"]) - np.array(mb["cross_view"]["per_image"]["psnr"])
+    ).mean(0)
     assert d["difference"] == pytest.approx(expected.tolist(), abs=1e-6)
     assert (art.path / "plots" / "ablation_vs_yaw.png").is_file()
     assert art.manifest["metrics"]["delta_cross_view_psnr_yaw+0"] == pytest.approx(d["difference"][1], abs=1e-3)

@@ -97,7 +97,9 @@ def test_soft_iou_scores_a_fog_low_and_the_truth_one():
     assert float(soft_iou(head, head)) == pytest.approx(1.0)
     fog = torch.full_like(head, 0.5)
     f = float(head.mean())
-    assert float(soft_iou(fog, head)) == pytest.approx(0.5 * f / (f + 0.5 * (1 - f)), rel=1e-5)  # Σ min / Σ max, closed form
+    assert float(soft_iou(fog, head)) == pytest.approx(
+        0.5 * f / (f + 0.5 * (1 - f)), rel=1e-5
+    )  # Σ min / Σ max, closed form
     assert float(soft_iou(fog, head)) < 0.45
     shifted = torch.roll(head, 8, dims=-1)
     assert 0.5 < float(soft_iou(shifted, head)) < 0.9
@@ -141,7 +143,9 @@ def test_change_correlation_on_constructed_changes():
     elsewhere[:, :, 1:5, 4:12] = 0.5  # a change in the wrong place
     truth_d = base + delta
     assert torch.allclose(change_correlation(truth_d, base, truth_d, base), torch.ones(3))  # perfect reenactment
-    assert torch.allclose(change_correlation(base + 0.3 * delta, base, truth_d, base), torch.ones(3))  # right place, weaker
+    assert torch.allclose(
+        change_correlation(base + 0.3 * delta, base, truth_d, base), torch.ones(3)
+    )  # right place, weaker
     assert torch.equal(change_correlation(base, base, truth_d, base), torch.zeros(3))  # no motion / copy-source
     assert torch.allclose(change_correlation(base - delta, base, truth_d, base), -torch.ones(3))
     assert change_correlation(base + elsewhere, base, truth_d, base).abs().max() < 0.3
@@ -162,7 +166,11 @@ def test_region_psnr_sees_an_expression_whole_frame_psnr_hides():
     source = gt.render(ids, cams, 48).rgb
     driving = gt.render(ids, cams, 48, expression=P.expression_vector(3, mouth_wide=1.0, jaw_open=0.4)).rgb
     masks = region_masks(cams, 48)
-    whole, mouth, eyes = psnr(source, driving), masked_psnr(source, driving, masks["mouth"]), masked_psnr(source, driving, masks["eyes"])
+    whole, mouth, eyes = (
+        psnr(source, driving),
+        masked_psnr(source, driving, masks["mouth"]),
+        masked_psnr(source, driving, masks["eyes"]),
+    )
     assert (mouth < whole - 4).all() and (eyes > mouth + 4).all()  # measured: 5.5–9 dB lower inside the mouth
     assert (masked_psnr(driving, driving, masks["mouth"]) > 90).all()  # a perfect reenactment scores the ceiling
 
@@ -177,9 +185,17 @@ def test_ablation_statistics_over_seeds_and_identities():
     truth = rng.normal(20, 1, (n, v))
 
     def result(model, per_image):
-        return {"model": model, "benchmark": {"digest": "x"},
-                "tasks": {"cross_view": {"bins": ["-30°", "+0°", "+30°"], "per_image": {"psnr": per_image.tolist()},
-                                         "by_bin": {"psnr": per_image.mean(0).tolist()}}}}
+        return {
+            "model": model,
+            "benchmark": {"digest": "x"},
+            "tasks": {
+                "cross_view": {
+                    "bins": ["-30°", "+0°", "+30°"],
+                    "per_image": {"psnr": per_image.tolist()},
+                    "by_bin": {"psnr": per_image.mean(0).tolist()},
+                }
+            },
+        }
 
     # the method is +1 dB at every identity and seed; seed offsets are shared by both variants (paired seeds)
     offsets = [0.0, 0.5, -0.3]

@@ -26,7 +26,9 @@ def test_version_deterministic_and_sensitive_to_every_input(registry):
     base = dict(kind="psi3d", config={"lr": 1e-4, "steps": 10}, parents=["genhead_samples@abc"], schema_version=1)
     v = registry.version_for(**base)
     assert v == registry.version_for(**base)
-    assert v == ArtifactRegistry(registry.root).version_for(**{**base, "config": {"steps": 10, "lr": 1e-4}})  # key order
+    assert v == ArtifactRegistry(registry.root).version_for(
+        **{**base, "config": {"steps": 10, "lr": 1e-4}}
+    )  # key order
     changed = [
         {**base, "kind": "psi"},
         {**base, "config": {"lr": 2e-4, "steps": 10}},
@@ -165,7 +167,9 @@ def test_catalog_lists_incomplete_rows(registry):
 def test_abandoned_temporaries_are_told_from_running_ones_and_removed_on_request(registry, capsys):
     from storage_schemas.inspect import main as inspect_main
 
-    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(registry.root), "mid_payload"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(registry.root), "mid_payload"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "writing"
     os.kill(proc.pid, signal.SIGKILL)  # a stage killed mid-way: its folder is what the next run resumes from
     proc.wait()

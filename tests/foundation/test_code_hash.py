@@ -41,14 +41,19 @@ def test_comments_docstrings_and_formatting_keep_the_hash(project_copy):
     path = project_copy / "pipeline_tasks" / "genhead.py"
     text = path.read_text()
     doc_end = text.index('"""', 3) + 3
-    path.write_text('"""Another module docstring."""' + text[doc_end:].replace("\n\n\n", "\n\n\n# a comment\n\n", 1) + "\n\n")
+    path.write_text(
+        '"""Another module docstring."""' + text[doc_end:].replace("\n\n\n", "\n\n\n# a comment\n\n", 1) + "\n\n"
+    )
     assert code_hash(stage, project_copy) == before
 
 
 def test_a_module_the_stage_does_not_import_leaves_its_hash_alone(project_copy):
     before = {m: code_hash(m, project_copy) for m in ("pipeline_tasks.genhead", "pipeline_tasks.train_psi3d")}
-    _edit(project_copy / "pipeline_tasks" / "train_psi.py", "from __future__ import annotations\n",
-          "from __future__ import annotations\nEXTRA = 2\n")
+    _edit(
+        project_copy / "pipeline_tasks" / "train_psi.py",
+        "from __future__ import annotations\n",
+        "from __future__ import annotations\nEXTRA = 2\n",
+    )
     after = {m: code_hash(m, project_copy) for m in before}
     assert after == before  # Ψ's trainer is not code of stage 1 or of Ψ3d
     assert code_hash("pipeline_tasks.train_psi", project_copy) != code_hash("pipeline_tasks.train_psi", PROJECT_ROOT)
@@ -69,8 +74,14 @@ def test_the_closure_follows_relative_and_lazy_imports_and_skips_other_packages(
     for name, body in files.items():
         (pkg / name).write_text(textwrap.dedent(body))
     closure = module_closure("pipeline_tasks.stage", tmp_path, ("pipeline_tasks",))
-    assert sorted(closure) == ["pipeline_tasks", "pipeline_tasks.helper", "pipeline_tasks.lazy", "pipeline_tasks.stage",
-                               "pipeline_tasks.sub", "pipeline_tasks.sub.tool"]
+    assert sorted(closure) == [
+        "pipeline_tasks",
+        "pipeline_tasks.helper",
+        "pipeline_tasks.lazy",
+        "pipeline_tasks.stage",
+        "pipeline_tasks.sub",
+        "pipeline_tasks.sub.tool",
+    ]
     h = code_hash("pipeline_tasks.stage", tmp_path, ("pipeline_tasks",))
     (pkg / "lazy.py").write_text("X = 2\n")
     assert code_hash("pipeline_tasks.stage", tmp_path, ("pipeline_tasks",)) != h

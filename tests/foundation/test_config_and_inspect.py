@@ -29,13 +29,16 @@ def test_overrides_are_typed_and_checked():
         load_config("huge")
 
 
-@pytest.mark.parametrize("pattern, expected", [
-    ("*.mp4", ["a.mp4", "b.mp4"]),  # YAML: an alias (ScannerError)
-    ("clips #1/*.mp4", ["clips #1/c.mp4"]),  # YAML: "clips" and a comment
-    ("~/home clips", ["home clips/h.mp4"]),  # YAML: "~" alone is None
-    ("1080", ["1080/d.mp4"]),  # YAML: an integer (fails validation)
-    ("yes", ["yes/e.mp4"]),  # YAML 1.1: a boolean
-])
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("*.mp4", ["a.mp4", "b.mp4"]),  # YAML: an alias (ScannerError)
+        ("clips #1/*.mp4", ["clips #1/c.mp4"]),  # YAML: "clips" and a comment
+        ("~/home clips", ["home clips/h.mp4"]),  # YAML: "~" alone is None
+        ("1080", ["1080/d.mp4"]),  # YAML: an integer (fails validation)
+        ("yes", ["yes/e.mp4"]),  # YAML 1.1: a boolean
+    ],
+)
 def test_video_paths_reach_ingestion_verbatim(tmp_path, monkeypatch, pattern, expected):
     """``--videos`` / ``VIDEOS`` as the pipeline passes it (a ``pseudo_mv.videos=`` item, re-listed for each
     subflow) selects exactly the files it names."""

@@ -33,11 +33,24 @@ def _processes_mentioning(text: str) -> list[int]:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_pipeline_within_seconds_and_leaves_it_resumable(tmp_path, signum):
     root = tmp_path / "artifacts"
-    env = {**os.environ, "P4D_HOME": str(root), "PREFECT_HOME": str(tmp_path / "prefect"), "P4D_STOP_GRACE_S": "5",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "P4D_HOME": str(root),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "P4D_STOP_GRACE_S": "5",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--set", "genhead.n_identities=200000"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--set", "genhead.n_identities=200000"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not list(root.glob("genhead_samples/.tmp-*/store.zarr")):  # stage 1 is writing
         assert proc.poll() is None, proc.stderr.read()[-3000:]

@@ -26,13 +26,16 @@ def test_nms_matches_bruteforce():
     boxes = torch.cat([xy, xy + wh], 1)
     scores = torch.rand(60, generator=g)
     keep = torch.ops.torchvision.nms(boxes, scores, 0.3)
+
     # every pair of kept boxes overlaps at most the threshold, and every dropped box overlaps a
     # higher-scoring kept one by more than it
     def iou(a, b):
-        lt = torch.maximum(a[:2], b[:2]); rb = torch.minimum(a[2:], b[2:])
+        lt = torch.maximum(a[:2], b[:2])
+        rb = torch.minimum(a[2:], b[2:])
         inter = (rb - lt).clamp_min(0).prod()
         area = lambda x: (x[2:] - x[:2]).prod()
         return inter / (area(a) + area(b) - inter)
+
     kept = set(keep.tolist())
     assert scores[keep].diff().le(0).all()
     for i in kept:

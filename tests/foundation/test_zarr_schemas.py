@@ -29,8 +29,18 @@ def block(n, v=2, r=8, seed=0):
 
 
 def make_genhead(path, shards=(4, 3)):
-    gs.create(path, 2, 8, 4, 3, 3, 2, 5, shard_identities=4,
-              attrs={"generator_backend": "test", "parameter_names": {"expression": ["a", "b", "c"]}})
+    gs.create(
+        path,
+        2,
+        8,
+        4,
+        3,
+        3,
+        2,
+        5,
+        shard_identities=4,
+        attrs={"generator_backend": "test", "parameter_names": {"expression": ["a", "b", "c"]}},
+    )
     blocks = [block(n, seed=i) for i, n in enumerate(shards)]
     for b in blocks:
         gs.append(path, b)
@@ -131,7 +141,9 @@ def video_arrays(t=5, k=3, r=8, d=6):
     }
 
 
-ATTRS = dict(source_file="clip.mp4", source_hash="abc", fps=25.0, crop=None, camera_source="ground_truth", quality_flags={})
+ATTRS = dict(
+    source_file="clip.mp4", source_hash="abc", fps=25.0, crop=None, camera_source="ground_truth", quality_flags={}
+)
 
 
 def test_pseudo_mv_round_trip_and_index(tmp_path):
@@ -140,9 +152,14 @@ def test_pseudo_mv_round_trip_and_index(tmp_path):
     a, b = video_arrays(5), video_arrays(7)
     pm.write_video(path, "v0", a, ATTRS, shard_frames=4)
     pm.write_video(path, "v1", b, {**ATTRS, "camera_source": "estimated"})
-    pm.set_index(path, [{"video_id": "v0", "frames": 5, "status": "converted"},
-                        {"video_id": "v1", "frames": 7, "status": "converted"},
-                        {"video_id": "bad", "frames": 0, "status": "skipped", "reason": "no face"}])
+    pm.set_index(
+        path,
+        [
+            {"video_id": "v0", "frames": 5, "status": "converted"},
+            {"video_id": "v1", "frames": 7, "status": "converted"},
+            {"video_id": "bad", "frames": 0, "status": "skipped", "reason": "no face"},
+        ],
+    )
     pm.finalize(path)
     pm.validate(path)
     g = pm.open_read(path)

@@ -21,8 +21,14 @@ from pipeline_tasks.analyser_samples import (
 from pipeline_tasks.config import load_config
 from storage_schemas import genhead_samples as gs
 
-SMALL = ["analyser_samples.expressions_per_identity=3", "analyser_samples.views=2", "analyser_samples.shard_size=2",
-         "analyser_samples.render_batch=2", "analyser_samples.visibility_identities=2", "genhead.resolution=32"]
+SMALL = [
+    "analyser_samples.expressions_per_identity=3",
+    "analyser_samples.views=2",
+    "analyser_samples.shard_size=2",
+    "analyser_samples.render_batch=2",
+    "analyser_samples.visibility_identities=2",
+    "genhead.resolution=32",
+]
 
 
 def test_identities_repeat_with_independent_expressions_pose_and_cameras(registry):
@@ -43,8 +49,15 @@ def test_identities_repeat_with_independent_expressions_pose_and_cameras(registr
     # head pose is the camera here too: pose 0 at the stored camera reproduces the stored image
     r, v = 4, 1
     lab = {k: torch.from_numpy(np.asarray(grp[k][r : r + 1])) for k in ("shape", "expression", "gaze", "z")}
-    out = GroundTruth().generator.render(lab["shape"], lab["expression"], torch.zeros(1, 3), lab["gaze"], lab["z"],
-                                         torch.from_numpy(cams[r : r + 1, v]), 32)
+    out = GroundTruth().generator.render(
+        lab["shape"],
+        lab["expression"],
+        torch.zeros(1, 3),
+        lab["gaze"],
+        lab["z"],
+        torch.from_numpy(cams[r : r + 1, v]),
+        32,
+    )
     again = ((out.rgb[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
     assert np.abs(again - np.asarray(grp["images"][r, v])).max() <= 1
     vis = json.loads((art.path / VISIBILITY).read_text())
@@ -78,7 +91,10 @@ def test_visibility_is_measured_at_the_resolution():
     low = expression_visibility(8, n_identities=2, seed=3)
     assert "jaw_open" in high["visible"] and "blink_left" in high["visible"]
     assert "blink_left" not in low["visible"]  # an eyelid is sub-pixel at 8²
-    assert low["per_expression"]["jaw_open"]["pixels_changed_full"] < high["per_expression"]["jaw_open"]["pixels_changed_full"]
+    assert (
+        low["per_expression"]["jaw_open"]["pixels_changed_full"]
+        < high["per_expression"]["jaw_open"]["pixels_changed_full"]
+    )
 
 
 def test_analyser_identities_must_be_disjoint_from_the_others(registry):

@@ -87,7 +87,9 @@ def test_head_lies_inside_the_tracing_bound_for_extreme_parameters():
     assert inside.shape[0] > 1000
     c, r = torch.tensor(PR.BOUND_CENTRE), torch.tensor(PR.BOUND_RADII)
     in_ell = (((inside - c) / r) ** 2).sum(-1) <= 1
-    in_cyl = (inside[:, 0] ** 2 + (inside[:, 2] - PR.NECK_AXIS_Z) ** 2 <= PR.NECK_RADIUS**2) & (inside[:, 1] <= PR.NECK_TOP)
+    in_cyl = (inside[:, 0] ** 2 + (inside[:, 2] - PR.NECK_AXIS_Z) ** 2 <= PR.NECK_RADIUS**2) & (
+        inside[:, 1] <= PR.NECK_TOP
+    )
     assert (in_ell | in_cyl).all(), inside[~(in_ell | in_cyl)][:5]
 
 

@@ -10,6 +10,7 @@ from models.genhead import params as P
 def front(yaw=0.0, pitch=0.0, radius=cam.DEFAULT_RADIUS):
     return cam.orbit_label(torch.tensor([yaw]), torch.tensor([pitch]), radius)
 
+
 RES = 64
 
 
@@ -71,7 +72,7 @@ def _region_mask(label, x_range, y_range, z=0.3):
     u0, v0 = (uv[0].min(0).values * RES).floor().long().tolist()
     u1, v1 = (uv[0].max(0).values * RES).ceil().long().tolist()
     m = torch.zeros(RES, RES, dtype=torch.bool)
-    m[max(v0, 0):v1, max(u0, 0):u1] = True
+    m[max(v0, 0) : v1, max(u0, 0) : u1] = True
     return m
 
 

@@ -30,5 +30,8 @@ def test_expression_changes_fall_inside_their_regions():
         assert share_inside(name, "mouth") < 0.05, name
     # the masks follow the camera: turning the head moves the mouth box sideways
     cx = lambda m: float((m[0, 0].sum(0) * torch.arange(48)).sum() / m[0, 0].sum())  # noqa: E731
-    left, right = region_masks(cam.orbit_label(torch.tensor([-0.5]), torch.zeros(1)), 48), region_masks(cam.orbit_label(torch.tensor([0.5]), torch.zeros(1)), 48)
+    left, right = (
+        region_masks(cam.orbit_label(torch.tensor([-0.5]), torch.zeros(1)), 48),
+        region_masks(cam.orbit_label(torch.tensor([0.5]), torch.zeros(1)), 48),
+    )
     assert abs(cx(left["mouth"]) - cx(right["mouth"])) > 4

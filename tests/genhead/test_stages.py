@@ -16,8 +16,13 @@ from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps,
 from storage_schemas import genhead_samples as gs
 from storage_schemas.code_hash import stage_code_hash
 
-SMALL = ["genhead.views_per_identity=2", "genhead.shard_size=2", "genhead.resolution=32", "genhead.preview_identities=3",
-         "genhead.render_batch=2"]
+SMALL = [
+    "genhead.views_per_identity=2",
+    "genhead.shard_size=2",
+    "genhead.resolution=32",
+    "genhead.preview_identities=3",
+    "genhead.render_batch=2",
+]
 
 
 def test_stage1_writes_a_valid_store_and_is_reused(registry):
@@ -36,12 +41,14 @@ def test_stage1_writes_a_valid_store_and_is_reused(registry):
     # head pose is the camera: the stored (head-relative) camera with pose 0 reproduces the stored image,
     # which was rendered with the identity's pose γ at a world camera; γ stays a label
     i, v = 1, 1
-    labels = {k: torch.from_numpy(np.asarray(grp[k][i:i + 1])) for k in ("shape", "expression", "pose", "gaze", "z")}
+    labels = {k: torch.from_numpy(np.asarray(grp[k][i : i + 1])) for k in ("shape", "expression", "pose", "gaze", "z")}
     assert labels["pose"].abs().max() > 0.01  # the sampled head is turned
-    cams = torch.from_numpy(np.asarray(grp["cameras"][i:i + 1, v]))
+    cams = torch.from_numpy(np.asarray(grp["cameras"][i : i + 1, v]))
     u8 = lambda out: ((out.rgb[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()  # noqa: E731
     gen = GroundTruth().generator
-    again = u8(gen.render(labels["shape"], labels["expression"], torch.zeros(1, 3), labels["gaze"], labels["z"], cams, 32))
+    again = u8(
+        gen.render(labels["shape"], labels["expression"], torch.zeros(1, 3), labels["gaze"], labels["z"], cams, 32)
+    )
     assert np.abs(again - imgs[i, v]).max() <= 1
     rotated_twice = u8(gen.render(*labels.values(), cams, 32))  # pose applied on top of a head-relative camera
     assert np.abs(rotated_twice - imgs[i, v]).mean() > 3
@@ -75,10 +82,21 @@ def test_videos_decode_to_the_sidecar_frames_and_match_ground_truth(registry):
     gt = GroundTruth()
     # the head sways in the world; the sidecar camera is head-relative: pose 0 at cameras[t] is frame t
     assert np.abs(np.asarray(side["pose"])[:, 0]).max() > 0.02
-    out = gt.render(side["identity"], torch.tensor(side["cameras"][4])[None], 32, expression=torch.tensor(side["expression"][4]),
-                    gaze=torch.tensor(side["gaze"][4]))
-    world = gt.render(side["identity"], torch.tensor(side["world_cameras"][4])[None], 32, expression=torch.tensor(side["expression"][4]),
-                      pose=torch.tensor(side["pose"][4]), gaze=torch.tensor(side["gaze"][4]))
+    out = gt.render(
+        side["identity"],
+        torch.tensor(side["cameras"][4])[None],
+        32,
+        expression=torch.tensor(side["expression"][4]),
+        gaze=torch.tensor(side["gaze"][4]),
+    )
+    world = gt.render(
+        side["identity"],
+        torch.tensor(side["world_cameras"][4])[None],
+        32,
+        expression=torch.tensor(side["expression"][4]),
+        pose=torch.tensor(side["pose"][4]),
+        gaze=torch.tensor(side["gaze"][4]),
+    )
     assert torch.allclose(out.rgb, world.rgb, atol=2e-3)
     ref = ((out.rgb[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).numpy()
     assert np.abs(ref - frame.astype(np.float32)).mean() < 6  # H.264 at crf 18
@@ -100,7 +118,9 @@ def test_talking_trajectories_are_smooth_bounded_and_expressive():
     assert e.min() >= 0 and e.max() <= 1
     assert pose[:, 0].abs().max() <= np.radians(30) + 1e-6
     jaw = e[:, P.EXPRESSION_NAMES.index("jaw_open")]
-    assert jaw.max() > 0.3 and (jaw.diff().abs().max() < 0.4)  # speech moves the jaw; ≤ 4.5 syllables/s keeps steps small
+    assert jaw.max() > 0.3 and (
+        jaw.diff().abs().max() < 0.4
+    )  # speech moves the jaw; ≤ 4.5 syllables/s keeps steps small
     assert e[:, P.EXPRESSION_NAMES.index("blink_left")].max() > 0.5  # at least one blink in 10 s
     assert pose.diff(dim=0).abs().max() < 0.05
 
@@ -126,15 +146,21 @@ write_samples(load_config("tiny", sys.argv[3:]), Path(sys.argv[1]), progress=Fal
 """
 
 
-@pytest.mark.parametrize("kill_at", [22, 31, 40])  # the 2nd append: after images, midway, before identity (its last write)
+@pytest.mark.parametrize(
+    "kill_at", [22, 31, 40]
+)  # the 2nd append: after images, midway, before identity (its last write)
 def test_stage1_killed_during_an_append_resumes_to_the_uninterrupted_store(tmp_path, kill_at):
     """A real process death inside ``GroupSchema.append`` (10 arrays × resize + write per shard), then a rerun."""
     import subprocess
     import sys
 
     overrides = SMALL + ["genhead.n_identities=4"]
-    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "a"), str(kill_at), *overrides],
-                            capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "a"), str(kill_at), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == 137, killed.stderr[-2000:]
     store = tmp_path / "a" / STORE
     assert gs.num_samples(store) == 2  # the first shard is committed, the torn second is not

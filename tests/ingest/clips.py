@@ -53,5 +53,3 @@ def animate_astronaut(path: Path, n_frames: int = 32, size: int = 256, roll: flo
         angles.append(a)
     write_mp4(path, np.stack(frames))
     return AnimatedClip(path, np.array(angles), np.stack(mats))
-
-

@@ -31,7 +31,9 @@ def _zero_frame_mkv(path):
 
 def _unreadable_stream(path, tmp_path):
     """A valid container whose H.264 payload is noise (the mdat box overwritten)."""
-    good = write_mp4(tmp_path / "good_for_corruption.mp4", np.random.default_rng(1).integers(0, 255, (10, 64, 64, 3), dtype=np.uint8))
+    good = write_mp4(
+        tmp_path / "good_for_corruption.mp4", np.random.default_rng(1).integers(0, 255, (10, 64, 64, 3), dtype=np.uint8)
+    )
     b = bytearray(good.read_bytes())
     i, j = b.find(b"mdat"), b.find(b"moov")
     assert 0 < i < j, "libx264 mp4 layout changed: mdat before moov expected"

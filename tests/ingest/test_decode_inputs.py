@@ -60,7 +60,10 @@ def test_expand_video_inputs(tmp_path, counter_clip):
     (tmp_path / "notes.txt").write_text("x")
     assert [p.name for p in expand_video_inputs(tmp_path)] == ["a.MOV", "b.mp4", "c.mkv"]
     assert [p.name for p in expand_video_inputs(str(tmp_path / "*.mp4"))] == ["b.mp4"]
-    assert [p.name for p in expand_video_inputs([tmp_path / "b.mp4", str(tmp_path / "**" / "*.mkv")])] == ["b.mp4", "c.mkv"]
+    assert [p.name for p in expand_video_inputs([tmp_path / "b.mp4", str(tmp_path / "**" / "*.mkv")])] == [
+        "b.mp4",
+        "c.mkv",
+    ]
     with pytest.raises(IngestionError, match="nothing.mp4: file not found"):
         expand_video_inputs(tmp_path / "nothing.mp4")
     with pytest.raises(IngestionError, match=r"\*\.avi: the pattern matches no file"):
@@ -92,7 +95,9 @@ def test_face_alignment_backend_refuses_without_local_weights(tmp_path, monkeypa
     with pytest.raises(FaceBackendUnavailable) as ei:
         make_face_analyzer("face_alignment", landmarks="2d", detector="sfd")
     msg = str(ei.value)
-    assert "2DFAN4" in msg and "s3fd" in msg and str(tmp_path / "hub" / "checkpoints") in msg and "never downloads" in msg
+    assert (
+        "2DFAN4" in msg and "s3fd" in msg and str(tmp_path / "hub" / "checkpoints") in msg and "never downloads" in msg
+    )
     assert not (tmp_path / "hub" / "checkpoints").exists() or not any((tmp_path / "hub" / "checkpoints").iterdir())
     with pytest.raises(FaceBackendUnavailable, match="unknown face backend 'dlib'"):
         make_face_analyzer("dlib")

@@ -53,7 +53,7 @@ def test_aligned_crops_are_stable(ingested, astronaut_clip, photo_eye_centre):
     eye_t = np.einsum("tij,j->ti", astronaut_clip.matrices, np.r_[photo_eye_centre - 0.5, 1.0]) + 0.5
     q = (eye_t - ingested.crop[:, :2]) / ingested.crop[:, 2:3] * RES
     jitter = np.linalg.norm(q[1:-1] - 0.5 * (q[:-2] + q[2:]), axis=-1)
-    print(f"eye-centre jitter rms {np.sqrt((jitter ** 2).mean()):.3f} px, max {jitter.max():.3f} px at {RES}²")
+    print(f"eye-centre jitter rms {np.sqrt((jitter**2).mean()):.3f} px, max {jitter.max():.3f} px at {RES}²")
     assert np.sqrt((jitter**2).mean()) < EYE_JITTER_RMS_PX and jitter.max() < EYE_JITTER_MAX_PX
     # and the framing is the canonical one: eye centre near its canonical position, eye distance near canonical
     canon = canonical_crop_points(("right_eye", "left_eye")) * RES
@@ -122,12 +122,19 @@ def test_cache_hit_skips_work(ingested, astronaut_clip, cache_dir, monkeypatch):
 
 
 def test_motion_hook(ingested, astronaut_clip, cache_dir):
-    res = ingest_video(astronaut_clip.path, RES, IngestConfig(), cache_dir=cache_dir,
-                       motion_fn=lambda f: f.reshape(len(f), -1)[:, :5].astype(np.float32))
+    res = ingest_video(
+        astronaut_clip.path,
+        RES,
+        IngestConfig(),
+        cache_dir=cache_dir,
+        motion_fn=lambda f: f.reshape(len(f), -1)[:, :5].astype(np.float32),
+    )
     assert res.motion.shape == (len(res), 5)
     np.testing.assert_array_equal(res.motion, res.frames.reshape(len(res), -1)[:, :5])
     with pytest.raises(ValueError, match="astronaut.mp4.*motion_fn returned shape"):
-        ingest_video(astronaut_clip.path, RES, IngestConfig(), cache_dir=cache_dir, motion_fn=lambda f: np.zeros((3, 2)))
+        ingest_video(
+            astronaut_clip.path, RES, IngestConfig(), cache_dir=cache_dir, motion_fn=lambda f: np.zeros((3, 2))
+        )
 
 
 def test_largest_face_is_tracked(tmp_path):
@@ -186,7 +193,9 @@ def test_one_person_is_tracked_when_the_larger_face_alternates(tmp_path):
     res = ingest_video(path, 64, IngestConfig(segmentation=False, min_usable_frames=4))
     seen = ~np.isin(np.arange(t), sorted(hide))
     assert (res.flags[seen] & MULTIPLE_FACES).all()  # both people are seen in every frame...
-    assert res.usable[seen].all() and (res.crop[seen, 0] < 192).all(), res.crop[:, 0]  # ...and only the left one is kept
+    assert res.usable[seen].all() and (res.crop[seen, 0] < 192).all(), res.crop[
+        :, 0
+    ]  # ...and only the left one is kept
     assert not (res.flags[seen] & LARGE_JUMP).any()
     assert (res.flags[sorted(hide)] & TRACK_LOST).all() and not res.usable[sorted(hide)].any()
     assert res.quality["flag_counts"]["track_lost"] == len(hide)

@@ -37,7 +37,9 @@ def test_triplane_zero_outside_box():
     f = sample_triplane(planes, pts, BOX)
     assert torch.allclose(f[0, :, 0], torch.ones(3, 4))
     assert f[0, :, 2].abs().max() == 0  # outside every plane
-    assert torch.allclose(f[0, 0, 1], torch.ones(4)) and f[0, 1, 1].abs().max() == 0  # z out of range: (y,z), (z,x) are zero
+    assert (
+        torch.allclose(f[0, 0, 1], torch.ones(4)) and f[0, 1, 1].abs().max() == 0
+    )  # z out of range: (y,z), (z,x) are zero
 
 
 def test_multi_view_render_matches_single_views():

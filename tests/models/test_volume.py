@@ -34,7 +34,19 @@ def _render(n_coarse, n_fine, seed=0, feature_mix="mean"):
     o, d = cams.generate_rays(label, RES)
     near, far = cams.ray_bounds(label)
     g = torch.Generator().manual_seed(seed)
-    out = render_rays(sphere_field(), o, d, near, far, n_coarse, n_fine, generator=g, perturb=True, density_activation="none", feature_mix=feature_mix)
+    out = render_rays(
+        sphere_field(),
+        o,
+        d,
+        near,
+        far,
+        n_coarse,
+        n_fine,
+        generator=g,
+        perturb=True,
+        density_activation="none",
+        feature_mix=feature_mix,
+    )
     return out, o, d, near, far
 
 

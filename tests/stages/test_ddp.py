@@ -12,9 +12,16 @@ from storage_schemas.artifacts import ArtifactRegistry
 
 TINY = [
     "device=cpu",
-    "genhead.n_identities=6", "genhead.shard_size=6", "genhead.views_per_identity=2",
-    "psi3d.steps=3", "psi3d.val_identities=2", "psi3d.batch_size=2", "psi3d.checkpoint_every=1",
-    "psi3d.val_every=3", "psi3d.sample_every=3", "psi3d.log_every=1",
+    "genhead.n_identities=6",
+    "genhead.shard_size=6",
+    "genhead.views_per_identity=2",
+    "psi3d.steps=3",
+    "psi3d.val_identities=2",
+    "psi3d.batch_size=2",
+    "psi3d.checkpoint_every=1",
+    "psi3d.val_every=3",
+    "psi3d.sample_every=3",
+    "psi3d.log_every=1",
     "psi3d.nproc_per_node=2",
 ]
 
@@ -31,7 +38,9 @@ def test_psi3d_ddp_two_processes(tmp_path):
 
     m = art.manifest
     assert m["counts"]["steps"] == 3 and m["counts"]["train_identities"] == 4
-    assert {"val_psnr_novel", "val_margin_vs_input_min", "val_soft_iou_min", "baseline_psnr_input_novel"} <= set(m["metrics"])
+    assert {"val_psnr_novel", "val_margin_vs_input_min", "val_soft_iou_min", "baseline_psnr_input_novel"} <= set(
+        m["metrics"]
+    )
     assert m["extra"]["ddp_world_size"] == 2  # the ranks' weights were checked identical at the end
     assert json.loads((art.path / "metrics.json").read_text())["val_psnr_novel"] == m["metrics"]["val_psnr_novel"]
     log = (art.path / LOG).read_text()

@@ -21,13 +21,30 @@ from pipeline_tasks.train_psi3d import train_psi3d
 from storage_schemas.artifacts import ArtifactRegistry
 
 MICRO = [
-    "genhead.n_identities=96", "genhead.shard_size=32", "genhead.views_per_identity=4", "genhead.resolution=32",
-    "model.render.image_resolution=32", "model.render.neural_resolution=16", "model.psi.image_resolution=32",
-    "model.psi.triplane_resolution=32", "model.psi.token_grid=4",
-    "psi3d.steps=250", "psi3d.batch_size=8", "psi3d.val_identities=8", "psi3d.val_every=1000", "psi3d.sample_every=1000",
-    "psi3d.checkpoint_every=1000", "eval.yaw_bins_degrees=[-30,0,30]",
-    "motion_encoder.steps=2", "motion_encoder.val_identities=2", "motion_encoder.batch_size=8", "motion_encoder.input_size=32",
-    "videos.n_videos=2", "videos.n_frames=6", "videos.resolution=32", "pseudo_mv.views_per_frame=3",
+    "genhead.n_identities=96",
+    "genhead.shard_size=32",
+    "genhead.views_per_identity=4",
+    "genhead.resolution=32",
+    "model.render.image_resolution=32",
+    "model.render.neural_resolution=16",
+    "model.psi.image_resolution=32",
+    "model.psi.triplane_resolution=32",
+    "model.psi.token_grid=4",
+    "psi3d.steps=250",
+    "psi3d.batch_size=8",
+    "psi3d.val_identities=8",
+    "psi3d.val_every=1000",
+    "psi3d.sample_every=1000",
+    "psi3d.checkpoint_every=1000",
+    "eval.yaw_bins_degrees=[-30,0,30]",
+    "motion_encoder.steps=2",
+    "motion_encoder.val_identities=2",
+    "motion_encoder.batch_size=8",
+    "motion_encoder.input_size=32",
+    "videos.n_videos=2",
+    "videos.n_frames=6",
+    "videos.resolution=32",
+    "pseudo_mv.views_per_frame=3",
 ]
 
 

@@ -23,14 +23,30 @@ from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import ArtifactRegistry
 
 FAST = [
-    "genhead.n_identities=12", "genhead.shard_size=6", "genhead.views_per_identity=3",
-    "psi3d.steps=2", "psi3d.val_identities=2", "psi3d.batch_size=2", "psi3d.checkpoint_every=1",
-    "analyser_samples.n_identities=4", "analyser_samples.expressions_per_identity=2", "analyser_samples.shard_size=8",
+    "genhead.n_identities=12",
+    "genhead.shard_size=6",
+    "genhead.views_per_identity=3",
+    "psi3d.steps=2",
+    "psi3d.val_identities=2",
+    "psi3d.batch_size=2",
+    "psi3d.checkpoint_every=1",
+    "analyser_samples.n_identities=4",
+    "analyser_samples.expressions_per_identity=2",
+    "analyser_samples.shard_size=8",
     "analyser_samples.visibility_identities=2",
-    "motion_encoder.steps=2", "motion_encoder.val_identities=2", "motion_encoder.batch_size=8",
-    "videos.n_videos=3", "videos.n_frames=4",
-    "pseudo_mv.views_per_frame=2", "pseudo_mv.frame_batch=4",
-    "psi.steps=4", "psi.batch_size=2", "psi.checkpoint_every=2", "psi.val_every=2", "psi.log_every=1", "psi.sample_every=4",
+    "motion_encoder.steps=2",
+    "motion_encoder.val_identities=2",
+    "motion_encoder.batch_size=8",
+    "videos.n_videos=3",
+    "videos.n_frames=4",
+    "pseudo_mv.views_per_frame=2",
+    "pseudo_mv.frame_batch=4",
+    "psi.steps=4",
+    "psi.batch_size=2",
+    "psi.checkpoint_every=2",
+    "psi.val_every=2",
+    "psi.log_every=1",
+    "psi.sample_every=4",
 ]
 
 
@@ -66,7 +82,9 @@ def test_end_to_end_lineage_and_store(upstream):
     assert np.array_equal(g["alpha"][:], truth[np.asarray(g.attrs["frame_indices"])])
     assert g["alpha"][:].mean() > 20 and not np.array_equal(g["alpha"][:], g["view_alpha"][:, 0])
     assert (pmv.path / pmv_stage.CONTACT_SHEET).stat().st_size > 1000
-    check = json.loads((pmv.path / "pseudo_view_check.json").read_text())  # compared with the truth (2 Ψ3d steps: no claim)
+    check = json.loads(
+        (pmv.path / "pseudo_view_check.json").read_text()
+    )  # compared with the truth (2 Ψ3d steps: no claim)
     assert check["videos"] == 3 and check["views"] == check["frames"] * 2 and np.isfinite(check["psnr_views"])
     # the stored views are Ψ3d's renders of each frame at the stored (distinct, seeded) cameras
     vc = torch.from_numpy(g["view_cameras"][:])
@@ -82,7 +100,9 @@ def test_end_to_end_lineage_and_store(upstream):
     m = pmv.manifest["metrics"]
     assert m["frames_per_s"] > 0 and m["views_per_s"] == pytest.approx(2 * m["frames_per_s"])
     # the same call again finds it complete and returns it unchanged
-    again = pmv_stage.convert(upstream["cfg"], upstream["psi3d"], upstream["motion_encoder"], upstream["videos"], reg, progress=False)
+    again = pmv_stage.convert(
+        upstream["cfg"], upstream["psi3d"], upstream["motion_encoder"], upstream["videos"], reg, progress=False
+    )
     assert again.version == pmv.version
 
 
@@ -98,18 +118,33 @@ def test_replacement_probabilities_over_many_draws():
     assert (plan.view_p != plan.view_q).all()
     assert (plan.t < lengths[videos]).all() and (plan.source_t < lengths[videos]).all() and plan.t.min() == 0
     other = psi_stage.draw_plan(np.random.default_rng(0), videos, lengths, 4, 0.3, 0.6)
-    assert other.target_real.mean() == pytest.approx(0.3, abs=0.005) and other.driving_real.mean() == pytest.approx(0.6, abs=0.005)
+    assert other.target_real.mean() == pytest.approx(0.3, abs=0.005) and other.driving_real.mean() == pytest.approx(
+        0.6, abs=0.005
+    )
 
 
 def _render_like(g, b=4):
-    return {"image": torch.rand(b, 3, 64, 64, generator=g) * 2 - 1, "image_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1,
-            "foreground_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1, "background_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1,
-            "alpha": torch.rand(b, 1, 32, 32, generator=g), "depth": 4 + torch.rand(b, 1, 32, 32, generator=g)}
+    return {
+        "image": torch.rand(b, 3, 64, 64, generator=g) * 2 - 1,
+        "image_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1,
+        "foreground_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1,
+        "background_raw": torch.rand(b, 3, 32, 32, generator=g) * 2 - 1,
+        "alpha": torch.rand(b, 1, 32, 32, generator=g),
+        "depth": 4 + torch.rand(b, 1, 32, 32, generator=g),
+    }
 
 
 def test_pseudo_targets_contribute_only_masked_lpips():
-    cfg = load_config("tiny", ["psi.losses.l1.weight=5", "psi.losses.adversarial.weight=0.5", "psi.losses.pseudo_lpips.weight=0.7",
-                               "psi.losses.raw_lpips.weight=1", "psi.losses.foreground_lpips.weight=1"])
+    cfg = load_config(
+        "tiny",
+        [
+            "psi.losses.l1.weight=5",
+            "psi.losses.adversarial.weight=0.5",
+            "psi.losses.pseudo_lpips.weight=0.7",
+            "psi.losses.raw_lpips.weight=1",
+            "psi.losses.foreground_lpips.weight=1",
+        ],
+    )
     obj = PsiObjective(cfg.model, cfg.psi.losses)
     g = torch.Generator().manual_seed(0)
     out = _render_like(g)
@@ -122,22 +157,44 @@ def test_pseudo_targets_contribute_only_masked_lpips():
     masked = lambda x: (x + 1) * mask - 1  # noqa: E731  over black: target × mask
     assert float(total) == pytest.approx(0.7 * float(obj.lpips(masked(out["image"]), masked(target))), rel=1e-5)
     # changing what only the real-target terms would see does not change a pseudo sample's loss
-    out2 = {**out, "image_raw": out["image_raw"] * 0, "alpha": out["alpha"] * 0, "background_raw": out["background_raw"] * 0}
-    assert float(obj.generator_loss(out2, target, mask, cams, pseudo, step=10**6)[0]) == pytest.approx(float(total), rel=1e-6)
+    out2 = {
+        **out,
+        "image_raw": out["image_raw"] * 0,
+        "alpha": out["alpha"] * 0,
+        "background_raw": out["background_raw"] * 0,
+    }
+    assert float(obj.generator_loss(out2, target, mask, cams, pseudo, step=10**6)[0]) == pytest.approx(
+        float(total), rel=1e-6
+    )
     # nor what lies outside the pseudo view's foreground
     hard = (mask > 0.5).float()
     t_hard, _ = obj.generator_loss(out, target, hard, cams, pseudo, step=10**6)
     out3 = {**out, "image": torch.where(hard.expand(-1, 3, -1, -1) < 0.5, -out["image"], out["image"])}
-    assert float(obj.generator_loss(out3, target, hard, cams, pseudo, step=10**6)[0]) == pytest.approx(float(t_hard), rel=1e-6)
+    assert float(obj.generator_loss(out3, target, hard, cams, pseudo, step=10**6)[0]) == pytest.approx(
+        float(t_hard), rel=1e-6
+    )
     real = torch.ones(4, dtype=torch.bool)
-    _, log_real = obj.generator_loss(out, target, mask, cams, real, step=10**6, target_depth=torch.full((4, 1, 64, 64), 4.0))
-    assert {"l1", "lpips", "raw_l1", "raw_lpips", "foreground_l1", "foreground_lpips", "background_l1", "alpha",
-            "adversarial", "diag_background_psnr", "diag_alpha_inside"} <= set(log_real)
+    _, log_real = obj.generator_loss(
+        out, target, mask, cams, real, step=10**6, target_depth=torch.full((4, 1, 64, 64), 4.0)
+    )
+    assert {
+        "l1",
+        "lpips",
+        "raw_l1",
+        "raw_lpips",
+        "foreground_l1",
+        "foreground_lpips",
+        "background_l1",
+        "alpha",
+        "adversarial",
+        "diag_background_psnr",
+        "diag_alpha_inside",
+    } <= set(log_real)
     assert "depth" not in log_real  # weight 0 in the tiny preset's Ψ section: not computed
 
 
 def test_the_background_shortcut_is_closed():
-    """"Copy the source through the background network" must cost far more than the honest split.
+    """ "Copy the source through the background network" must cost far more than the honest split.
 
     Two renders of the same target: the shortcut (empty volume, background = target, final image =
     target) and the honest one (volume = target × alpha, background = target × (1 − alpha)). Both
@@ -153,10 +210,22 @@ def test_the_background_shortcut_is_closed():
     t32 = torch.nn.functional.interpolate(target, size=32, mode="area")
     m32 = torch.nn.functional.interpolate(mask, size=32, mode="area")
     black = -torch.ones_like(t32)
-    shortcut = {"image": target, "image_raw": t32, "foreground_raw": black, "background_raw": t32,
-                "alpha": torch.zeros_like(m32), "depth": torch.full_like(m32, 4.85)}
-    honest = {"image": target, "image_raw": t32, "foreground_raw": (t32 + 1) * m32 - 1, "background_raw": (t32 + 1) * (1 - m32) - 1,
-              "alpha": m32, "depth": torch.full_like(m32, 4.0)}
+    shortcut = {
+        "image": target,
+        "image_raw": t32,
+        "foreground_raw": black,
+        "background_raw": t32,
+        "alpha": torch.zeros_like(m32),
+        "depth": torch.full_like(m32, 4.85),
+    }
+    honest = {
+        "image": target,
+        "image_raw": t32,
+        "foreground_raw": (t32 + 1) * m32 - 1,
+        "background_raw": (t32 + 1) * (1 - m32) - 1,
+        "alpha": m32,
+        "depth": torch.full_like(m32, 4.0),
+    }
     real = torch.ones(2, dtype=torch.bool)
     cams = torch.zeros(2, 25)
     l_short, log_short = obj.generator_loss(shortcut, target, mask, cams, real, step=0)
@@ -227,7 +296,11 @@ def test_conversion_resumes_without_redoing_finished_videos(upstream, tmp_path, 
 
     rendered = []
     real_render = pmv_stage.render_video
-    monkeypatch.setattr(pmv_stage, "render_video", lambda psi3d, e, vid, *a, **k: rendered.append(vid) or real_render(psi3d, e, vid, *a, **k))
+    monkeypatch.setattr(
+        pmv_stage,
+        "render_video",
+        lambda psi3d, e, vid, *a, **k: rendered.append(vid) or real_render(psi3d, e, vid, *a, **k),
+    )
     art = pmv_stage.convert(*args, progress=False)
     assert first[0] not in rendered and len(rendered) == 2
     assert (art.path / "store.zarr" / first[0] / "views" / "zarr.json").stat().st_mtime_ns == stamp
@@ -281,13 +354,22 @@ def test_stage3_streams_a_video_in_chunks_and_writes_the_same_store(upstream, tm
     animate_astronaut(folder / "astronaut.mp4", n_frames=12, size=256)
     reg = _copy_registry(upstream["reg"], tmp_path / "s")
     real_render, sizes = pmv_stage.render_video, []
-    monkeypatch.setattr(pmv_stage, "render_video", lambda p, e, vid, frames, *a, **k: sizes.append(len(frames)) or real_render(p, e, vid, frames, *a, **k))
+    monkeypatch.setattr(
+        pmv_stage,
+        "render_video",
+        lambda p, e, vid, frames, *a, **k: sizes.append(len(frames)) or real_render(p, e, vid, frames, *a, **k),
+    )
     stores = {}
     for chunk in (5, 64):
-        cfg = load_config("tiny", FAST + [f"pseudo_mv.videos={folder}", "pseudo_mv.ingest.min_usable_frames=4",
-                                          f"pseudo_mv.chunk_frames={chunk}"])
+        cfg = load_config(
+            "tiny",
+            FAST
+            + [f"pseudo_mv.videos={folder}", "pseudo_mv.ingest.min_usable_frames=4", f"pseudo_mv.chunk_frames={chunk}"],
+        )
         sizes.clear()
-        art = pmv_stage.convert(cfg, upstream["psi3d"].ref, upstream["motion_encoder"].ref, registry=reg, progress=False)
+        art = pmv_stage.convert(
+            cfg, upstream["psi3d"].ref, upstream["motion_encoder"].ref, registry=reg, progress=False
+        )
         stores[chunk] = art.path / "store.zarr"
         assert sizes == ([5, 5, 2] if chunk == 5 else [12]), sizes
     a, b = pm.open_read(stores[5]), pm.open_read(stores[64])
@@ -335,7 +417,9 @@ def test_psi3d_several_target_views_per_source(upstream):
     p3 = train_psi3d(cfg, upstream["genhead"], reg)
     rows = [r for r in read_log(p3.path / "logs") if "loss" in r]
     assert rows and all(np.isfinite(r["loss"]) and np.isfinite(r["alpha"]) for r in rows)
-    assert p3.manifest["config"]["psi3d"]["targets_per_source"] == 2 and np.isfinite(p3.manifest["metrics"]["val_psnr_novel"])
+    assert p3.manifest["config"]["psi3d"]["targets_per_source"] == 2 and np.isfinite(
+        p3.manifest["metrics"]["val_psnr_novel"]
+    )
     with pytest.raises(ValueError, match="targets_per_source=3"):
         train_psi3d(load_config("tiny", FAST + ["psi3d.targets_per_source=3"]), upstream["genhead"], reg)
 
@@ -388,7 +472,11 @@ def test_psi_validation_pairs_know_the_truth(upstream):
     psi_stage.init_psi_from_psi3d(psi, p3.state_dict())
     s = reenactment_scores(psi, pairs, "cpu")
     base = baseline_scores(pairs, p3, "cpu")
-    assert s["psnr"] == s["no_motion_psnr"] and s["mouth_psnr"] == s["no_motion_mouth_psnr"] and s["change_correlation"] == 0
+    assert (
+        s["psnr"] == s["no_motion_psnr"]
+        and s["mouth_psnr"] == s["no_motion_mouth_psnr"]
+        and s["change_correlation"] == 0
+    )
     assert s["psnr"] == pytest.approx(base["psi3d_source_psnr"], abs=1e-3)
     assert base["copy_source_psnr"] == pytest.approx(float(psi_stage.psnr(pairs.source, pairs.target).mean()))
 
@@ -464,9 +552,11 @@ def test_stage3_flow_converts_the_videos_it_is_given_not_the_newest(upstream, tm
     reg = _copy_registry(upstream["reg"], tmp_path / "artifacts")
     newer = run_videos_stage(load_config("tiny", FAST + ["videos.n_videos=2"]), reg, progress=False)
     assert reg.resolve("synthetic_videos@latest").ref == newer.ref != upstream["videos"].ref
-    code = ("import json, sys; from flows.pseudo_mv import pseudo_mv_flow;"
-            f"print('REF', pseudo_mv_flow('tiny', json.loads(sys.argv[1]), {upstream['psi3d'].ref!r}, "
-            f"{upstream['motion_encoder'].ref!r}, synthetic_videos={upstream['videos'].ref!r}))")
+    code = (
+        "import json, sys; from flows.pseudo_mv import pseudo_mv_flow;"
+        f"print('REF', pseudo_mv_flow('tiny', json.loads(sys.argv[1]), {upstream['psi3d'].ref!r}, "
+        f"{upstream['motion_encoder'].ref!r}, synthetic_videos={upstream['videos'].ref!r}))"
+    )
     lines = flow_in_subprocess(code, json.dumps(FAST), {"P4D_HOME": str(reg.root)})
     ref = next(line.split()[1] for line in lines if line.startswith("REF "))
     assert ref == upstream["pseudo_mv"].ref
@@ -521,7 +611,9 @@ pseudo_mv.convert(load_config("tiny", overrides), refs["psi3d"], refs["motion_en
 """
 
 
-@pytest.mark.parametrize("kill_at", [12, 21])  # 8 arrays per chunk, 2 chunks per video: mid 2nd chunk of video 1 / of video 2's 1st
+@pytest.mark.parametrize(
+    "kill_at", [12, 21]
+)  # 8 arrays per chunk, 2 chunks per video: mid 2nd chunk of video 1 / of video 2's 1st
 def test_stage3_killed_mid_video_resumes_to_the_uninterrupted_store(upstream, tmp_path, kill_at):
     """Issue 12: a real process death while a video's chunks are being appended, then a rerun: nothing lost,
     nothing duplicated, the store equal to an uninterrupted conversion's."""
@@ -532,20 +624,37 @@ def test_stage3_killed_mid_video_resumes_to_the_uninterrupted_store(upstream, tm
     cfg = load_config("tiny", overrides)
     refs = {k: upstream[k].ref for k in ("psi3d", "motion_encoder", "videos")}
     reg = _copy_registry(upstream["reg"], tmp_path / "k")
-    killed = subprocess.run([sys.executable, "-c", STAGE3_KILL, str(reg.root), json.dumps(refs), str(kill_at), json.dumps(overrides)],
-                            capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    killed = subprocess.run(
+        [sys.executable, "-c", STAGE3_KILL, str(reg.root), json.dumps(refs), str(kill_at), json.dumps(overrides)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert killed.returncode == 137, killed.stderr[-2000:]
     (tmp,) = reg.incomplete("pseudo_mv")
     store = tmp / "store.zarr"
     torn = [name for name, g in pm.open_group(store, mode="r+").groups() if g.attrs.get("complete") is not True]
-    assert len(torn) == 1 and len(pm.completed_videos(store)) == kill_at // 16  # one video torn, the ones before it whole
+    assert (
+        len(torn) == 1 and len(pm.completed_videos(store)) == kill_at // 16
+    )  # one video torn, the ones before it whole
     resumed = pmv_stage.convert(cfg, refs["psi3d"], refs["motion_encoder"], refs["videos"], reg, progress=False)
-    whole = pmv_stage.convert(cfg, refs["psi3d"], refs["motion_encoder"], refs["videos"], _copy_registry(upstream["reg"], tmp_path / "w"),
-                              progress=False)
+    whole = pmv_stage.convert(
+        cfg,
+        refs["psi3d"],
+        refs["motion_encoder"],
+        refs["videos"],
+        _copy_registry(upstream["reg"], tmp_path / "w"),
+        progress=False,
+    )
     assert resumed.version == whole.version
     a, b = pm.open_read(resumed.path / "store.zarr"), pm.open_read(whole.path / "store.zarr")
+
     def index(art, root):  # source paths relative to their registry (the two runs have two registries)
-        return [{**e, "source_file": str(Path(e["source_file"]).relative_to(root))} for e in pm.read_index(art.path / "store.zarr")]
+        return [
+            {**e, "source_file": str(Path(e["source_file"]).relative_to(root))}
+            for e in pm.read_index(art.path / "store.zarr")
+        ]
 
     assert index(resumed, reg.root) == index(whole, tmp_path / "w")
     assert sorted(n for n, _ in a.groups()) == sorted(n for n, _ in b.groups())
@@ -592,15 +701,27 @@ def test_stage4_killed_while_writing_a_checkpoint_resumes_to_the_uninterrupted_w
     cfg = load_config("tiny", overrides)
     refs = {k: upstream[k].ref for k in ("pseudo_mv", "psi3d", "motion_encoder")}
     reg = _copy_registry(upstream["reg"], tmp_path / "k")
-    killed = subprocess.run([sys.executable, "-c", STAGE4_KILL, str(reg.root), json.dumps(refs), json.dumps(overrides)],
-                            capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    killed = subprocess.run(
+        [sys.executable, "-c", STAGE4_KILL, str(reg.root), json.dumps(refs), json.dumps(overrides)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert killed.returncode == 137, killed.stderr[-2000:]
     (tmp,) = reg.incomplete("psi")
     ckpts = sorted(p.name for p in (tmp / "checkpoints").iterdir())
-    assert ckpts[-1] == "step_00000002.pt" and ckpts[0].startswith(".step_00000004.pt"), ckpts  # the torn file never got its name
+    assert ckpts[-1] == "step_00000002.pt" and ckpts[0].startswith(".step_00000004.pt"), (
+        ckpts
+    )  # the torn file never got its name
     resumed = psi_stage.train_psi(cfg, refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"], registry=reg)
-    whole = psi_stage.train_psi(cfg, refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"],
-                                registry=_copy_registry(upstream["reg"], tmp_path / "w"))
+    whole = psi_stage.train_psi(
+        cfg,
+        refs["pseudo_mv"],
+        refs["psi3d"],
+        refs["motion_encoder"],
+        registry=_copy_registry(upstream["reg"], tmp_path / "w"),
+    )
     assert resumed.version == whole.version
     a = torch.load(whole.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]
     b = torch.load(resumed.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]

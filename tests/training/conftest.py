@@ -25,7 +25,17 @@ from pipeline_tasks.config import load_config
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import ArtifactRegistry
 
-EXPRESSION_NAMES = ["jaw_open", "smile", "mouth_wide", "lip_pucker", "cheek_puff", "blink_left", "blink_right", "brow_raise", "brow_furrow"]
+EXPRESSION_NAMES = [
+    "jaw_open",
+    "smile",
+    "mouth_wide",
+    "lip_pucker",
+    "cheek_puff",
+    "blink_left",
+    "blink_right",
+    "brow_raise",
+    "brow_furrow",
+]
 ENCODED = ["jaw_open", "smile", "mouth_wide", "lip_pucker"]
 
 
@@ -63,24 +73,45 @@ def make_blob_store(path: Path, n_samples: int = 96, views: int = 3, res: int = 
     gaze = np.zeros((n_samples, 2), np.float32)
     gaze[:, 0] = rng.uniform(-0.3, 0.3, n_samples)
     identity = np.arange(n_samples, dtype=np.int64) // 2
-    images = np.stack([[render_blob(expr[i], gaze[i], int(identity[i]), v, res) for v in range(views)] for i in range(n_samples)])
-    gs.create(
-        path, n_views=views, resolution=res, n_shape=2, n_expression=9, n_pose=3, n_gaze=2, n_z=4, shard_identities=16,
-        attrs={"generator_backend": "blobs", "parameter_names": {"expression": EXPRESSION_NAMES, "gaze": ["eye_yaw", "eye_pitch"],
-                                                                 "shape": ["a", "b"], "pose": ["yaw", "pitch", "roll"], "z": list("abcd")}},
+    images = np.stack(
+        [[render_blob(expr[i], gaze[i], int(identity[i]), v, res) for v in range(views)] for i in range(n_samples)]
     )
-    gs.append(path, {
-        "images": images,
-        "alpha": np.full(images.shape[:-1], 255, np.uint8),
-        "depth": np.full(images.shape[:-1], 4.0, np.float16),
-        "cameras": np.broadcast_to(front_camera(), (n_samples, views, 25)).copy(),
-        "shape": np.zeros((n_samples, 2), np.float32),
-        "expression": expr,
-        "pose": np.zeros((n_samples, 3), np.float32),
-        "gaze": gaze,
-        "z": np.zeros((n_samples, 4), np.float32),
-        "identity": identity,
-    })
+    gs.create(
+        path,
+        n_views=views,
+        resolution=res,
+        n_shape=2,
+        n_expression=9,
+        n_pose=3,
+        n_gaze=2,
+        n_z=4,
+        shard_identities=16,
+        attrs={
+            "generator_backend": "blobs",
+            "parameter_names": {
+                "expression": EXPRESSION_NAMES,
+                "gaze": ["eye_yaw", "eye_pitch"],
+                "shape": ["a", "b"],
+                "pose": ["yaw", "pitch", "roll"],
+                "z": list("abcd"),
+            },
+        },
+    )
+    gs.append(
+        path,
+        {
+            "images": images,
+            "alpha": np.full(images.shape[:-1], 255, np.uint8),
+            "depth": np.full(images.shape[:-1], 4.0, np.float16),
+            "cameras": np.broadcast_to(front_camera(), (n_samples, views, 25)).copy(),
+            "shape": np.zeros((n_samples, 2), np.float32),
+            "expression": expr,
+            "pose": np.zeros((n_samples, 3), np.float32),
+            "gaze": gaze,
+            "z": np.zeros((n_samples, 4), np.float32),
+            "identity": identity,
+        },
+    )
     gs.finalize(path)
     return path
 

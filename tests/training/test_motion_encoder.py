@@ -26,7 +26,6 @@ from pipeline_tasks.train_motion_encoder import (
 from storage_schemas.artifacts import ArtifactError, ArtifactRegistry
 
 
-
 # ---------------------------------------------------------------- interface
 def test_synthetic_encoder_any_resolution_and_identity_is_unit_norm():
     enc = build_motion_encoder("synthetic", motion_dim=12, identity_dim=5, input_size=16, width=4)
@@ -48,7 +47,9 @@ def test_analyser_crop_sees_only_the_centre_and_survives_a_checkpoint(tmp_path):
     from models.motion import save_motion_encoder
 
     torch.manual_seed(0)
-    enc = build_motion_encoder("synthetic", motion_dim=12, identity_dim=5, input_size=16, width=4, crop_fraction=0.5).eval()
+    enc = build_motion_encoder(
+        "synthetic", motion_dim=12, identity_dim=5, input_size=16, width=4, crop_fraction=0.5
+    ).eval()
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     outside, inside = x.clone(), x.clone()
     outside[..., :8, :] = -outside[..., :8, :]  # the top quarter: outside the centred 16×16
@@ -124,12 +125,16 @@ def test_identity_leakage_metrics_on_constructed_embeddings():
     assert retrieval_top1(identity_only, identity, exclude=sample)[0] == 1.0
     assert variance_explained_by_groups(identity_only, identity) > 0.99
     eta_motion = variance_explained_by_groups(motion_only, identity)
-    eta_chance = np.mean([variance_explained_by_groups(motion_only, permuted_groups(identity, sample, rng)) for _ in range(50)])
+    eta_chance = np.mean(
+        [variance_explained_by_groups(motion_only, permuted_groups(identity, sample, rng)) for _ in range(50)]
+    )
     assert abs(eta_motion - eta_chance) < 0.15  # at chance: who carries nothing of it
     naive = np.mean([variance_explained_by_groups(motion_only, rng.permutation(identity)) for _ in range(50)])
     assert naive < eta_chance - 0.1  # shuffling single views would break the twins and understate chance
     assert explained_variance(motion_only, motion_only) == pytest.approx(1.0)
-    assert explained_variance(motion_only.mean(0, keepdim=True).expand_as(motion_only), motion_only) == pytest.approx(0.0)
+    assert explained_variance(motion_only.mean(0, keepdim=True).expand_as(motion_only), motion_only) == pytest.approx(
+        0.0
+    )
 
 
 def test_r2_interval_resamples_identities():
@@ -196,7 +201,9 @@ def test_shift_and_scale_augmentation_moves_the_face_within_its_bounds():
     assert dx.abs().max() <= 4.0 + 1e-3 and dx.min() < -2.0 and dx.max() > 2.0  # ±4 px, both directions
     assert torch.allclose(mass, torch.full_like(mass, 64.0), atol=0.5)  # a pure shift keeps the square's area
     _, mass = centre_and_size(_shift_scale(x, 0.0, 0.2, gen))
-    assert mass.min() < 64 * 0.85 and mass.max() > 64 * 1.15 and mass.max() <= 64 * 1.2**2 + 1  # zoom in and out by ≤ 20%
+    assert (
+        mass.min() < 64 * 0.85 and mass.max() > 64 * 1.15 and mass.max() <= 64 * 1.2**2 + 1
+    )  # zoom in and out by ≤ 20%
 
 
 def test_blur_augmentation_softens_edges_by_a_per_image_amount_and_keeps_the_mean():
@@ -217,13 +224,21 @@ def test_blur_augmentation_softens_edges_by_a_per_image_amount_and_keeps_the_mea
     assert soft.min() < soft.max()  # σ differs per image
     assert soft.max() <= 2 * 3 * 1.5 + 1 and soft.max() >= 4  # up to ±3σ_max, and some images clearly blurred
 
+
 # ---------------------------------------------------------------- the stage
 def test_analyser_learns_expressions_and_identity(registry_with_samples, make_cfg, encoded_names):
     reg, samples = registry_with_samples
     cfg = make_cfg(steps=70, val_every=1000, checkpoint_every=35)
     art = train_motion_encoder(cfg, samples.ref, reg)
     assert art.kind == KIND and art.parents == [samples.ref]
-    for name in ("checkpoint.pt", "metrics.json", "curves.png", "samples/val_predictions.png", "logs/scalars.csv", "logs/scalars.jsonl"):
+    for name in (
+        "checkpoint.pt",
+        "metrics.json",
+        "curves.png",
+        "samples/val_predictions.png",
+        "logs/scalars.csv",
+        "logs/scalars.jsonl",
+    ):
         assert (art.path / name).is_file(), name
     assert list((art.path / "logs").glob("events.out.tfevents.*"))
     assert not (art.path / "checkpoints").exists()  # resumable state is not part of the payload
@@ -292,10 +307,14 @@ def test_flow_publishes_r2_table(registry_with_samples, make_cfg, flow_in_subpro
     """The Prefect flow end to end (temporary Prefect home and API, in a subprocess)."""
     reg, samples = registry_with_samples
     cfg = make_cfg(steps=4, val_every=1000, checkpoint_every=1000, input_size=16, batch_size=8)
-    overrides = {k: v for k, v in {
-        "device": "cpu", "model.psi.motion_dim": cfg.model.psi.motion_dim,
-        **{f"motion_encoder.{k}": v for k, v in cfg.motion_encoder.model_dump().items() if k != "betas"},
-    }.items()}
+    overrides = {
+        k: v
+        for k, v in {
+            "device": "cpu",
+            "model.psi.motion_dim": cfg.model.psi.motion_dim,
+            **{f"motion_encoder.{k}": v for k, v in cfg.motion_encoder.model_dump().items() if k != "betas"},
+        }.items()
+    }
     code = (
         "import json, sys; import models; from flows.train_motion_encoder import train_motion_encoder_flow;"
         "from prefect.client.orchestration import get_client;"
@@ -327,7 +346,10 @@ def test_pdfgc_backend_publishes_the_same_kind_of_artifact(tmp_path):
     wrong = load_config("tiny", {"motion_encoder.backend": "pdfgc", "motion_encoder.pdfgc_weights": str(weights)})
     with pytest.raises(ValueError, match="model.psi.motion_dim=548"):
         train_motion_encoder(wrong, registry=reg)
-    cfg = load_config("tiny", {"motion_encoder.backend": "pdfgc", "motion_encoder.pdfgc_weights": str(weights), "model.psi.motion_dim": 548})
+    cfg = load_config(
+        "tiny",
+        {"motion_encoder.backend": "pdfgc", "motion_encoder.pdfgc_weights": str(weights), "model.psi.motion_dim": 548},
+    )
     art = train_motion_encoder(cfg, registry=reg)  # no genhead_samples needed
     enc = load_motion_encoder(art)
     assert enc.embedding_dim == 548 and not enc.training and not any(p.requires_grad for p in enc.parameters())

@@ -101,7 +101,14 @@ def _state(seed: int = 0):
     ema = EMA(model, 4)
     sampler = SeededSampler(32, 4, seed=seed)
     gen = torch.Generator().manual_seed(seed + 7)
-    return model, opt, ema, sampler, gen, TrainingState({"m": model}, {"m": opt}, {"m": ema}, sampler=sampler, generators={"g": gen})
+    return (
+        model,
+        opt,
+        ema,
+        sampler,
+        gen,
+        TrainingState({"m": model}, {"m": opt}, {"m": ema}, sampler=sampler, generators={"g": gen}),
+    )
 
 
 def _draws(gen):
@@ -159,12 +166,16 @@ def test_latest_checkpoint_ordering_pruning_and_errors(tmp_path):
     with pytest.raises(CheckpointError, match="'other'"):
         bad_state.load(d / "step_00000120.pt")
     good = (d / "step_00000120.pt").read_bytes()
-    (d / "step_00000130.pt").write_bytes(good[: len(good) // 2])  # the newest is torn: the older one kept beside it wins
+    (d / "step_00000130.pt").write_bytes(
+        good[: len(good) // 2]
+    )  # the newest is torn: the older one kept beside it wins
     with pytest.warns(UserWarning, match="step_00000130.pt"):
         assert state.resume(d) == 120
     (d / "step_00000100.pt").write_bytes(b"x")
     (d / "step_00000120.pt").write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"no readable checkpoint(.|\n)*step_00000130(.|\n)*step_00000120(.|\n)*step_00000100"):
+    with pytest.raises(
+        CheckpointError, match=r"no readable checkpoint(.|\n)*step_00000130(.|\n)*step_00000120(.|\n)*step_00000100"
+    ):
         with pytest.warns(UserWarning):
             state.resume(d)  # none readable: stop and say so, never silently start over
 
