@@ -31,12 +31,12 @@ PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)/api
 WORK_POOL ?= portrait4d-local
 
-.PHONY: clean-stale setup lock pipeline ablation test test-all inspect bench learn-bench learn-bench-motion contact-sheet param-counts server deploy run stop clean help
+.PHONY: clean-stale setup lock lint pipeline ablation test test-all inspect bench learn-bench learn-bench-motion contact-sheet param-counts server deploy run stop clean help
 
 help:
 	@echo "make pipeline [PRESET=tiny] [SET='psi3d.steps=50 ...'] [VIDEOS='path/*.mp4']   whole DAG"
 	@echo "make ablation [PRESET=tiny] [SEEDS=3] [SET=...]   the v2 ablation: pseudo multi-view vs monocular-only Ψ, per yaw bin"
-	@echo "make test | test-all | inspect | bench | learn-bench | learn-bench-motion | contact-sheet | param-counts"
+	@echo "make test | test-all | lint | inspect | bench | learn-bench | learn-bench-motion | contact-sheet | param-counts"
 	@echo "make server | deploy | run | stop      local Prefect server, deployments, a worker"
 	@echo "make clean                             remove artifacts and Prefect state (not .venv)"
 
@@ -64,10 +64,15 @@ pipeline: setup
 ablation: setup
 	$(PY) -m flows.ablation --preset "$$PRESET" --seeds "$$SEEDS" $${SET:+--set "$$SET"}
 
-test: setup
+# ruff: lint (pycodestyle, pyflakes, import order) and format, line length 120 (pyproject.toml)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(WITH_ARGS) PYTEST_ARGS $(PY) -m pytest -q -m "not slow"
 
-test-all: setup
+test-all: lint
 	$(WITH_ARGS) PYTEST_ARGS $(PY) -m pytest -q
 
 inspect: setup

@@ -85,7 +85,8 @@ def report(res: dict) -> str:
         "",
         f"Artifacts: `{res['artifacts']['psi3d']}` (from `{res['artifacts']['genhead_samples']}`), evaluated as "
         f"`{res['artifacts']['eval']}` on benchmark v{ev['benchmark']['version']} `{ev['benchmark']['digest']}`: "
-        f"{ev['benchmark']['identities']} held-out identities (a seed no training stage uses), head pose 0, frontal source.",
+        f"{ev['benchmark']['identities']} held-out identities (a seed no training stage uses), "
+        "head pose 0, frontal source.",
         "",
         "## Targets",
         "",
@@ -98,14 +99,16 @@ def report(res: dict) -> str:
         "",
         "## Ψ3d beside its baselines (stage 5, held-out benchmark)",
         "",
-        "| yaw | Ψ3d PSNR | copy-input | margin | mean image | Ψ3d SSIM | Ψ3d LPIPS* | soft IoU | depth error | pose error ° |",
+        "| yaw | Ψ3d PSNR | copy-input | margin | mean image | Ψ3d SSIM | Ψ3d LPIPS* | soft IoU | depth error "
+        "| pose error ° |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for j, b in enumerate(bins):
         m = nv["by_bin"]
         lines.append(
             f"| {b:+g}°{' (source view)' if b == 0 else ''} | {m['psnr'][j]:.2f} | {base['by_bin']['psnr'][j]:.2f} | "
-            f"{m['psnr'][j] - base['by_bin']['psnr'][j]:+.2f} | {mean['by_bin']['psnr'][j] if mean else float('nan'):.2f} | "
+            f"{m['psnr'][j] - base['by_bin']['psnr'][j]:+.2f} | "
+            f"{mean['by_bin']['psnr'][j] if mean else float('nan'):.2f} | "
             f"{m['ssim'][j]:.3f} | {m['lpips'][j]:.3f} | {m['soft_iou'][j]:.3f} | {m['depth_error'][j]:.3f} | "
             f"{m['pose_error_deg'][j]:.1f} |"
         )

@@ -58,10 +58,12 @@ def verdicts(emot: dict, ev: dict) -> dict[str, dict]:
     mouth = ci["mouth_psnr"] - p3["mouth_psnr"] if "mouth_psnr" in p3 else None
     return {
         "emot_r2_visible_min": row(r2, f">= {TARGET_R2_VISIBLE}", r2 is not None and r2 >= TARGET_R2_VISIBLE),
-        # an embedding that carries nothing carries no identity either: the leakage target counts only once E_mot reads motion
+        # an embedding that carries nothing carries no identity either: the leakage target counts only once
+        # E_mot reads motion
         "emot_motion_identity_top1": row(
             top1,
-            f"<= {TARGET_MOTION_IDENTITY_TOP1} (chance {emot.get('motion_identity_retrieval_chance', float('nan')):.3f}), "
+            f"<= {TARGET_MOTION_IDENTITY_TOP1} "
+            f"(chance {emot.get('motion_identity_retrieval_chance', float('nan')):.3f}), "
             "with R² visible min > 0.5",
             top1 is not None and top1 <= TARGET_MOTION_IDENTITY_TOP1 and r2 is not None and r2 > 0.5,
         ),
@@ -172,7 +174,8 @@ def report(res: dict) -> str:
         *_reenact_table(ev),
         "",
         f"Instrument floors (the evaluation analyser on the true renders): expression error "
-        f"{ev['floors'].get('expression_error', float('nan')):.3f}, pose {ev['floors'].get('pose_error_deg', float('nan')):.1f}°.",
+        f"{ev['floors'].get('expression_error', float('nan')):.3f}, "
+        f"pose {ev['floors'].get('pose_error_deg', float('nan')):.1f}°.",
         "",
         f"![cross-identity]({res['files']['grid']})",
         "",

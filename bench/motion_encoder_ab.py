@@ -1,6 +1,7 @@
 """A/B of E_mot recipes: stage 2b's own trainer, once per recipe, on the registry's analyser store.
 
-    python bench/motion_encoder_ab.py [--preset tiny] "" "motion_encoder.lr=3e-4 motion_encoder.lr_final_fraction=1.0" ...
+    python bench/motion_encoder_ab.py [--preset tiny] "" \
+        "motion_encoder.lr=3e-4 motion_encoder.lr_final_fraction=1.0" ...
 
 Each argument is one recipe (space-separated ``section.field=value`` overrides; "" is the preset as it is).
 Every recipe trains into its own scratch registry under ``--scratch`` (the analyser store is linked in,

@@ -4,7 +4,8 @@ same training on E_mot's embeddings. It separates the two suspects of "Ψ equals
 that carries no expression, or a Ψ (cross-attention, budget, objective) that cannot use one.
 
 Usage (after a pipeline run of the same preset has made its stage-3 store):
-    python bench/psi_motion_oracle.py [--preset tiny] [--set 'videos.n_videos=16 psi.steps=400'] [--variants oracle,emot]
+    python bench/psi_motion_oracle.py [--preset tiny] [--set 'videos.n_videos=16 psi.steps=400'] \
+        [--variants oracle,emot]
 
 Stages 1–2 come from the registry (``psi3d@latest``, ``motion_encoder@latest``); the videos and stage-3
 store are built (or reused) for the preset with ``--set`` applied.
@@ -35,7 +36,6 @@ from pipeline_tasks.synthetic_videos import read_sidecar  # noqa: E402
 from pipeline_tasks.train_motion_encoder import r2_scores  # noqa: E402
 from storage_schemas import pseudo_mv as pm  # noqa: E402
 from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
-
 
 LABEL_NAMES = EXPRESSION_NAMES + GAZE_NAMES  # the columns of oracle_labels
 

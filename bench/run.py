@@ -19,8 +19,9 @@ import traceback
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import models  # noqa: E402,F401  (torchvision shim first)
 import torch  # noqa: E402
+
+import models  # noqa: E402,F401  (torchvision shim first)
 
 HERE = Path(__file__).resolve().parent
 
@@ -86,7 +87,8 @@ def main(argv=None) -> int:
     for r in results:
         peak = r.get("peak_mem_mb")
         print(
-            f"{r['name'].ljust(width)}  {r['value']:>12.4g}  {r['unit']:<12}  {'' if peak is None else f'{peak:8.0f}':>8}  {r.get('device', '')}"
+            f"{r['name'].ljust(width)}  {r['value']:>12.4g}  {r['unit']:<12}  "
+            f"{'' if peak is None else f'{peak:8.0f}':>8}  {r.get('device', '')}"
         )
     for f in failures:
         print(f"FAILED {f['case']}: {f['error']}")

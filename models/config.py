@@ -3,7 +3,8 @@
 Pydantic models so that presets load from YAML, validate, and serialise to JSON inside
 checkpoints and artifact manifests. Stage parameters (steps, batch sizes, …) live in
 ``pipeline_tasks.config``; this module holds only what defines a network's shape, and the
-loss terms (``LossConfig``, used by the training sections of ``pipeline_tasks.config``). Sizes of the ``paper`` preset follow shared/reference/official-implementation-facts.md §2.
+loss terms (``LossConfig``, used by the training sections of ``pipeline_tasks.config``).
+Sizes of the ``paper`` preset follow shared/reference/official-implementation-facts.md §2.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class PsiConfig(_Strict):
         up = self.triplane_resolution // (2 * self.token_grid)
         if self.triplane_resolution % (2 * self.token_grid) or not _is_pow2(up):
             raise ValueError(
-                f"triplane_resolution={self.triplane_resolution} must be 2·token_grid={2 * self.token_grid} times a power of 2"
+                f"triplane_resolution={self.triplane_resolution} must be 2·token_grid={2 * self.token_grid} "
+                "times a power of 2"
             )
         for name, dim, heads in (
             ("embed_dim", self.embed_dim, self.heads),
@@ -156,11 +158,13 @@ class ModelConfig(_Strict):
     def _check(self) -> "ModelConfig":
         if self.psi.image_resolution != self.render.image_resolution:
             raise ValueError(
-                f"psi.image_resolution={self.psi.image_resolution} != render.image_resolution={self.render.image_resolution}"
+                f"psi.image_resolution={self.psi.image_resolution} "
+                f"!= render.image_resolution={self.render.image_resolution}"
             )
         scale = self.render.image_resolution // self.render.neural_resolution
         if self.render.image_resolution % self.render.neural_resolution or not _is_pow2(scale):
             raise ValueError(
-                f"render.image_resolution={self.render.image_resolution} must be neural_resolution={self.render.neural_resolution} times a power of 2"
+                f"render.image_resolution={self.render.image_resolution} "
+                f"must be neural_resolution={self.render.neural_resolution} times a power of 2"
             )
         return self

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from models import torchvision_compat as _tvc
 
-_tvc.install()  # idempotent; before timm/lpips import torchvision (also when `models` was imported as a namespace package)
+# idempotent; before timm/lpips import torchvision (also when `models` was imported as a namespace package)
+_tvc.install()
 from models.config import LossConfig
 
 # torchvision's cached ImageNet trunks (what lpips' trunk loader looks for in torch.hub's cache)
@@ -199,7 +200,8 @@ def build_identity_loss(cfg: LossConfig, synthetic_embedder: nn.Module | None = 
     if backend == "synthetic":
         if synthetic_embedder is None:
             raise ValueError(
-                "identity_backend='synthetic' needs the synthetic analyser's identity head (an image→embedding nn.Module)"
+                "identity_backend='synthetic' needs the synthetic analyser's identity head "
+                "(an image→embedding nn.Module)"
             )
         return IdentityLoss(synthetic_embedder)
     raise ValueError(f"unknown identity_backend {backend!r}; use 'none', 'arcface' or 'synthetic'")

@@ -138,8 +138,8 @@ def _psi_setting(registry: ArtifactRegistry, eval_arts: list[Artifact]) -> str:
                 runs.append(f"`{p}` (seed {c.get('seed')}) → `{e.ref}`")
     return (
         (
-            f"p_target_real={c.get('p_target_real')}, p_driving_real={c.get('p_driving_real')}, steps={c.get('steps')}: "
-            + "; ".join(runs)
+            f"p_target_real={c.get('p_target_real')}, p_driving_real={c.get('p_driving_real')}, "
+            f"steps={c.get('steps')}: " + "; ".join(runs)
         )
         if runs
         else "?"
@@ -195,7 +195,8 @@ def _write(
                 d = 2 if m in ("psnr", "mouth_psnr", "pose_error_deg") else 3
                 lo, hi = r["ci95"][0][i], r["ci95"][1][i]
                 cells.append(
-                    f"{r['method'][i]:.{d}f} / {r['baseline'][i]:.{d}f}; {r['difference'][i]:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]"
+                    f"{r['method'][i]:.{d}f} / {r['baseline'][i]:.{d}f}; "
+                    f"{r['difference'][i]:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]"
                 )
             lines.append(f"| {lab} | " + " | ".join(cells) + " |")
         if len(res["bins"]) > 1:

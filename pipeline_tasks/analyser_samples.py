@@ -77,7 +77,8 @@ def check_seeds(cfg: PipelineConfig) -> None:
         )
     if a.expressions_per_identity < 1 or a.expressions_per_identity >= ROW_SEED_STRIDE:
         raise ValueError(
-            f"analyser_samples.expressions_per_identity must be in [1, {ROW_SEED_STRIDE}), got {a.expressions_per_identity}"
+            f"analyser_samples.expressions_per_identity must be in [1, {ROW_SEED_STRIDE}), "
+            f"got {a.expressions_per_identity}"
         )
     if a.views < 1:
         raise ValueError(f"analyser_samples.views must be ≥ 1, got {a.views}")

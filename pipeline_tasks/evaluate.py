@@ -52,7 +52,9 @@ from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "eval"
-SCHEMA_VERSION = 4  # v4: soft silhouette IoU of Ψ's reenactments (cross-view, cross-identity); v3: reenactment region PSNR, change correlation, copy-source and Ψ3d baselines; v2: novel-view means exclude 0°, geometry
+# v4: soft silhouette IoU of Ψ's reenactments (cross-view, cross-identity); v3: reenactment region PSNR, change
+# correlation, copy-source and Ψ3d baselines; v2: novel-view means exclude 0°, geometry
+SCHEMA_VERSION = 4
 ANALYSER_KIND = "eval_analyser"
 ABLATION_KIND = "ablation"
 METRICS = (
@@ -366,11 +368,12 @@ def _evaluate(
         model = model or net
         outs, alphas, depths = [], [], []
         res = source.shape[-1]
-        up = (
-            lambda x: torch.nn.functional.interpolate(  # noqa: E731
+
+        def up(x):
+            return torch.nn.functional.interpolate(
                 x.float().reshape(-1, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False
             ).reshape(*x.shape[:-2], res, res)
-        )
+
         with torch.no_grad():
             for s in range(0, len(source), b):
                 sl = slice(s, s + b)
@@ -734,7 +737,8 @@ TASK_DOC = {
     "cross_view": "the same reenactment rendered at every yaw bin vs the true render of A with β_d.",
     "cross_identity_driving_view": "A driven by B's image with β_d, at θ_d, vs the true render of A with β_d.",
     "cross_identity": "A driven by B's image with β_d, at every yaw bin, vs the true render of A with β_d.",
-    "no_motion": "baseline: Ψ driven by the source's own motion (v_d = v_s) vs the truth with β_d — what no reenactment scores.",
+    "no_motion": "baseline: Ψ driven by the source's own motion (v_d = v_s) vs the truth with β_d — "
+    "what no reenactment scores.",
     "no_motion_driving_view": "baseline: no reenactment (v_d = v_s), at θ_d.",
     "copy_source": "baseline: the source image itself as the prediction at every bin (vs the truth with β_d).",
     "copy_source_driving_view": "baseline: the source image itself, at θ_d.",
@@ -782,9 +786,9 @@ def report_markdown(result: dict, art: Artifact | None = None) -> str:
             [
                 "## Reenactment beside its baselines",
                 "",
-                "Expression error is read by the evaluation analyser (floor above); mouth/eyes PSNR is inside the projected "
-                "mouth and eye regions (models/genhead/regions.py); change correlation = corr(Ψ(s, d) − Ψ(s, s), "
-                "truth(β_d) − truth(β_s)) per image at the same camera.",
+                "Expression error is read by the evaluation analyser (floor above); mouth/eyes PSNR is inside "
+                "the projected mouth and eye regions (models/genhead/regions.py); "
+                "change correlation = corr(Ψ(s, d) − Ψ(s, s), truth(β_d) − truth(β_s)) per image at the same camera.",
                 "",
             ]
             + _reenact_table(result)
@@ -802,7 +806,8 @@ def report_markdown(result: dict, art: Artifact | None = None) -> str:
             "",
             "| videos | frames | views | PSNR views | PSNR copy-frame | margin | soft IoU views |",
             "|---|---|---|---|---|---|---|",
-            f"| {pv['videos']} | {pv['frames']} | {pv['views']} | {pv['psnr_views']:.2f} | {pv['psnr_copy_frame']:.2f} | "
+            f"| {pv['videos']} | {pv['frames']} | {pv['views']} | {pv['psnr_views']:.2f} | "
+            f"{pv['psnr_copy_frame']:.2f} | "
             f"{pv['margin_vs_copy_frame']:+.2f} | {pv['soft_iou_views']:.3f} |",
             "",
         ]
@@ -827,7 +832,8 @@ def summary_line(result: dict) -> str:
             )
         )
         return (
-            f"eval psi3d: novel-view PSNR {nv['mean']['psnr']:.2f} dB (0° excluded) vs copy-input {base['mean']['psnr']:.2f}; "
+            f"eval psi3d: novel-view PSNR {nv['mean']['psnr']:.2f} dB (0° excluded) "
+            f"vs copy-input {base['mean']['psnr']:.2f}; "
             f"by yaw (Ψ3d/copy-input/soft IoU): {per}"
         )
     parts = [

@@ -35,8 +35,8 @@ from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.face import make_segmenter
 from pipeline_tasks.ingest import IngestionError, analyse_video, expand_video_inputs, iter_aligned, make_analyzer
 from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
-from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
+from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar
 from pipeline_tasks.train_motion_encoder import load_motion_encoder
 from pipeline_tasks.train_psi3d import load_psi3d, to_model_images

@@ -22,14 +22,14 @@ import torch.nn.functional as F
 
 from models.config import LossConfig, ModelConfig
 from models.discriminator import DualDiscriminator, lazy_r1_loss
-from pipeline_tasks.metrics import psnr
-from pipeline_tasks.training.optim import adam
 from models.losses import (
     LPIPSLoss,
     build_identity_loss,
     discriminator_adversarial_loss,
     generator_adversarial_loss,
 )
+from pipeline_tasks.metrics import psnr
+from pipeline_tasks.training.optim import adam
 
 
 def downsample(x: torch.Tensor, size: int) -> torch.Tensor:

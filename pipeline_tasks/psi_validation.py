@@ -28,7 +28,6 @@ import torch
 
 from models.genhead.ground_truth import GroundTruth
 from models.genhead.procedural import ProceduralGenHead
-from models.genhead.regions import region_masks
 from pipeline_tasks.metrics import change_correlation, masked_psnr, psnr
 from pipeline_tasks.synthetic_videos import read_sidecar
 

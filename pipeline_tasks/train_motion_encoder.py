@@ -6,12 +6,12 @@ per identity, so expression cannot be read off identity; any store of the ``genh
 schema works). One step: ``batch_size/2`` training samples, each with a partner — another
 sample of the same identity (another expression, pose and camera) where the store has one, else
 another view of the same sample — a brightness jitter, a crop jitter (shift/zoom; with the lr schedule
-it lifted held-out mean R² 0.55 → 0.69 on the learn store, which the analyser otherwise memorises) and a left–right mirror (labels mirrored:
-blink L↔R, eye yaw negated), loss = MSE on standardised expression β + gaze, plus
+it lifted held-out mean R² 0.55 → 0.69 on the learn store, which the analyser otherwise memorises) and a
+left–right mirror (labels mirrored: blink L↔R, eye yaw negated), loss = MSE on standardised expression β + gaze, plus
 ``identity_weight`` × a supervised-contrastive loss on identity labels (partners are positives). Adam with a
 linear warm-up then cosine decay (without the warm-up, at 2e-3, the CNN sat on the "predict the mean"
-plateau: held-out R² 0.00 after 1000 learn-preset steps), EMA of weights; resumable from checkpoints in the artifact's temporary folder
-(``checkpoints/``), TensorBoard events + scalars.jsonl/csv (``logs/``).
+plateau: held-out R² 0.00 after 1000 learn-preset steps), EMA of weights; resumable from checkpoints in the
+artifact's temporary folder (``checkpoints/``), TensorBoard events + scalars.jsonl/csv (``logs/``).
 
 Held out: the samples of the last ``val_identities`` identities of the store (by identity label,
 in store order). Reported: R² per expression parameter and gaze angle (all views of the held-out
@@ -45,8 +45,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.motion import build_motion_encoder, freeze, load_motion_encoder as _load_from_path, save_motion_encoder
-from models.motion.base import CHECKPOINT_NAME, MotionEncoder
+from models.motion import build_motion_encoder, freeze, save_motion_encoder
+from models.motion import load_motion_encoder as _load_from_path
+from models.motion.base import MotionEncoder
+from models.motion.files import CHECKPOINT_NAME
 from models.motion.synthetic_analyser import SyntheticAnalyser, supervised_contrastive_loss
 from pipeline_tasks.analyser_samples import VISIBILITY, visible_expressions
 from pipeline_tasks.config import MotionEncoderConfig, PipelineConfig, cosine_lr
@@ -56,9 +58,9 @@ from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.logs import plot_curves
+from pipeline_tasks.training.optim import adam
 from pipeline_tasks.training.sampler import SeededSampler
 from pipeline_tasks.training_loop import run_loop
-from pipeline_tasks.training.optim import adam
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -584,7 +586,8 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         "motion_encoder: held-out R² "
         + ", ".join(f"{k} {v:.2f}" for k, v in r2.items() if v is not None)
         + f"; identity top-1 from the motion embedding {_fmt(metrics.get('motion_identity_retrieval_top1'))}"
-        f" (chance {_fmt(metrics.get('motion_identity_retrieval_chance'))}) over {metrics.get('n_val_identities')} held-out identities"
+        f" (chance {_fmt(metrics.get('motion_identity_retrieval_chance'))})"
+        f" over {metrics.get('n_val_identities')} held-out identities"
     )
 
 
@@ -600,7 +603,8 @@ def _sample_grid(
     for k, i in enumerate(ids):
         j = int(np.argmax(data.expression[i]))
         titles.append(
-            f"id {int(data.identity[i])}: {data.expression_names[j]} {data.expression[i, j]:.2f}/{float(pred[k, j]):.2f}"
+            f"id {int(data.identity[i])}: {data.expression_names[j]} "
+            f"{data.expression[i, j]:.2f}/{float(pred[k, j]):.2f}"
         )
     save_image_grid(
         imgs,
@@ -630,7 +634,8 @@ def motion_encoder_from_config(
     ref: str | Artifact = "motion_encoder@latest",
     device="cpu",
 ) -> MotionEncoder:
-    """E_mot as the config says: ``pdfgc`` → the user's PD-FGC weights directly; ``synthetic`` → the artifact ``ref``."""
+    """E_mot as the config says: ``pdfgc`` → the user's PD-FGC weights directly; ``synthetic`` → the artifact
+    ``ref``."""
     if cfg.motion_encoder.backend == "pdfgc":
         return freeze(build_motion_encoder("pdfgc", weights=cfg.motion_encoder.pdfgc_weights).to(device))
     return load_motion_encoder(ref, device, registry)
@@ -667,28 +672,37 @@ def summary_markdown(art: Artifact) -> str:
     lines = [
         f"## motion encoder `{art.ref}`",
         "",
-        f"- backend: **{m.get('backend', '?')}**, embedding: {m.get('embedding_dim', '?')}-d, parents: {', '.join(art.parents) or '–'}",
+        f"- backend: **{m.get('backend', '?')}**, embedding: {m.get('embedding_dim', '?')}-d, "
+        f"parents: {', '.join(art.parents) or '–'}",
         f"- path: `{art.path}`",
     ]
     if "r2" in m:
         lines += [
             f"- held-out samples: {m.get('n_val_samples')} ({m.get('n_val_images')} images), steps: {m.get('steps')}",
-            f"- mean R² expression: **{_fmt(m.get('r2_expression_mean'))}** (heads), {_fmt(m.get('probe_r2_expression_mean'))} "
+            f"- mean R² expression: **{_fmt(m.get('r2_expression_mean'))}** (heads), "
+            f"{_fmt(m.get('probe_r2_expression_mean'))} "
             "(linear probe of the embedding); gaze: " + _fmt(m.get("r2_gaze_mean")),
-            f"- identity head retrieval top-1: {_fmt(m.get('identity_retrieval_top1'))} (chance {_fmt(m.get('identity_retrieval_chance'))})",
-            f"- what the **motion** embedding carries besides motion, over {m.get('n_val_identities')} held-out identities: identity "
-            f"top-1 across samples **{_fmt(m.get('motion_identity_retrieval_top1'))}** (chance {_fmt(m.get('motion_identity_retrieval_chance'))}); "
-            f"variance between identities {_fmt(m.get('motion_variance_by_identity'))} (chance {_fmt(m.get('motion_variance_by_identity_chance'))}); "
-            f"explained by pose {_fmt(m.get('motion_variance_by_pose'))}, by the expression/gaze labels {_fmt(m.get('motion_variance_by_expression'))}",
+            f"- identity head retrieval top-1: {_fmt(m.get('identity_retrieval_top1'))} "
+            f"(chance {_fmt(m.get('identity_retrieval_chance'))})",
+            f"- what the **motion** embedding carries besides motion, over {m.get('n_val_identities')} "
+            "held-out identities: identity "
+            f"top-1 across samples **{_fmt(m.get('motion_identity_retrieval_top1'))}** "
+            f"(chance {_fmt(m.get('motion_identity_retrieval_chance'))}); "
+            f"variance between identities {_fmt(m.get('motion_variance_by_identity'))} "
+            f"(chance {_fmt(m.get('motion_variance_by_identity_chance'))}); "
+            f"explained by pose {_fmt(m.get('motion_variance_by_pose'))}, by the expression/gaze labels "
+            f"{_fmt(m.get('motion_variance_by_expression'))}",
             "",
             "| parameter | visible | R² (head) | 95% interval | R² (probe) |",
             "|---|---|---:|---|---:|",
             *(
-                f"| {r['parameter']} | {_fmt(r['visible'])} | {_fmt(r['r2_head'])} | {_interval(r['r2_ci95'])} | {_fmt(r['r2_probe'])} |"
+                f"| {r['parameter']} | {_fmt(r['visible'])} | {_fmt(r['r2_head'])} | {_interval(r['r2_ci95'])} "
+                f"| {_fmt(r['r2_probe'])} |"
                 for r in r2_table(m)
             ),
             "",
-            "R² is undefined (–) for parameters that are constant in the held-out data; the interval resamples held-out identities.",
+            "R² is undefined (–) for parameters that are constant in the held-out data; "
+            "the interval resamples held-out identities.",
         ]
     return "\n".join(lines)
 

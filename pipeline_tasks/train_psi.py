@@ -50,9 +50,9 @@ from pipeline_tasks.train_psi3d import CHECKPOINT, load_psi3d, to_model_alpha, t
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
+from pipeline_tasks.training.optim import adam
 from pipeline_tasks.training.sampler import SeededSampler
 from pipeline_tasks.training_loop import publish_trained, run_loop
-from pipeline_tasks.training.optim import adam
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -398,14 +398,16 @@ def _train(
     )
     region = (
         f"; mouth PSNR {final['mouth_psnr']:.2f} dB (no motion {final['no_motion_mouth_psnr']:.2f}, "
-        f"Ψ3d(source) {base.get('psi3d_source_mouth_psnr', float('nan')):.2f}, copy-source {base['copy_source_mouth_psnr']:.2f})"
+        f"Ψ3d(source) {base.get('psi3d_source_mouth_psnr', float('nan')):.2f}, "
+        f"copy-source {base['copy_source_mouth_psnr']:.2f})"
         if "mouth_psnr" in final
         else f" ({pairs.note})"
     )
     change = f"; change correlation {final['change_correlation']:.3f}" if "change_correlation" in final else ""
     print(
         f"psi: held-out self-reenactment ({pairs.n} pairs) loss {step0['reenactment_loss']:.4f} at step 0 → "
-        f"{final['reenactment_loss']:.4f}; PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB (no motion {final['no_motion_psnr']:.2f}, "
+        f"{final['reenactment_loss']:.4f}; PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB "
+        f"(no motion {final['no_motion_psnr']:.2f}, "
         f"copy-source {base['copy_source_psnr']:.2f}){region}{change}"
     )
 

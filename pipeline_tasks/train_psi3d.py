@@ -25,18 +25,18 @@ from models.checkpoints import load_checkpoint
 from models.config import ModelConfig
 from models.psi import build_psi
 from models.psi.network import Psi
+from pipeline_tasks.benchmark_set import NovelViewSet, render_novel_view_set
 from pipeline_tasks.config import PipelineConfig, cosine_lr
 from pipeline_tasks.distributed import SINGLE, DistContext, launch
-from pipeline_tasks.benchmark_set import NovelViewSet, render_novel_view_set
 from pipeline_tasks.metrics import alpha_iou, masked_depth_error, psnr
 from pipeline_tasks.psi_objective import PsiObjective
 from pipeline_tasks.stage import run_once, stage_task
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
+from pipeline_tasks.training.optim import adam
 from pipeline_tasks.training.sampler import SeededSampler
 from pipeline_tasks.training_loop import publish_trained, run_loop
-from pipeline_tasks.training.optim import adam
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -193,9 +193,12 @@ def validate_views(psi: Psi, views: NovelViewSet, device, lpips_fn, batch: int =
         out = psi.render(psi(src), cams[None].expand(b, v, 25), perturb=False)
         img = out["image"].float().clamp(-1, 1).reshape(b * v, 3, res, res)
         tgt = views.targets[i : i + batch].to(device).reshape(b * v, 3, res, res)
-        up = lambda x: F.interpolate(
-            x.float().reshape(b * v, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False
-        )  # noqa: E731
+
+        def up(x):
+            return F.interpolate(
+                x.float().reshape(b * v, 1, *x.shape[-2:]), size=(res, res), mode="bilinear", align_corners=False
+            )
+
         a_true = views.alpha[i : i + batch].to(device).reshape(b * v, 1, res, res)
         d_true = views.depth[i : i + batch].to(device).reshape(b * v, 1, res, res)
         per["psnr"].append(psnr(img, tgt).reshape(b, v))
@@ -468,7 +471,8 @@ def _train(
     )
     per_bin = ", ".join(f"{b:+g}° {m:.2f}/{c:.2f}" for b, m, c in zip(yaw_bins, final_bins["psnr"], base["psnr_input"]))
     print(
-        f"psi3d: held-out novel-view PSNR {final['psnr_novel']:.2f} dB vs copy-input {final['psnr_input_novel']:.2f} dB "
+        f"psi3d: held-out novel-view PSNR {final['psnr_novel']:.2f} dB "
+        f"vs copy-input {final['psnr_input_novel']:.2f} dB "
         f"(margin min {final['margin_vs_input_min']:+.2f}) and mean image {final['psnr_mean_image_novel']:.2f} dB; "
         f"soft IoU min {final['soft_iou_min']:.3f}; by bin (Ψ3d/copy): {per_bin}"
     )

@@ -115,8 +115,10 @@ def store_report(path: Path) -> tuple[str, bool]:
             comp = ",".join(type(c).__name__ for c in (arr.compressors or ())) or "none"
             dims = getattr(arr.metadata, "dimension_names", None)
             lines.append(
-                f"{indent}{name}  {arr.dtype}{list(arr.shape)}  dims={list(dims) if dims else '-'}  chunks={list(arr.chunks)}"
-                f"  shards={list(arr.shards) if arr.shards else '-'}  {comp}  {human_bytes(stored)} stored, ratio {ratio:.2f}x"
+                f"{indent}{name}  {arr.dtype}{list(arr.shape)}  dims={list(dims) if dims else '-'}"
+                f"  chunks={list(arr.chunks)}"
+                f"  shards={list(arr.shards) if arr.shards else '-'}  {comp}  {human_bytes(stored)} stored,"
+                f" ratio {ratio:.2f}x"
             )
         for name, sub in sorted(g.groups(), key=lambda x: x[0]):
             lines.append(f"{indent}{name}/")

@@ -10,7 +10,8 @@ name the source file and its hash, fps, crop parameters, the camera source (``gr
 A video group is written in chunks of frames (``begin_video``, ``append_frames``, ``finish_video``:
 memory is one chunk, whatever the video's length), then marked ``complete``; a group left incomplete
 by a killed run is deleted and rewritten on resume. The root attribute ``index`` lists every video (id,
-frames, status ``converted``, ``skipped`` (bad input) or ``failed`` (a fault while converting it) with its step and reason).
+frames, status ``converted``, ``skipped`` (bad input) or ``failed`` (a fault while converting it) with its step
+and reason).
 """
 
 from __future__ import annotations
@@ -193,7 +194,8 @@ def validate(store_path: str | Path) -> None:
                 problems.append(f"{store_path}: index lists {vid!r} as converted but the group is missing")
             elif groups[vid].attrs.get("frames") != entry.get("frames"):
                 problems.append(
-                    f"{store_path}/{vid}: index says {entry.get('frames')} frames, group says {groups[vid].attrs.get('frames')}"
+                    f"{store_path}/{vid}: index says {entry.get('frames')} frames, "
+                    f"group says {groups[vid].attrs.get('frames')}"
                 )
     for name, group in groups.items():
         where = f"{store_path}/{name}"

@@ -17,7 +17,6 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-
 COMMITTED = "committed_samples"  # group attribute: samples whose append finished (written last: the commit)
 
 
@@ -160,7 +159,8 @@ class GroupSchema:
             for axis, dim in enumerate(spec.dims[1:], start=1):
                 if dim in sizes and arr.shape[axis] != sizes[dim]:
                     out.append(
-                        f"{where}/{spec.name}: dimension {dim} (axis {axis}) is {arr.shape[axis]}, expected {sizes[dim]}"
+                        f"{where}/{spec.name}: dimension {dim} (axis {axis}) is {arr.shape[axis]}, "
+                        f"expected {sizes[dim]}"
                     )
                 elif dim not in sizes:
                     out.append(f"{where}: attribute 'sizes' has no entry for dimension {dim!r}")
@@ -176,8 +176,8 @@ class GroupSchema:
             committed = attrs.get(COMMITTED)
             if committed is not None and arr.shape[0] != committed:
                 out.append(
-                    f"{where}/{spec.name}: {arr.shape[0]} samples but {committed} committed (an append was interrupted; "
-                    "rerun the stage to finish it)"
+                    f"{where}/{spec.name}: {arr.shape[0]} samples but {committed} committed "
+                    "(an append was interrupted; rerun the stage to finish it)"
                 )
         return out
 

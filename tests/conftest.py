@@ -7,9 +7,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import models  # noqa: E402,F401  (torchvision CPU shim before anything imports torchvision)
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+import models  # noqa: E402,F401  (torchvision CPU shim before anything imports torchvision)
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

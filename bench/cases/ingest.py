@@ -29,7 +29,8 @@ def _run(source_size: int, resolution: int, n_frames: int, segmentation: bool) -
         wall = time.perf_counter() - t0
     inner = res.quality["seconds"]
     return {
-        "name": f"ingest frames/s ({source_size}² H.264 → {resolution}² crops, {'mask' if segmentation else 'no mask'}, mediapipe)",
+        "name": f"ingest frames/s ({source_size}² H.264 → {resolution}² crops, "
+        f"{'mask' if segmentation else 'no mask'}, mediapipe)",
         "value": round(n_frames / inner, 2),
         "unit": "frames/s",
         "device": "cpu",

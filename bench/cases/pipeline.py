@@ -103,9 +103,12 @@ def bench_stage3_conversion():
         frames = np.random.default_rng(0).integers(0, 256, (t, res, res, 3), dtype=np.uint8)
         yaw = torch.linspace(-0.3, 0.3, t)
         frame_cams = cams.orbit_label(yaw, torch.zeros(t), torch.full((t,), 4.2)).numpy()
-        run = lambda n=t: render_video(
-            psi3d, e_mot, "bench", frames[:n], frame_cams[:n], np.arange(n), k, 0, batch, torch.device(device)
-        )  # noqa: E731
+
+        def run(n=t):
+            return render_video(
+                psi3d, e_mot, "bench", frames[:n], frame_cams[:n], np.arange(n), k, 0, batch, torch.device(device)
+            )
+
         run(batch)  # warm-up
         t0 = time.perf_counter()
         _, peak = measure(run, device)
@@ -254,7 +257,8 @@ def bench_eval_benchmark_render():
     n = sum(v.shape[0] * (v.shape[1] if v.ndim == 5 else 1) for v in r.values())
     return [
         _row(
-            f"eval benchmark ground-truth images/s ({cfg.eval.n_identities} ids × {len(bench.yaw_bins)} bins, {bench.spec.resolution}²)",
+            f"eval benchmark ground-truth images/s ({cfg.eval.n_identities} ids × {len(bench.yaw_bins)} bins, "
+            f"{bench.spec.resolution}²)",
             n / dt,
             "images/s",
             "cpu",

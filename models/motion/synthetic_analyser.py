@@ -9,8 +9,9 @@ Two heads on one convolutional trunk:
   contrastive loss on identity labels across views. It serves the ``synthetic`` identity loss
   (``models.losses.build_identity_loss(..., synthetic_embedder=analyser.identity_embedder())``).
 
-Any input resolution works: images are centre-cropped to ``crop_fraction`` of their side (1 = none), resized to ``input_size`` (antialiased bilinear) and two
-coordinate channels are appended (expression cues are positional: where a lid, lip or brow is).
+Any input resolution works: images are centre-cropped to ``crop_fraction`` of their side (1 = none), resized to
+``input_size`` (antialiased bilinear) and two coordinate channels are appended (expression cues are positional:
+where a lid, lip or brow is).
 GroupNorm, not BatchNorm, so outputs do not depend on the batch.
 Targets are regressed in standardised units; ``target_mean``/``target_std`` buffers (set from the
 training labels) map predictions back to parameter units.

@@ -7,7 +7,8 @@ import torch.nn as nn
 
 from models import torchvision_compat as _tvc
 
-_tvc.install()  # idempotent; before timm/lpips import torchvision (also when `models` was imported as a namespace package)
+# idempotent; before timm/lpips import torchvision (also when `models` was imported as a namespace package)
+_tvc.install()
 from timm.models.pvt_v2 import Block, OverlapPatchEmbed
 
 

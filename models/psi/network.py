@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from models import torchvision_compat as _tvc
 
-_tvc.install()  # idempotent; before timm/lpips import torchvision (also when `models` was imported as a namespace package)
+# idempotent; before timm/lpips import torchvision (also when `models` was imported as a namespace package)
+_tvc.install()
 from models import cameras as cams
 from models.config import ModelConfig
 from models.psi.background import BackgroundUNet

@@ -9,7 +9,6 @@ first 3 channels are RGB; ``models.rendering.volume.render_rays`` does the rest 
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -55,7 +54,8 @@ class OSGDecoder(nn.Module):
 
 
 def camera_rays(cameras: torch.Tensor, resolution: int, box_half: float):
-    """Rays for cameras ``[B,25]`` or ``[B,K,25]``, flattened per batch entry: origins/dirs ``[B,K·H·W,3]``, near/far ``[B,K·H·W,1]``."""
+    """Rays for cameras ``[B,25]`` or ``[B,K,25]``, flattened per batch entry: origins/dirs ``[B,K·H·W,3]``,
+    near/far ``[B,K·H·W,1]``."""
     if cameras.dim() == 2:
         cameras = cameras[:, None]
     b, k, _ = cameras.shape

@@ -90,7 +90,8 @@ def probe(path: str | Path) -> VideoInfo:
             if not c.streams:
                 raise IngestionError(
                     path,
-                    "zero frames: the container holds no streams at all (nothing was written, or the file is truncated)",
+                    "zero frames: the container holds no streams at all "
+                    "(nothing was written, or the file is truncated)",
                 )
             if not c.streams.video:
                 kinds = sorted({s.type for s in c.streams}) or ["none"]
@@ -236,7 +237,6 @@ def iter_batches(
     """Yield ``(positions [b], frames u8 [b, H, W, 3])``: the frames of source ``indices`` (non-decreasing),
     upright, ``batch`` at a time, with each one's position in ``indices``. A frame that cannot be decoded is
     left out (its position goes to ``report.missing_positions``); the others still come."""
-    import av
 
     path = Path(path)
     indices = np.asarray(indices, dtype=np.int64)

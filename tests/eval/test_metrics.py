@@ -54,13 +54,13 @@ def test_ssim_and_lpips_degrade_monotonically_with_noise():
     g = torch.Generator().manual_seed(1)
     base = torch.rand(2, 3, 64, 64, generator=g) * 1.6 - 0.8
     noise = torch.randn(base.shape, generator=g)
-    s, l = [], []
+    s, lpips_scores = [], []
     for sigma in (0.0, 0.05, 0.2):
         pred = (base + sigma * noise).clamp(-1, 1)
         s.append(ssim(pred, base).mean().item())
-        l.append(lp.lpips(pred, base, normalize=False).mean().item())
+        lpips_scores.append(lp.lpips(pred, base, normalize=False).mean().item())
     assert s[0] == pytest.approx(1.0, abs=1e-5) and s[0] > s[1] > s[2]
-    assert l[0] == pytest.approx(0.0, abs=1e-6) and l[0] < l[1] < l[2]
+    assert lpips_scores[0] == pytest.approx(0.0, abs=1e-6) and lpips_scores[0] < lpips_scores[1] < lpips_scores[2]
 
 
 def test_pose_probe_recovers_a_linear_map():
@@ -153,7 +153,8 @@ def test_change_correlation_on_constructed_changes():
 
 def test_region_psnr_sees_an_expression_whole_frame_psnr_hides():
     """The truth with the source expression as the prediction (what no reenactment renders) against the truth
-    with a driving wide mouth, jaw a little open: whole-frame PSNR stays high, mouth PSNR does not; eyes are untouched."""
+    with a driving wide mouth, jaw a little open: whole-frame PSNR stays high, mouth PSNR does not; eyes are
+    untouched."""
     from models import cameras as cam
     from models.genhead import params as P
     from models.genhead.ground_truth import GroundTruth, identity_ids

@@ -57,7 +57,7 @@ def test_commit_publishes_manifest_and_catalog(registry):
     assert [(r["kind"], r["version"], r["status"]) for r in table] == [("genhead_samples", art.version, "complete")]
     assert table[0]["bytes"] > 0 and json.loads(table[0]["metrics"]) == {"psnr": 21.5}
     with pytest.raises(ArtifactError, match="already complete"):
-        with registry.writer("genhead_samples", {"n": 4}) as w:
+        with registry.writer("genhead_samples", {"n": 4}):
             pass
 
 
@@ -156,7 +156,7 @@ def test_concurrent_writer_is_refused(registry):
 
 def test_catalog_lists_incomplete_rows(registry):
     make(registry, "a", {})
-    with registry.writer("b", {}) as w:
+    with registry.writer("b", {}):
         pass  # not committed
     registry.write_catalog()
     rows = pq.read_table(registry.catalog_path).to_pylist()

@@ -64,7 +64,8 @@ def test_the_closure_follows_relative_and_lazy_imports_and_skips_other_packages(
     (pkg / "sub").mkdir(parents=True)
     files = {
         "__init__.py": "",
-        "stage.py": "import numpy\nfrom . import helper\nfrom .sub import tool\n\ndef run():\n    from pipeline_tasks import lazy\n    return lazy.X\n",
+        "stage.py": "import numpy\nfrom . import helper\nfrom .sub import tool\n\n"
+        "def run():\n    from pipeline_tasks import lazy\n    return lazy.X\n",
         "helper.py": "A = 1\n",
         "lazy.py": "X = 1\n",
         "unused.py": "Y = 1\n",

@@ -33,7 +33,10 @@ def test_nms_matches_bruteforce():
         lt = torch.maximum(a[:2], b[:2])
         rb = torch.minimum(a[2:], b[2:])
         inter = (rb - lt).clamp_min(0).prod()
-        area = lambda x: (x[2:] - x[:2]).prod()
+
+        def area(x):
+            return (x[2:] - x[:2]).prod()
+
         return inter / (area(a) + area(b) - inter)
 
     kept = set(keep.tolist())

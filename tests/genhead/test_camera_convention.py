@@ -33,10 +33,11 @@ def test_head_relative_cameras_are_rigid_and_invert_the_pose():
     assert torch.allclose(r @ r.T, torch.eye(3), atol=1e-5) and torch.allclose(k, cam.from_label(c)[1])
     back = cam.transform_label(rel, head_to_world(pose))
     assert torch.allclose(back, c, atol=1e-5)
+
     # a pure yaw of the head by δ is a camera orbit by −δ about the neck pivot's vertical axis
-    angle = lambda label: math.atan2(
-        float(cam.from_label(label)[0][0, 0, 3]), float(cam.from_label(label)[0][0, 2, 3]) + 0.05
-    )  # noqa: E731
+    def angle(label):
+        return math.atan2(float(cam.from_label(label)[0][0, 0, 3]), float(cam.from_label(label)[0][0, 2, 3]) + 0.05)
+
     yaw_only = head_relative_cameras(c, torch.tensor([[0.2, 0.0, 0.0]]))
     assert math.isclose(angle(yaw_only), angle(c) - 0.2, abs_tol=1e-4)
     # [B, V, 25] cameras take one pose per leading entry

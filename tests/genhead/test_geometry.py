@@ -31,7 +31,10 @@ def test_reprojection_between_views_agrees(gt, some_id):
     ob = cb[:, :16].reshape(4, 4)[:3, 3]
     dist_b = (pts[0] - ob).norm(dim=-1)
     g = (uv * 2 - 1).reshape(1, 1, -1, 2)  # grid_sample coords for align_corners=False
-    samp = lambda img: F.grid_sample(img, g, mode="bilinear", align_corners=False).reshape(img.shape[1], -1)
+
+    def samp(img):
+        return F.grid_sample(img, g, mode="bilinear", align_corners=False).reshape(img.shape[1], -1)
+
     depth_b, alpha_b, rgb_b = samp(b.depth)[0], samp(b.alpha)[0], samp(b.rgb)
     inside = (uv > 0.02).all(-1)[0] & (uv < 0.98).all(-1)[0]
     visible = solid & inside & (alpha_b > 0.99) & ((depth_b - dist_b).abs() < 0.01)

@@ -9,11 +9,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from dataclasses import dataclass
 from pathlib import Path
 
-import models  # noqa: F401  (CPU torchvision shim first)
 import av
 import cv2
 import numpy as np
 from skimage import data
+
+import models  # noqa: F401  (CPU torchvision shim first)
 
 FACE_CENTRE = np.array([223.0, 128.0])  # roughly the astronaut's face centre in the 512² photo (pixel indices)
 

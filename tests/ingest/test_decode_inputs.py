@@ -1,4 +1,5 @@
-"""Decoding (frame selection, batches, hash), input expansion, smoothing, and the face-alignment backend's offline check."""
+"""Decoding (frame selection, batches, hash), input expansion, smoothing, and the face-alignment backend's offline
+check."""
 
 from __future__ import annotations
 

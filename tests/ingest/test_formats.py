@@ -1,5 +1,6 @@
 """Every file FFmpeg can read decodes (PyAV): AV1, animated GIF (also under an .mp4 name), tiny frame sizes,
-variable frame rate, rotation metadata; a damaged middle loses those frames, not the file, and ingestion records them."""
+variable frame rate, rotation metadata; a damaged middle loses those frames, not the file, and ingestion records
+them."""
 
 from __future__ import annotations
 

@@ -606,8 +606,8 @@ def dying(self, key, value):
         os._exit(137)  # as SIGKILL: no cleanup, no finally
     return real(self, key, value)
 zarr.Array.__setitem__ = dying
-pseudo_mv.convert(load_config("tiny", overrides), refs["psi3d"], refs["motion_encoder"], refs["videos"], ArtifactRegistry(root),
-                  progress=False)
+pseudo_mv.convert(load_config("tiny", overrides), refs["psi3d"], refs["motion_encoder"], refs["videos"],
+                  ArtifactRegistry(root), progress=False)
 """
 
 
@@ -686,7 +686,8 @@ def dying(obj, f, *a, **k):
         os._exit(137)
     real(obj, f, *a, **k)
 torch.save = dying
-train_psi.train_psi(load_config("tiny", overrides), refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"], registry=ArtifactRegistry(root))
+train_psi.train_psi(load_config("tiny", overrides), refs["pseudo_mv"], refs["psi3d"], refs["motion_encoder"],
+                    registry=ArtifactRegistry(root))
 """
 
 

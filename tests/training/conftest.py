@@ -16,11 +16,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from pathlib import Path
 
-import models  # noqa: F401  (torchvision shim first)
 import numpy as np
 import pytest
 import torch
 
+import models  # noqa: F401  (torchvision shim first)
 from pipeline_tasks.config import load_config
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import ArtifactRegistry

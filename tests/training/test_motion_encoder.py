@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.motion import MotionEncoder, build_motion_encoder, load_motion_encoder as load_from_path
+from models.motion import MotionEncoder, build_motion_encoder
+from models.motion import load_motion_encoder as load_from_path
 from models.motion.synthetic_analyser import supervised_contrastive_loss
 from pipeline_tasks.train_motion_encoder import (
     KIND,

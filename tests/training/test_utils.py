@@ -213,8 +213,9 @@ def test_logger_writes_tensorboard_jsonl_csv_and_truncates_on_resume(tmp_path):
     rows = read_log(d)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6, 7] and rows[-1]["loss"] == 9.0
 
-    from tensorboardX.proto import event_pb2  # events hold what was logged
     import struct
+
+    from tensorboardX.proto import event_pb2  # events hold what was logged
 
     tags = set()
     for f in d.glob("events.out.tfevents.*"):
