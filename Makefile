@@ -11,6 +11,9 @@ STAMP := $(VENV)/.setup-stamp
 # Argument lists (ARGS, PYTEST_ARGS, RUN_ARGS) are split like shell words by Python's shlex, never evaluated:
 # `$(WITH_ARGS) NAME cmd ...` runs cmd ... followed by the words of $$NAME.
 WITH_ARGS = $(PY) -c 'import os, shlex, sys; os.execvp(sys.argv[2], sys.argv[2:] + shlex.split(os.environ.get(sys.argv[1], "")))'
+# `$(WITH_SET) cmd ...` runs cmd ... followed by `--set WORD` for each word of $$SET: the flows' grammar (flows/cli.py),
+# one override per --set; SET='a.b=1 c.d="x y"' → --set a.b=1 --set 'c.d=x y'.
+WITH_SET = $(PY) -c 'import os, shlex, sys; os.execvp(sys.argv[1], sys.argv[1:] + [a for w in shlex.split(os.environ.get("SET", "")) for a in ("--set", w)])'
 export PRESET ?= tiny
 export SET ?=
 export VIDEOS ?=
@@ -57,12 +60,12 @@ lock: setup
 	   $(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//' ; } > requirements/constraints.txt
 
 pipeline: setup
-	$(PY) -m flows.pipeline --preset "$$PRESET" $${SET:+--set "$$SET"} $${VIDEOS:+--videos "$$VIDEOS"}
+	$(WITH_SET) $(PY) -m flows.pipeline --preset "$$PRESET" $${VIDEOS:+--videos "$$VIDEOS"}
 
 # The v2 ablation (stage 4 again with monocular frames only; SEEDS training seeds per variant, all evaluated, with
 # bootstrap intervals over seeds and identities); reuses the pipeline's artifacts.
 ablation: setup
-	$(PY) -m flows.ablation --preset "$$PRESET" --seeds "$$SEEDS" $${SET:+--set "$$SET"}
+	$(WITH_SET) $(PY) -m flows.ablation --preset "$$PRESET" --seeds "$$SEEDS"
 
 # ruff: lint (pycodestyle, pyflakes, import order) and format, line length 120 (pyproject.toml)
 lint: setup

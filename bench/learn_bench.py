@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     import models  # noqa: F401  (torchvision shim first)
     from pipeline_tasks.config import load_config
     from pipeline_tasks.evaluate import evaluate
-    from pipeline_tasks.genhead import run_genhead_stage
+    from pipeline_tasks.genhead_samples import run_genhead_stage
     from pipeline_tasks.train_psi3d import train_psi3d
     from storage_schemas.artifacts import ArtifactRegistry
 

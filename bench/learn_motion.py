@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline_tasks.analyser_samples import run_analyser_samples_stage
     from pipeline_tasks.config import load_config
     from pipeline_tasks.evaluate import evaluate
-    from pipeline_tasks.genhead import run_genhead_stage
+    from pipeline_tasks.genhead_samples import run_genhead_stage
     from pipeline_tasks.synthetic_videos import run_videos_stage
     from pipeline_tasks.train_motion_encoder import train_motion_encoder
     from pipeline_tasks.train_psi import train_psi

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.learn_common import OUT_DIR, StageClock  # noqa: E402
 from models.genhead.params import EXPRESSION_NAMES, GAZE_NAMES  # noqa: E402
 from pipeline_tasks.config import load_config  # noqa: E402
-from pipeline_tasks.synthetic_videos import read_sidecar  # noqa: E402
+from pipeline_tasks.data.video_sidecars import read_sidecar  # noqa: E402
 from pipeline_tasks.train_motion_encoder import r2_scores  # noqa: E402
 from storage_schemas import pseudo_mv as pm  # noqa: E402
 from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
@@ -98,7 +98,7 @@ def store_motion_probe(store: Path, n_val: int, encoder=None, lam: float = 1e-2)
     with this E_mot instead of reading the embeddings stage 3 stored."""
     import torch
 
-    from pipeline_tasks.train_motion_encoder import to_model_images
+    from pipeline_tasks.data.images import to_model_images
 
     root = pm.open_read(store)
     ids = [e["video_id"] for e in pm.read_index(store) if e.get("status") == "converted"]

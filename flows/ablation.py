@@ -1,6 +1,6 @@
 """The v2 ablation: Ψ with pseudo multi-view data (the method) vs the same budget on monocular frames only.
 
-    python -m flows.ablation --preset tiny [--seeds 3] [--set "psi.steps=100"]      (make ablation)
+    python -m flows.ablation --preset tiny [--seeds 3] [--set psi.steps=100 ...]      (make ablation)
 
 Runs the whole pipeline (stages 1–5; every stage already complete for these inputs is skipped), then
 stage 4 again with ``psi.p_target_real=1 psi.p_driving_real=1`` (a different ``psi`` version, same data,
@@ -19,6 +19,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows import supervise
+from flows.cli import flow_parser
 from flows.evaluate import evaluate_flow
 from flows.pipeline import _as_list, pipeline_flow
 from flows.train_psi import train_psi_flow
@@ -28,7 +29,7 @@ from storage_schemas.artifacts import ArtifactRegistry
 
 
 @flow(name="portrait4d-ablation", log_prints=True)
-def ablation_flow(preset: str = "tiny", overrides: list[str] | str | None = None, seeds: int = 3) -> dict[str, str]:
+def ablation_flow(preset: str = "tiny", overrides: list[str] | None = None, seeds: int = 3) -> dict[str, str]:
     t0 = time.time()
     if seeds < 1:
         raise ValueError(f"seeds must be ≥ 1, got {seeds}")
@@ -59,14 +60,16 @@ def ablation_flow(preset: str = "tiny", overrides: list[str] | str | None = None
     return refs
 
 
+def build_parser() -> argparse.ArgumentParser:
+    ap = flow_parser(__doc__)
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant (paired by position)")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> None:
     if not supervise.is_child():  # Ctrl-C / SIGTERM stop the run within seconds (flows/supervise.py)
         raise SystemExit(supervise.run_supervised("flows.ablation", sys.argv[1:] if argv is None else list(argv)))
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--set", dest="overrides", default="", help='space-separated "section.field=value" overrides')
-    ap.add_argument("--seeds", type=int, default=3, help="training seeds per variant (paired by position)")
-    a = ap.parse_args(argv)
+    a = build_parser().parse_args(argv)
     ablation_flow(a.preset, a.overrides or None, a.seeds)
 
 

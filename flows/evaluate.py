@@ -12,13 +12,14 @@ import argparse
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.cli import flow_parser
 from pipeline_tasks.config import load_config
 from pipeline_tasks.evaluate import evaluate_task
 from storage_schemas.artifacts import ArtifactRegistry
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(preset: str = "tiny", overrides: list[str] | str | None = None, model: str = "psi@latest") -> str:
+def evaluate_flow(preset: str = "tiny", overrides: list[str] | None = None, model: str = "psi@latest") -> str:
     """Returns the ``eval@<version>`` reference; publishes the report as a Prefect markdown artifact."""
     art = evaluate_task(load_config(preset, overrides), model, ArtifactRegistry())
     report = (art.path / "report.md").read_text()
@@ -30,12 +31,14 @@ def evaluate_flow(preset: str = "tiny", overrides: list[str] | str | None = None
     return art.ref
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny")
+def build_parser() -> argparse.ArgumentParser:
+    ap = flow_parser(__doc__)
     ap.add_argument("--model", default="psi@latest", help="psi3d@<version|latest> or psi@<version|latest>")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value (repeatable)")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     evaluate_flow(a.preset, a.overrides, a.model)
 
 

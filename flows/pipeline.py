@@ -1,6 +1,6 @@
 """The whole DAG: stages 1–5 in order, each consuming the artifact the previous one made.
 
-    python -m flows.pipeline --preset tiny [--set "psi3d.steps=100 psi.steps=50"] [--videos 'clips/*.mp4']
+    python -m flows.pipeline --preset tiny [--set psi3d.steps=100 --set psi.steps=50] [--videos 'clips/*.mp4']
 
 Every stage is a subflow that resolves its upstream by exact version and skips itself when its
 own version is already complete, so a second run with nothing changed recomputes nothing, and a
@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows import supervise
 from flows.analyser_samples import analyser_samples_flow
+from flows.cli import flow_parser
 from flows.evaluate import evaluate_flow
 from flows.genhead_samples import genhead_samples_flow
 from flows.pseudo_mv import pseudo_mv_flow
@@ -29,14 +30,14 @@ from pipeline_tasks.config import load_config, parse_overrides
 from storage_schemas.artifacts import ArtifactRegistry
 
 
-def _as_list(overrides) -> list[str]:
+def _as_list(overrides: list[str] | None) -> list[str]:
     """Overrides as ``key=value`` items (None as ``key=``), which ``parse_overrides`` reads back to the same values."""
     return [f"{k}={'' if v is None else v}" for k, v in parse_overrides(overrides).items()]
 
 
 @flow(name="portrait4d-pipeline", log_prints=True)
 def pipeline_flow(
-    preset: str = "tiny", overrides: list[str] | str | None = None, videos: str | None = None
+    preset: str = "tiny", overrides: list[str] | None = None, videos: str | None = None
 ) -> dict[str, str]:
     """Run stages 1–5 on ``preset``; ``videos`` (folder or glob) replaces the synthetic videos in stage 3."""
     t0 = time.time()
@@ -87,14 +88,16 @@ def pipeline_flow(
     return refs
 
 
+def build_parser() -> argparse.ArgumentParser:
+    ap = flow_parser(__doc__)
+    ap.add_argument("--videos", default=None, help="folder or glob of user videos for stage 3")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> None:
     if not supervise.is_child():  # Ctrl-C / SIGTERM stop the run within seconds (flows/supervise.py)
         raise SystemExit(supervise.run_supervised("flows.pipeline", sys.argv[1:] if argv is None else list(argv)))
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--set", dest="overrides", default="", help='space-separated "section.field=value" overrides')
-    ap.add_argument("--videos", default=None, help="folder or glob of user videos for stage 3")
-    a = ap.parse_args(argv)
+    a = build_parser().parse_args(argv)
     pipeline_flow(a.preset, a.overrides or None, a.videos or None)
 
 

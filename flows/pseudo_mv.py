@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.cli import flow_parser
 from pipeline_tasks.config import load_config
 from pipeline_tasks.pseudo_mv import convert, prefect_map_shards
 from pipeline_tasks.reports import artifact_markdown
@@ -46,10 +47,16 @@ def pseudo_mv_flow(
     return art.ref
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--videos", default=None)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value (repeatable)")
-    a = ap.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    ap = flow_parser(__doc__)
+    ap.add_argument("--videos", default=None, help="folder or glob of user videos (default: synthetic_videos@latest)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     print(pseudo_mv_flow(a.preset, a.overrides, videos=a.videos))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,26 +1,28 @@
 """Prefect flow: synthetic monocular talking-head videos (``synthetic_videos``).
 
-python -m flows.synthetic_videos --preset tiny
+python -m flows.synthetic_videos --preset tiny [--set videos.n_videos=8 ...]
 """
 
 from __future__ import annotations
 
 import argparse
 
-from prefect import flow
+from flows.cli import flow_parser
+from flows.stage_flow import parentless_stage_flow
 
-from pipeline_tasks.config import load_config
-from pipeline_tasks.synthetic_videos import synthetic_videos_task
+synthetic_videos_flow = parentless_stage_flow(
+    "synthetic_videos", "Render (or reuse) the synthetic talking-head videos of a preset."
+)
 
 
-@flow(name="synthetic-videos")
-def synthetic_videos_flow(preset: str = "tiny", overrides: list[str] | None = None) -> str:
-    return synthetic_videos_task(load_config(preset, overrides))
+def build_parser() -> argparse.ArgumentParser:
+    return flow_parser(__doc__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
+    print(synthetic_videos_flow(a.preset, a.overrides or None))
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--set", default="")
-    a = ap.parse_args()
-    print(synthetic_videos_flow(a.preset, a.set.split() or None))
+    main()

@@ -6,11 +6,11 @@ python -m flows.train_motion_encoder --preset tiny --samples analyser_samples@la
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.cli import flow_parser
 from pipeline_tasks.config import load_config
 from pipeline_tasks.train_motion_encoder import r2_table, summary_markdown, train_motion_encoder_task
 from storage_schemas.artifacts import ArtifactRegistry
@@ -19,7 +19,7 @@ from storage_schemas.artifacts import ArtifactRegistry
 @flow(name="train-motion-encoder", log_prints=True)
 def train_motion_encoder_flow(
     preset: str = "tiny",
-    overrides: dict[str, Any] | list[str] | str | None = None,
+    overrides: list[str] | None = None,
     samples: str = "analyser_samples@latest",
     p4d_home: str | None = None,
 ) -> str:
@@ -36,12 +36,14 @@ def train_motion_encoder_flow(
     return art.ref
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny")
+def build_parser() -> argparse.ArgumentParser:
+    ap = flow_parser(__doc__)
     ap.add_argument("--samples", default="analyser_samples@latest")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value (repeatable)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     train_motion_encoder_flow(args.preset, args.overrides, args.samples)
 
 

@@ -10,6 +10,7 @@ import argparse
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.cli import flow_parser
 from pipeline_tasks.config import load_config
 from pipeline_tasks.reports import artifact_markdown
 from pipeline_tasks.train_psi3d import train_psi3d_task
@@ -26,10 +27,16 @@ def train_psi3d_flow(
     return art.ref
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="tiny")
+def build_parser() -> argparse.ArgumentParser:
+    ap = flow_parser(__doc__)
     ap.add_argument("--samples", default="genhead_samples@latest")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value (repeatable)")
-    a = ap.parse_args()
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     print(train_psi3d_flow(a.preset, a.overrides, a.samples))
+
+
+if __name__ == "__main__":
+    main()

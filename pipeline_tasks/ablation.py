@@ -18,13 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from pipeline_tasks.evaluate import ABLATION_KIND, LOWER_IS_BETTER, METRICS, EvaluationError, _plot_vs_yaw
-from pipeline_tasks.stage import run_once
+from pipeline_tasks import stages
+from pipeline_tasks.eval.results import LOWER_IS_BETTER, METRICS, EvaluationError, plot_vs_yaw
+from pipeline_tasks.stage import StageSpec, run_once
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 SCHEMA_VERSION = (
     2  # v2: several seeds per variant, bootstrap intervals over seeds and identities; IoU and expression error
 )
+KIND = "ablation"
 MONOCULAR_OVERRIDES = ["psi.p_target_real=1", "psi.p_driving_real=1"]
 TASKS = ("self_reenactment", "cross_view", "cross_identity_driving_view", "cross_identity")
 SHOWN = ("psnr", "mouth_psnr", "soft_iou", "expression_error", "identity_similarity")
@@ -119,13 +121,13 @@ def compare_evals(
 ) -> Artifact:
     """The ``ablation`` artifact comparing evaluations of Ψ (method first): one each, or one per seed each."""
     registry = registry or ArtifactRegistry()
-    a = [registry.resolve(x) for x in _as_list(method_eval)]
-    b = [registry.resolve(x) for x in _as_list(baseline_eval)]
+    a = [stages.resolve(registry, x, "eval") for x in _as_list(method_eval)]
+    b = [stages.resolve(registry, x, "eval") for x in _as_list(baseline_eval)]
     ma, mb = [_load(x) for x in a], [_load(x) for x in b]
     comp = compare(ma, mb)
     conf = {"preset": cfg.preset, "labels": list(labels), "tasks": list(comp), "seeds": len(a)}
     return run_once(
-        registry, ABLATION_KIND, conf, a + b, SCHEMA_VERSION, lambda w: _write(w, registry, a, b, ma, mb, comp, labels)
+        registry, KIND, conf, a + b, SCHEMA_VERSION, lambda w: _write(w, registry, a, b, ma, mb, comp, labels)
     )
 
 
@@ -218,7 +220,7 @@ def _write(
             tasks[f"{t} ({labels[0]})"] = {"by_bin": {m: v["method"] for m, v in comp[t]["metrics"].items()}}
             tasks[f"{t} ({labels[1]})"] = {"by_bin": {m: v["baseline"] for m, v in comp[t]["metrics"].items()}}
         styles = {k: ("--" if labels[1] in k else "-") for k in tasks}
-        _plot_vs_yaw(
+        plot_vs_yaw(
             tasks,
             yaw,
             w.path / "plots" / "ablation_vs_yaw.png",
@@ -252,3 +254,13 @@ def significant_bins(metric: str, r: dict) -> tuple[int, int]:
 def better(metric: str, difference: float) -> bool:
     """Whether a method − baseline difference favours the method."""
     return difference < 0 if metric in LOWER_IS_BETTER else difference > 0
+
+
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=SCHEMA_VERSION,
+    sections=(),
+    parents=("eval", "eval"),  # the method's evaluations, then the baseline's (one per seed each)
+    build=compare_evals,
+    config=lambda cfg: {"preset": cfg.preset},
+)

@@ -35,9 +35,9 @@ from models import cameras as cam
 from models.genhead import params as P
 from models.genhead.ground_truth import GroundTruth, identity_from_seed, identity_ids
 from pipeline_tasks.config import PipelineConfig
-from pipeline_tasks.genhead import make_generator, render_samples, stage_resolution
+from pipeline_tasks.data.genhead_render import make_generator, render_samples, stage_resolution
 from pipeline_tasks.genhead_previews import grid
-from pipeline_tasks.stage import run_once, stage_task
+from pipeline_tasks.stage import StageSpec, run_once
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -228,4 +228,12 @@ def visible_expressions(art: Artifact) -> list[str]:
     return list(json.loads((art.path / VISIBILITY).read_text())["visible"])
 
 
-analyser_samples_task = stage_task(run_analyser_samples_stage, "analyser-samples")
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=SCHEMA_VERSION,
+    sections=("analyser_samples",),
+    parents=(),
+    build=run_analyser_samples_stage,
+    config=artifact_config,
+)
+analyser_samples_task = SPEC.task()

@@ -9,7 +9,7 @@ refs to ``w.path/ddp_spec.json``, runs
 appending every run's output to ``w.path/torchrun.log``, waits, and copies what rank 0 reported
 (metrics, counts) into the writer, so ``run_once`` commits the artifact as usual.
 
-Each worker (:func:`main`) runs the trainer's own ``_train`` with a :class:`DistContext`:
+Each worker (:func:`main`) runs the stage's ``StageSpec.train`` with a :class:`DistContext`:
 
 * device ``cuda:LOCAL_RANK`` (backend nccl) when the config resolves to CUDA, else CPU (gloo);
 * the network is wrapped in ``DistributedDataParallel``: gradients are averaged over ranks.
@@ -165,9 +165,8 @@ def launch(stage: str, cfg, parents: list, w, stop_after: int | None, nproc: int
     w.extra.update(result["extra"])
 
 
-# The trainer modules a worker runs, by stage. Imported by name in the worker, so that neither trainer's code
-# counts as code of the other stage (artifact versions hash the modules a stage imports: storage_schemas/code_hash.py).
-TRAINERS = {"psi3d": "pipeline_tasks.train_psi3d", "psi": "pipeline_tasks.train_psi"}
+# The stages a worker can run: their ``StageSpec.train``, found through the stage registry by kind.
+TRAINERS = ("psi3d", "psi")
 
 
 @dataclass
@@ -182,10 +181,9 @@ class _WorkerWriter:
 
 def main(argv: list[str] | None = None) -> None:
     """torchrun worker entry point."""
-    import importlib
-
     import torch.distributed as dist
 
+    from pipeline_tasks import stages
     from pipeline_tasks.config import PipelineConfig
     from storage_schemas.artifacts import ArtifactRegistry
 
@@ -202,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     backend = "nccl" if ctx.device(cfg.device).type == "cuda" else "gloo"
     dist.init_process_group(backend)
     w = _WorkerWriter(args.workdir)
-    train = importlib.import_module(TRAINERS[args.stage])._train
+    train = stages.spec(args.stage).train
     try:
         train(cfg, *parents, w, spec["stop_after"], ddp=ctx)
         result = {"metrics": w.metrics, "counts": w.counts, "extra": {**w.extra, "ddp_world_size": ctx.world_size}}

@@ -41,13 +41,17 @@ import torch
 
 from models.checkpoints import CheckpointMismatchError
 from models.genhead.regions import region_masks
-from pipeline_tasks.analyser_samples import run_analyser_samples_stage
+from models.motion import load_motion_encoder
+from pipeline_tasks import stages
 from pipeline_tasks.benchmark_set import BenchmarkSet, BenchmarkSpec, build_benchmark, probe_set
 from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.eval.results import METRICS, EvaluationError, plot_vs_yaw
 from pipeline_tasks.metrics import alpha_iou, change_correlation, masked_depth_error, masked_psnr, psnr, ssim
-from pipeline_tasks.stage import run_once, stage_task
+from pipeline_tasks.stage import StageSpec, run_once
 from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.grid import save_image_grid
+from pipeline_tasks.training_loop import CHECKPOINT
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -56,27 +60,7 @@ KIND = "eval"
 # correlation, copy-source and Ψ3d baselines; v2: novel-view means exclude 0°, geometry
 SCHEMA_VERSION = 4
 ANALYSER_KIND = "eval_analyser"
-ABLATION_KIND = "ablation"
-METRICS = (
-    "psnr",
-    "mouth_psnr",
-    "eyes_psnr",
-    "ssim",
-    "lpips",
-    "expression_error",
-    "gaze_error_deg",
-    "pose_error_deg",
-    "identity_similarity",
-    "change_correlation",
-    "soft_iou",
-    "depth_error",
-)
-LOWER_IS_BETTER = {"lpips", "expression_error", "gaze_error_deg", "pose_error_deg", "depth_error"}
 SOURCE_BIN = "+0°"  # the source camera's bin: reconstruction, never inside a novel-view mean
-
-
-class EvaluationError(ValueError):
-    """The evaluation cannot run on what it was given (wrong kind, wrong preset, bad config)."""
 
 
 # ---------------------------------------------------------------- benchmark cache (one render per process)
@@ -124,14 +108,22 @@ def analyser_config(cfg: PipelineConfig) -> PipelineConfig:
 
 def train_eval_analyser(cfg: PipelineConfig, samples: Artifact | str, registry: ArtifactRegistry) -> Artifact:
     """Train (or reuse) the ``eval_analyser`` artifact on ``samples`` (the stage-2b trainer, another seed)."""
-    from pipeline_tasks import train_motion_encoder as tme
-
+    trainer = stages.spec("motion_encoder")
     cfg2 = analyser_config(cfg)
-    samples = registry.resolve(samples, schema_version=gs.SCHEMA_VERSION)
-    conf = {**tme.stage_config(cfg2), "purpose": "evaluation analyser (stage 5)"}
+    samples = stages.resolve(registry, samples, "analyser_samples")
     return run_once(
-        registry, ANALYSER_KIND, conf, [samples], tme.SCHEMA_VERSION, lambda w: tme._train(cfg2, samples, w, None)
+        registry,
+        ANALYSER_KIND,
+        analyser_stage_config(cfg),
+        [samples],
+        ANALYSER_SCHEMA_VERSION,
+        lambda w: trainer.train(cfg2, samples, w, None),
     )
+
+
+def analyser_stage_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """What the evaluation analyser's version hashes: E_mot's (with the analyser's section) and its purpose."""
+    return {**stages.spec("motion_encoder").config(analyser_config(cfg)), "purpose": "evaluation analyser (stage 5)"}
 
 
 class PoseProbe:
@@ -258,8 +250,6 @@ def _task_result(per_image: dict[str, torch.Tensor], n: int, labels: list[str]) 
 
 def _mean_training_image(samples: Artifact, limit: int = 256) -> torch.Tensor:
     """The mean image of (up to ``limit`` identities of) the training store: a trivial baseline, ``[1,3,H,W]``."""
-    from pipeline_tasks.train_psi3d import to_model_images
-
     imgs = gs.open_read(samples.path / "store.zarr")["images"]
     return to_model_images(imgs[: min(limit, imgs.shape[0])]).reshape(-1, 3, *imgs.shape[2:4]).mean(0, keepdim=True)
 
@@ -274,9 +264,6 @@ def _ancestor(registry: ArtifactRegistry, art: Artifact, kind: str) -> Artifact:
 
 def load_model_for_eval(art: Artifact, cfg: PipelineConfig, device):
     """The Ψ3d / Ψ of ``art`` for preset ``cfg``; refuses another preset with a message naming both."""
-    from pipeline_tasks.train_psi import load_psi
-    from pipeline_tasks.train_psi3d import CHECKPOINT, load_psi3d
-
     saved = art.config.get("preset")
     if saved is not None and saved != cfg.preset:
         raise EvaluationError(
@@ -284,21 +271,17 @@ def load_model_for_eval(art: Artifact, cfg: PipelineConfig, device):
             f"preset '{saved}'; run the evaluation with --preset {saved}"
         )
     try:
-        return (load_psi3d if art.kind == "psi3d" else load_psi)(art, cfg.model, device)
+        return stages.load(art, model_cfg=cfg.model, device=device)
     except CheckpointMismatchError as exc:
         raise EvaluationError(f"cannot evaluate {art.ref} with preset '{cfg.preset}': {exc}") from exc
 
 
 def resolve_model(registry: ArtifactRegistry, model: Artifact | str) -> Artifact:
-    from pipeline_tasks.train_psi import SCHEMA_VERSION as PSI_SCHEMA
-    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as P3_SCHEMA
-
     ref = model.ref if isinstance(model, Artifact) else model
     kind = ref.partition("@")[0]
-    schemas = {"psi3d": P3_SCHEMA, "psi": PSI_SCHEMA}
-    if kind not in schemas:
+    if kind not in ("psi3d", "psi"):
         raise EvaluationError(f"stage 5 evaluates 'psi3d' or 'psi' artifacts, not {ref!r}")
-    return registry.resolve(ref, schema_version=schemas[kind])
+    return stages.resolve(registry, ref, kind)
 
 
 def stage_config(cfg: PipelineConfig, kind: str, bench: BenchmarkSet) -> dict[str, Any]:
@@ -317,7 +300,8 @@ def evaluate(cfg: PipelineConfig, model: Artifact | str, registry: ArtifactRegis
     device = resolve_device(cfg.device)
     net = load_model_for_eval(art, cfg, device)  # refuse a wrong preset before anything is built
     samples = _ancestor(registry, art, "genhead_samples")
-    analyser = train_eval_analyser(cfg, run_analyser_samples_stage(cfg, registry, progress=False), registry)
+    analyser_samples = stages.spec("analyser_samples").build(cfg, registry, progress=False)
+    analyser = train_eval_analyser(cfg, analyser_samples, registry)
     parents = [art, analyser]
     e_mot = None
     if art.kind == "psi":
@@ -346,9 +330,7 @@ def _evaluate(
     samples: Artifact | None = None,
     registry: ArtifactRegistry | None = None,
 ) -> None:
-    from pipeline_tasks.train_motion_encoder import load_motion_encoder
-
-    analyser = load_motion_encoder(analyser_art, device)
+    analyser = stages.load(analyser_art, device=device)
     probe, probe_info = fit_pose_probe(analyser, cfg, device)
     scorer = Scorer(analyser, probe, cfg.eval.lpips_net, device)
     r = bench.render()
@@ -460,9 +442,8 @@ def _evaluate(
             tasks["copy_source_driving_view"] = _task_result(at_driving_view(r["source"]), n, ["driving cam"])
             p3 = next((a for a in registry.ancestors(art) if a.kind == "psi3d"), None) if registry is not None else None
             if p3 is not None:
-                from pipeline_tasks.train_psi3d import load_psi3d
-
-                pred_p3 = run_net(r["source"], cams=cams, model=load_psi3d(p3, cfg.model, device))
+                psi3d = stages.load(p3, model_cfg=cfg.model, device=device)
+                pred_p3 = run_net(r["source"], cams=cams, model=psi3d)
                 tasks["psi3d_source"] = _task_result(at_bins(flat(pred_p3[:, 1:])), n, bin_labels)
                 tasks["psi3d_source_driving_view"] = _task_result(at_driving_view(pred_p3[:, 0]), n, ["driving cam"])
         floors = _floors(truth_read, *known_bins)
@@ -500,7 +481,7 @@ def _evaluate(
             bench,
             f"{art.kind} {art.version}: {name.replace('_', ' ')} (rows: prediction / truth)",
         )
-    _plot_vs_yaw(
+    plot_vs_yaw(
         {t: res for t, res in tasks.items() if len(res["bins"]) == v},
         bins,
         w.path / "plots" / "metrics_vs_yaw.png",
@@ -562,38 +543,6 @@ def _grid(path: Path, src, drv, pred, truth, cols: list[str], bench: BenchmarkSe
         rows.append(torch.stack(lead + list(truth[i])))
         titles += [f"id {i} pred", f"id {i} truth"]
     save_image_grid(torch.stack(rows), path, col_titles=cols, row_titles=titles, title=title)
-
-
-def _plot_vs_yaw(
-    tasks: dict[str, dict], bins: list[float], path: Path, title: str, styles: dict[str, str] | None = None
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    present = [m for m in METRICS if any(m in res["by_bin"] for res in tasks.values())]
-    cols = 4
-    rows = (len(present) + 1 + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(16, 3.25 * rows), squeeze=False)
-    for ax in list(axes.flat)[len(present) :]:
-        ax.axis("off")
-    for ax, m in zip(axes.flat, present):
-        for t, res in tasks.items():
-            if m in res["by_bin"]:
-                ax.plot(bins, res["by_bin"][m], marker="o", lw=1.3, label=t, ls=(styles or {}).get(t, "-"))
-        ax.set_title(m + (" ↓" if m in LOWER_IS_BETTER else " ↑"), fontsize=9)
-        ax.set_xlabel("target yaw (°)", fontsize=8)
-        ax.set_xticks(bins)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    axes.flat[-1].legend(handles, labels, loc="center", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 PREFIX = {
@@ -844,4 +793,23 @@ def summary_line(result: dict) -> str:
     return "eval psi: " + "; ".join(parts)
 
 
-evaluate_task = stage_task(evaluate, "evaluate")
+ANALYSER_SCHEMA_VERSION = 1  # the layout of a motion_encoder artifact (tests check the two stay equal)
+ANALYSER_SPEC = StageSpec(
+    kind=ANALYSER_KIND,
+    schema_version=ANALYSER_SCHEMA_VERSION,
+    sections=("motion_encoder", "eval"),
+    parents=("analyser_samples",),
+    build=train_eval_analyser,
+    config=analyser_stage_config,
+    load=load_motion_encoder,
+)
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=SCHEMA_VERSION,
+    sections=("eval", "model"),
+    parents=("psi3d|psi", "eval_analyser", "motion_encoder"),  # E_mot only for a Ψ
+    build=evaluate,
+    config=lambda cfg: cfg.stage_config("eval", "model"),
+    summary=report_markdown,
+)
+evaluate_task = SPEC.task()

@@ -31,15 +31,15 @@ from tqdm import tqdm
 
 from models.cameras import CameraRanges, sample_cameras
 from models.psi.network import Psi
+from pipeline_tasks import stages
 from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.data.video_sidecars import list_videos, read_ground_truth_maps, read_sidecar
 from pipeline_tasks.face import make_segmenter
 from pipeline_tasks.ingest import IngestionError, analyse_video, expand_video_inputs, iter_aligned, make_analyzer
 from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
 from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
-from pipeline_tasks.stage import run_once, stage_task
-from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar
-from pipeline_tasks.train_motion_encoder import load_motion_encoder
-from pipeline_tasks.train_psi3d import load_psi3d, to_model_images
+from pipeline_tasks.stage import StageSpec, run_once, stage_task
 from pipeline_tasks.training.device import resolve_device
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
@@ -344,8 +344,8 @@ def convert_videos(
     stats = ConversionStats()
     if not todo:
         return stats
-    psi3d = load_psi3d(psi3d_art, cfg.model, device)
-    e_mot = load_motion_encoder(motion_art, device)
+    psi3d = stages.load(psi3d_art, model_cfg=cfg.model, device=device)
+    e_mot = stages.load(motion_art, device=device)
     models = _FaceModels(c.ingest)
     bar = tqdm(desc="pseudo_mv frames", unit="frame", disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -450,18 +450,14 @@ def convert(
     Video source: ``cfg.pseudo_mv.videos`` (a folder or glob of user videos) when set, else the
     ``synthetic_videos`` artifact ``videos``.
     """
-    from pipeline_tasks.synthetic_videos import KIND as VIDEOS_KIND
-    from pipeline_tasks.train_motion_encoder import SCHEMA_VERSION as ME_SCHEMA
-    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as P3_SCHEMA
-
     registry = registry or ArtifactRegistry()
-    psi3d_art = registry.resolve(psi3d, schema_version=P3_SCHEMA)
-    me_art = registry.resolve(motion_encoder, schema_version=ME_SCHEMA)
+    psi3d_art = stages.resolve(registry, psi3d, "psi3d")
+    me_art = stages.resolve(registry, motion_encoder, "motion_encoder")
     parents = [psi3d_art, me_art]
     if cfg.pseudo_mv.videos:
         inputs = user_video_inputs(cfg.pseudo_mv.videos)
     else:
-        vid_art = registry.resolve(videos or f"{VIDEOS_KIND}@latest")
+        vid_art = stages.resolve(registry, videos or "synthetic_videos@latest", "synthetic_videos")
         parents.append(vid_art)
         inputs = synthetic_video_inputs(vid_art)
     if not inputs:
@@ -526,6 +522,20 @@ def convert(
             )
 
     return run_once(registry, KIND, stage_config(cfg, inputs), parents, SCHEMA_VERSION, build)
+
+
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=SCHEMA_VERSION,
+    sections=("pseudo_mv",),
+    parents=(
+        "psi3d",
+        "motion_encoder",
+        "synthetic_videos",
+    ),  # synthetic_videos unless pseudo_mv.videos names user videos
+    build=convert,
+    config=lambda cfg: stage_config(cfg, []),
+)
 
 
 def _run_shard(shard_fn: Callable[[list[VideoInput]], ConversionStats], items: list[VideoInput]) -> ConversionStats:

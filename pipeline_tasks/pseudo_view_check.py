@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from models.genhead.ground_truth import GroundTruth
+from pipeline_tasks.data.video_sidecars import read_sidecar
 from pipeline_tasks.metrics import psnr, soft_iou
-from pipeline_tasks.synthetic_videos import read_sidecar
 from storage_schemas import pseudo_mv as pm
 
 

@@ -1,14 +1,17 @@
-"""Run a stage at most once per version: skip it when complete, resume it when interrupted.
+"""The stage contract: a stage is declared once (:class:`StageSpec`) and run at most once per version.
 
 Every stage follows the same rule (DESIGN.md §4): its version hashes its config section(s),
 its parents, its schema version and the code it runs; a complete version is reused, a leftover temporary folder
-is resumed, and the payload is published atomically.
+is resumed, and the payload is published atomically (:func:`run_once`). Every stage is wrapped for Prefect
+the same way (:meth:`StageSpec.task`). The stages are found by kind in :mod:`pipeline_tasks.stages`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
@@ -59,6 +62,47 @@ def run_once(
         build(w)
         w.extra.setdefault("stage_seconds", round(time.time() - t0, 2))
         return w.commit()
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage, declared in its module as ``SPEC``.
+
+    * ``kind``: the artifact kind it publishes (``<root>/<kind>/<version>/``), also its name in the registry;
+    * ``schema_version``: the layout of what it publishes; a reader of the artifact checks it;
+    * ``sections``: the config sections its version hashes (with the preset);
+    * ``parents``: the kinds of the artifacts it consumes, in the order ``build`` takes them;
+    * ``build(cfg, *parents, registry=None, ...) → Artifact``: build, reuse or resume the artifact;
+    * ``config(cfg) → dict``: what its version hashes from the preset (``build`` may add inputs that are not
+      in the preset, e.g. the content hashes of user videos or the benchmark's digest);
+    * ``load(artifact, **kw)``: the object a later stage uses (a network, a reader), or None;
+    * ``train(cfg, *parents, writer, stop_after, **kw)``: the trainer's body writing into a writer (what a
+      torchrun worker runs, and what the evaluation analyser reuses), or None for a stage that does not train;
+    * ``summary(artifact) → str``: the markdown its flow publishes, or None.
+    """
+
+    kind: str
+    schema_version: int
+    sections: tuple[str, ...]
+    parents: tuple[str, ...]
+    build: Callable[..., Any]
+    config: Callable[[Any], dict[str, Any]]
+    load: Callable[..., Any] | None = None
+    train: Callable[..., None] | None = None
+    summary: Callable[..., str] | None = None
+
+    @property
+    def task_name(self) -> str:
+        return self.kind.replace("_", "-")
+
+    def task(self):
+        """``build`` as a Prefect task named after the kind (one per spec; caching off, see :func:`stage_task`)."""
+        return _task_of(self)
+
+
+@functools.cache
+def _task_of(spec: StageSpec):
+    return stage_task(spec.build, spec.task_name)
 
 
 def stage_task(fn: Callable, name: str):

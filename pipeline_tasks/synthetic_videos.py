@@ -41,14 +41,13 @@ from models.genhead.ground_truth import head_relative_cameras, identity_from_see
 from models.genhead.motion import camera_path, talking_trajectory
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.data.video_sidecars import INDEX, SIDECAR_FORMAT, list_videos
 from pipeline_tasks.genhead_previews import grid, to_uint8
-from pipeline_tasks.stage import run_once
+from pipeline_tasks.stage import StageSpec, run_once
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "synthetic_videos"
 SCHEMA_VERSION = 2  # v2: head-relative cameras, ground-truth alpha/depth files
-SIDECAR_FORMAT = "p4d-synthetic-video/2"
-INDEX = "index.json"
 
 
 def stage_resolution(cfg: PipelineConfig) -> int:
@@ -138,30 +137,6 @@ def render_video(
     return np.concatenate(frames), sidecar, {"alpha": np.concatenate(alpha), "depth": np.concatenate(depth)}
 
 
-def read_ground_truth_maps(sidecar_path: str | Path, sidecar: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The generator's per-frame ``alpha [T,H,W] u8`` and ``depth [T,H,W] f16`` named by a sidecar."""
-    path = Path(sidecar_path).with_name(sidecar["maps"])
-    with np.load(path) as f:
-        maps = {k: f[k] for k in ("alpha", "depth")}
-    if len(maps["alpha"]) != sidecar["n_frames"]:
-        raise ValueError(f"{path}: alpha has {len(maps['alpha'])} frames for {sidecar['n_frames']}")
-    return maps
-
-
-def read_sidecar(path: str | Path) -> dict[str, Any]:
-    """Load and check a sidecar; raises ``ValueError`` naming the file when it is not one."""
-    path = Path(path)
-    data = json.loads(path.read_text())
-    if data.get("format") != SIDECAR_FORMAT:
-        raise ValueError(
-            f"{path}: not a synthetic-video sidecar (format {data.get('format')!r}, want {SIDECAR_FORMAT!r})"
-        )
-    for key in ("cameras", "world_cameras", "expression", "pose", "gaze"):
-        if len(data[key]) != data["n_frames"]:
-            raise ValueError(f"{path}: {key} has {len(data[key])} rows for {data['n_frames']} frames")
-    return data
-
-
 def write_videos(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Render every video not yet present under ``out_dir``; returns counts and throughput."""
     v = cfg.videos
@@ -235,28 +210,22 @@ def run_videos_stage(cfg: PipelineConfig, registry: ArtifactRegistry | None = No
     return run_once(registry, KIND, artifact_config(cfg), [], SCHEMA_VERSION, build)
 
 
-def list_videos(art: Artifact) -> list[dict[str, Any]]:
-    """The index of a ``synthetic_videos`` artifact with absolute ``mp4``/``sidecar`` paths."""
-    rows = json.loads((Path(art.path) / INDEX).read_text())
-    return [{**r, "mp4": str(Path(art.path) / r["mp4"]), "sidecar": str(Path(art.path) / r["sidecar"])} for r in rows]
+def summary_markdown(art: Artifact) -> str:
+    c, m = art.manifest.get("counts", {}), art.manifest.get("metrics", {})
+    return (
+        f"## synthetic_videos `{art.ref}`\n\n| videos | frames | frames/s |\n|---|---|---|\n"
+        f"| {c.get('videos')} | {c.get('frames')} | {m.get('frames_per_s')} |\n"
+    )
 
 
-try:
-    from prefect import task
-    from prefect.artifacts import create_markdown_artifact
-except ImportError:  # pragma: no cover
-    task = None
-
-if task is not None:
-
-    @task(name="synthetic-videos")
-    def synthetic_videos_task(cfg: PipelineConfig) -> str:
-        art = run_videos_stage(cfg)
-        c, m = art.manifest.get("counts", {}), art.manifest.get("metrics", {})
-        create_markdown_artifact(
-            markdown=f"## synthetic_videos `{art.ref}`\n\n| videos | frames | frames/s |\n|---|---|---|\n"
-            f"| {c.get('videos')} | {c.get('frames')} | {m.get('frames_per_s')} |\n",
-            key="synthetic-videos",
-            description="Synthetic monocular videos",
-        )
-        return art.ref
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=SCHEMA_VERSION,
+    sections=("videos",),
+    parents=(),
+    build=run_videos_stage,
+    config=artifact_config,
+    load=list_videos,
+    summary=summary_markdown,
+)
+synthetic_videos_task = SPEC.task()

@@ -50,9 +50,10 @@ from models.motion import load_motion_encoder as _load_from_path
 from models.motion.base import MotionEncoder
 from models.motion.files import CHECKPOINT_NAME
 from models.motion.synthetic_analyser import SyntheticAnalyser, supervised_contrastive_loss
-from pipeline_tasks.analyser_samples import VISIBILITY, visible_expressions
+from pipeline_tasks import stages
 from pipeline_tasks.config import MotionEncoderConfig, PipelineConfig, cosine_lr
-from pipeline_tasks.stage import run_once, stage_task
+from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.stage import StageSpec, run_once
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.ema import EMA
@@ -73,11 +74,6 @@ class TrainingInterrupted(InterruptedError):
 
 
 # ---------------------------------------------------------------- data
-def to_model_images(u8: np.ndarray) -> torch.Tensor:
-    """uint8 ``[..., H, W, 3]`` → float ``[..., 3, H, W]`` in [−1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(u8)).float().div_(127.5).sub_(1.0).movedim(-1, -3)
-
-
 class LabelledViews:
     """Images and labels of a ``genhead_samples`` store. Labels are held in memory; images too when
     they fit in ``in_memory_limit_mb``, else they are read per batch (one chunk per sample)."""
@@ -366,7 +362,7 @@ def train_motion_encoder(
         return run_once(registry, KIND, stage_config(cfg), [], SCHEMA_VERSION, lambda w: _publish_pdfgc(cfg, w))
     if me.backend != "synthetic":
         raise ValueError(f"motion_encoder.backend={me.backend!r}; use 'synthetic' or 'pdfgc'")
-    samples = registry.resolve(samples_artifact, schema_version=gs.SCHEMA_VERSION)
+    samples = stages.resolve(registry, samples_artifact, "analyser_samples")
     gs.validate(samples.path / "store.zarr")
     return run_once(
         registry, KIND, stage_config(cfg), [samples], SCHEMA_VERSION, lambda w: _train(cfg, samples, w, stop_after)
@@ -453,7 +449,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
     me: MotionEncoderConfig = cfg.motion_encoder
     device = resolve_device(cfg.device)
     data = LabelledViews(samples.path / "store.zarr")
-    visible = visible_expressions(samples) if (samples.path / VISIBILITY).exists() else None
+    visible = samples.manifest.get("extra", {}).get("visible_expressions")  # stage 1b's visibility measurement
     train_ids, val_ids = data.split(me.val_identities)
     val_eval_ids = val_ids[: me.val_max_samples]
     if me.batch_size < 2:
@@ -707,5 +703,16 @@ def summary_markdown(art: Artifact) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- Prefect task
-train_motion_encoder_task = stage_task(train_motion_encoder, "train-motion-encoder")
+# ---------------------------------------------------------------- the declaration
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=SCHEMA_VERSION,
+    sections=("motion_encoder",),
+    parents=("analyser_samples",),
+    build=train_motion_encoder,
+    config=stage_config,
+    load=load_motion_encoder,
+    train=_train,
+    summary=summary_markdown,
+)
+train_motion_encoder_task = SPEC.task()

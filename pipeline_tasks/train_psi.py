@@ -33,7 +33,9 @@ from models.config import ModelConfig
 from models.genhead.regions import region_masks
 from models.psi import build_psi, init_psi_from_psi3d, param_groups
 from models.psi.network import Psi
+from pipeline_tasks import stages
 from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.data.images import to_model_alpha, to_model_images
 from pipeline_tasks.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.metrics import psnr
 from pipeline_tasks.psi_objective import PsiObjective
@@ -44,15 +46,13 @@ from pipeline_tasks.psi_validation import (
     reenactment_scores,
     truth_with_labels_of,
 )
-from pipeline_tasks.stage import run_once, stage_task
-from pipeline_tasks.train_motion_encoder import load_motion_encoder
-from pipeline_tasks.train_psi3d import CHECKPOINT, load_psi3d, to_model_alpha, to_model_images
+from pipeline_tasks.stage import StageSpec, run_once
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.optim import adam
 from pipeline_tasks.training.sampler import SeededSampler
-from pipeline_tasks.training_loop import publish_trained, run_loop
+from pipeline_tasks.training_loop import CHECKPOINT, publish_trained, run_loop
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -222,13 +222,10 @@ def train_psi(
     stop_after: int | None = None,
 ) -> Artifact:
     """Train (or reuse, or resume) the ``psi`` artifact."""
-    from pipeline_tasks.train_motion_encoder import SCHEMA_VERSION as ME_SCHEMA
-    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as P3_SCHEMA
-
     registry = registry or ArtifactRegistry()
-    pmv = registry.resolve(pseudo_mv, schema_version=pm.SCHEMA_VERSION)
-    p3 = registry.resolve(psi3d, schema_version=P3_SCHEMA)
-    me = registry.resolve(motion_encoder, schema_version=ME_SCHEMA)
+    pmv = stages.resolve(registry, pseudo_mv, "pseudo_mv")
+    p3 = stages.resolve(registry, psi3d, "psi3d")
+    me = stages.resolve(registry, motion_encoder, "motion_encoder")
     pm.validate(pmv.path / "store.zarr")
     return run_once(
         registry,
@@ -272,7 +269,7 @@ def _train(
     psi3d_ckpt = load_checkpoint(p3.path / CHECKPOINT, expected=cfg.model, map_location=device)
     not_copied = init_psi_from_psi3d(psi, psi3d_ckpt.state_dicts["psi"])
     net = ddp.wrap(psi)  # the forward goes through DDP (gradients averaged over ranks)
-    e_mot = load_motion_encoder(me, device) if tc.losses.identity_backend == "synthetic" else None
+    e_mot = stages.load(me, device=device) if tc.losses.identity_backend == "synthetic" else None
     embedder = e_mot.identity_embedder() if e_mot is not None else None
     objective = PsiObjective(cfg.model, tc.losses, identity_embedder=embedder, lr=tc.lr).to(device)
     opt = adam(param_groups(psi, tc.lr, tc.cross_attention_lr_mult), lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
@@ -287,7 +284,7 @@ def _train(
         state.optimizers["D"] = objective.d_optimizer
     vplan = validation_plan(val)
     pairs = held_out_pairs(val, vplan, cfg.genhead.sharpness) if ddp.is_main else None
-    base = baseline_scores(pairs, load_psi3d(p3, cfg.model, device), device) if ddp.is_main else {}
+    base = baseline_scores(pairs, stages.load(p3, model_cfg=cfg.model, device=device), device) if ddp.is_main else {}
 
     def validate(model) -> dict[str, float]:
         scores = reenactment_scores(model, pairs, device)
@@ -420,4 +417,14 @@ def load_psi(artifact: Artifact, model_cfg: ModelConfig | None = None, device="c
     return psi.eval()
 
 
-train_psi_task = stage_task(train_psi, "train-psi")
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=SCHEMA_VERSION,
+    sections=("psi", "model", "device"),
+    parents=("pseudo_mv", "psi3d", "motion_encoder"),
+    build=train_psi,
+    config=stage_config,
+    load=load_psi,
+    train=_train,
+)
+train_psi_task = SPEC.task()

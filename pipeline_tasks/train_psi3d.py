@@ -25,35 +25,25 @@ from models.checkpoints import load_checkpoint
 from models.config import ModelConfig
 from models.psi import build_psi
 from models.psi.network import Psi
+from pipeline_tasks import stages
 from pipeline_tasks.benchmark_set import NovelViewSet, render_novel_view_set
 from pipeline_tasks.config import PipelineConfig, cosine_lr
+from pipeline_tasks.data.images import to_model_alpha, to_model_images
 from pipeline_tasks.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.metrics import alpha_iou, masked_depth_error, psnr
 from pipeline_tasks.psi_objective import PsiObjective
-from pipeline_tasks.stage import run_once, stage_task
+from pipeline_tasks.stage import StageSpec, run_once
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.optim import adam
 from pipeline_tasks.training.sampler import SeededSampler
-from pipeline_tasks.training_loop import publish_trained, run_loop
+from pipeline_tasks.training_loop import CHECKPOINT, publish_trained, run_loop
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "psi3d"
 SCHEMA_VERSION = 2  # v2: head-relative cameras, loss_recon_v2 structure, per-bin validation
-CHECKPOINT = "checkpoint.pt"
-
-
-def to_model_images(u8: np.ndarray) -> torch.Tensor:
-    """uint8 ``[..., H, W, 3]`` → float ``[..., 3, H, W]`` in [−1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(u8)).float().div_(127.5).sub_(1.0)
-    return t.movedim(-1, -3)
-
-
-def to_model_alpha(u8: np.ndarray) -> torch.Tensor:
-    """uint8 ``[..., H, W]`` → float ``[..., 1, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(u8)).float().div_(255.0).unsqueeze(-3)
 
 
 class GenHeadViews:
@@ -143,7 +133,7 @@ def train_psi3d(
 ) -> Artifact:
     """Train (or reuse) the ``psi3d`` artifact for ``samples`` (a ``genhead_samples`` artifact or ref)."""
     registry = registry or ArtifactRegistry()
-    samples = registry.resolve(samples, schema_version=gs.SCHEMA_VERSION)
+    samples = stages.resolve(registry, samples, "genhead_samples")
     gs.validate(samples.path / "store.zarr")
     return run_once(
         registry,
@@ -486,4 +476,14 @@ def load_psi3d(artifact: Artifact, model_cfg: ModelConfig | None = None, device=
     return psi.eval()
 
 
-train_psi3d_task = stage_task(train_psi3d, "train-psi3d")
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=SCHEMA_VERSION,
+    sections=("psi3d", "model", "device"),
+    parents=("genhead_samples",),
+    build=train_psi3d,
+    config=stage_config,
+    load=load_psi3d,
+    train=_train,
+)
+train_psi3d_task = SPEC.task()

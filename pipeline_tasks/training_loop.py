@@ -70,6 +70,9 @@ def run_loop(
         return total, logger.rows()
 
 
+CHECKPOINT = "checkpoint.pt"  # the published (EMA) weights of a trained artifact
+
+
 def publish_trained(w, model_cfg, model, rows, title: str, metrics: dict, counts: dict, extra: dict) -> None:
     """The payload of a finished trainer: EMA checkpoint, curves, metrics; resumable state dropped."""
     import json
@@ -78,7 +81,7 @@ def publish_trained(w, model_cfg, model, rows, title: str, metrics: dict, counts
     from models.checkpoints import save_checkpoint
     from pipeline_tasks.training.logs import plot_curves
 
-    save_checkpoint(w.path / "checkpoint.pt", model_cfg, {"psi": model}, extra=extra)
+    save_checkpoint(w.path / CHECKPOINT, model_cfg, {"psi": model}, extra=extra)
     shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
     plot_curves(rows, w.path / "curves.png", title=title)
     (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))

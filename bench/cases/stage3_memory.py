@@ -50,7 +50,7 @@ _UPSTREAM_CODE = """
 import json, sys
 from pipeline_tasks.analyser_samples import run_analyser_samples_stage
 from pipeline_tasks.config import load_config
-from pipeline_tasks.genhead import run_genhead_stage
+from pipeline_tasks.genhead_samples import run_genhead_stage
 from pipeline_tasks.train_motion_encoder import train_motion_encoder
 from pipeline_tasks.train_psi3d import train_psi3d
 from storage_schemas.artifacts import ArtifactRegistry

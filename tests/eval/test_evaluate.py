@@ -11,10 +11,11 @@ from models.psi import build_psi, init_psi_from_psi3d
 from models.psi.network import is_cross_attention_param
 from pipeline_tasks.analyser_samples import run_analyser_samples_stage
 from pipeline_tasks.config import load_config
-from pipeline_tasks.evaluate import EvaluationError, analyser_config, evaluate
-from pipeline_tasks.genhead import run_genhead_stage
+from pipeline_tasks.eval.results import EvaluationError
+from pipeline_tasks.evaluate import analyser_config, evaluate
+from pipeline_tasks.genhead_samples import run_genhead_stage
 from pipeline_tasks.train_motion_encoder import train_motion_encoder
-from pipeline_tasks.train_psi3d import CHECKPOINT
+from pipeline_tasks.training_loop import CHECKPOINT
 
 SMALL = [
     "device=cpu",

@@ -82,7 +82,7 @@ def test_paired_difference_and_standard_error():
 
 
 def test_compare_refuses_evaluations_on_different_benchmarks():
-    from pipeline_tasks.evaluate import EvaluationError
+    from pipeline_tasks.eval.results import EvaluationError
 
     res = {"model": "psi@a", "benchmark": {"digest": "x"}, "tasks": {}}
     with pytest.raises(EvaluationError, match="different benchmarks"):

@@ -27,7 +27,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 
 def test_a_changed_statement_in_an_imported_module_changes_the_stage_hash(project_copy):
-    stage = "pipeline_tasks.genhead"
+    stage = "pipeline_tasks.genhead_samples"
     before = code_hash(stage, project_copy)
     assert before == code_hash(stage, PROJECT_ROOT)  # a copy of the same code hashes the same
     procedural = project_copy / "models" / "genhead" / "procedural.py"
@@ -36,9 +36,9 @@ def test_a_changed_statement_in_an_imported_module_changes_the_stage_hash(projec
 
 
 def test_comments_docstrings_and_formatting_keep_the_hash(project_copy):
-    stage = "pipeline_tasks.genhead"
+    stage = "pipeline_tasks.genhead_samples"
     before = code_hash(stage, project_copy)
-    path = project_copy / "pipeline_tasks" / "genhead.py"
+    path = project_copy / "pipeline_tasks" / "genhead_samples.py"
     text = path.read_text()
     doc_end = text.index('"""', 3) + 3
     path.write_text(
@@ -48,7 +48,7 @@ def test_comments_docstrings_and_formatting_keep_the_hash(project_copy):
 
 
 def test_a_module_the_stage_does_not_import_leaves_its_hash_alone(project_copy):
-    before = {m: code_hash(m, project_copy) for m in ("pipeline_tasks.genhead", "pipeline_tasks.train_psi3d")}
+    before = {m: code_hash(m, project_copy) for m in ("pipeline_tasks.genhead_samples", "pipeline_tasks.train_psi3d")}
     _edit(
         project_copy / "pipeline_tasks" / "train_psi.py",
         "from __future__ import annotations\n",
@@ -96,12 +96,12 @@ def test_run_once_versions_by_the_stage_code_and_records_it(registry):
     def build(w):
         built.append(w.version)
 
-    a = run_once(registry, "stage", {"n": 1}, [], 1, build, code_module="pipeline_tasks.genhead")
-    again = run_once(registry, "stage", {"n": 1}, [], 1, build, code_module="pipeline_tasks.genhead")
+    a = run_once(registry, "stage", {"n": 1}, [], 1, build, code_module="pipeline_tasks.genhead_samples")
+    again = run_once(registry, "stage", {"n": 1}, [], 1, build, code_module="pipeline_tasks.genhead_samples")
     b = run_once(registry, "stage", {"n": 1}, [], 1, build, code_module="pipeline_tasks.synthetic_videos")
     assert again.version == a.version and b.version != a.version and len(built) == 2
     manifest = json.loads((a.path / "manifest.json").read_text())
-    assert manifest["code_hash"] == stage_code_hash("pipeline_tasks.genhead")
+    assert manifest["code_hash"] == stage_code_hash("pipeline_tasks.genhead_samples")
     catalog = {r["version"]: r for r in pq.read_table(registry.catalog_path).to_pylist()}
     assert catalog[b.version]["code_hash"] == stage_code_hash("pipeline_tasks.synthetic_videos")
     # a build function from outside the project names no stage code: the caller must say which module it is

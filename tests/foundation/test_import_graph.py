@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from pipeline_tasks.stages import STAGE_MODULES
 from storage_schemas.code_hash import PROJECT_PACKAGES, PROJECT_ROOT
 
 
@@ -114,3 +115,23 @@ def test_imports_run_one_way():
     assert not wrong, "imports against the direction flows → pipeline_tasks → {models, storage_schemas}: " + ", ".join(
         wrong
     )
+
+
+def test_no_stage_module_imports_another_stage_module():
+    """Stages name each other by artifact kind through ``pipeline_tasks.stages``, never by import."""
+    graph = import_graph(project_modules())
+    assert len(STAGE_MODULES) >= 8
+    wrong = sorted(f"{m} → {d}" for m in STAGE_MODULES for d in graph[m] if d in STAGE_MODULES)
+    assert not wrong, "stage modules importing other stage modules: " + ", ".join(wrong)
+
+
+def test_the_stage_rule_would_see_a_stage_importing_a_stage(tmp_path):
+    pkg = tmp_path / "pipeline_tasks"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from pipeline_tasks.b import g\n    return g\n")
+    (pkg / "b.py").write_text("from pipeline_tasks import a\n")
+    mods = {"pipeline_tasks": pkg / "__init__.py", "pipeline_tasks.a": pkg / "a.py", "pipeline_tasks.b": pkg / "b.py"}
+    graph = import_graph(mods)
+    assert graph["pipeline_tasks.a"] == {"pipeline_tasks.b"} and graph["pipeline_tasks.b"] == {"pipeline_tasks.a"}
+    assert cycles(graph) == [["pipeline_tasks.a", "pipeline_tasks.b"]]

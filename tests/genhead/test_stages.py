@@ -10,9 +10,10 @@ from models.genhead import params as P
 from models.genhead.ground_truth import GroundTruth
 from models.genhead.motion import talking_trajectory
 from pipeline_tasks.config import load_config
-from pipeline_tasks.genhead import CONTACT_SHEET, STORE, run_genhead_stage, write_samples
+from pipeline_tasks.data.video_sidecars import list_videos, read_ground_truth_maps, read_sidecar
+from pipeline_tasks.genhead_samples import CONTACT_SHEET, STORE, run_genhead_stage, write_samples
 from pipeline_tasks.ingest.decode import read_frames
-from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar, run_videos_stage
+from pipeline_tasks.synthetic_videos import run_videos_stage
 from storage_schemas import genhead_samples as gs
 from storage_schemas.code_hash import stage_code_hash
 
@@ -37,7 +38,9 @@ def test_stage1_writes_a_valid_store_and_is_reused(registry):
     assert (art.path / CONTACT_SHEET).stat().st_size > 1000
     assert art.manifest["counts"]["images"] == 8 and art.manifest["metrics"]["images_per_s"] > 0
     assert run_genhead_stage(cfg, registry, progress=False).version == art.version
-    assert art.manifest["code_hash"] == stage_code_hash("pipeline_tasks.genhead")  # its version follows its code
+    assert art.manifest["code_hash"] == stage_code_hash(
+        "pipeline_tasks.genhead_samples"
+    )  # its version follows its code
     # head pose is the camera: the stored (head-relative) camera with pose 0 reproduces the stored image,
     # which was rendered with the identity's pose γ at a world camera; γ stays a label
     i, v = 1, 1
@@ -130,7 +133,7 @@ import os, sys
 from pathlib import Path
 import zarr
 from pipeline_tasks.config import load_config
-from pipeline_tasks.genhead import write_samples
+from pipeline_tasks.genhead_samples import write_samples
 
 kill_at, events = int(sys.argv[2]), [0]
 def dying(method):

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline_tasks.config import load_config
 from pipeline_tasks.distributed import LOG
-from pipeline_tasks.genhead import run_genhead_stage
+from pipeline_tasks.genhead_samples import run_genhead_stage
 from pipeline_tasks.train_psi3d import load_psi3d, train_psi3d
 from storage_schemas.artifacts import ArtifactRegistry
 

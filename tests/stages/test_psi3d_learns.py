@@ -14,7 +14,7 @@ import torch
 
 from pipeline_tasks import pseudo_mv as pmv_stage
 from pipeline_tasks.config import load_config
-from pipeline_tasks.genhead import run_genhead_stage
+from pipeline_tasks.genhead_samples import run_genhead_stage
 from pipeline_tasks.synthetic_videos import run_videos_stage
 from pipeline_tasks.train_motion_encoder import train_motion_encoder
 from pipeline_tasks.train_psi3d import train_psi3d

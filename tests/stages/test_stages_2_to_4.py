@@ -13,11 +13,13 @@ from pipeline_tasks import pseudo_mv as pmv_stage
 from pipeline_tasks import train_psi as psi_stage
 from pipeline_tasks.analyser_samples import run_analyser_samples_stage
 from pipeline_tasks.config import load_config
-from pipeline_tasks.genhead import run_genhead_stage
+from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.data.video_sidecars import list_videos, read_ground_truth_maps, read_sidecar
+from pipeline_tasks.genhead_samples import run_genhead_stage
 from pipeline_tasks.psi_objective import PsiObjective
-from pipeline_tasks.synthetic_videos import list_videos, read_ground_truth_maps, read_sidecar, run_videos_stage
+from pipeline_tasks.synthetic_videos import run_videos_stage
 from pipeline_tasks.train_motion_encoder import train_motion_encoder
-from pipeline_tasks.train_psi3d import load_psi3d, to_model_images, train_psi3d
+from pipeline_tasks.train_psi3d import load_psi3d, train_psi3d
 from pipeline_tasks.training.logs import read_log
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import ArtifactRegistry

@@ -308,14 +308,13 @@ def test_flow_publishes_r2_table(registry_with_samples, make_cfg, flow_in_subpro
     """The Prefect flow end to end (temporary Prefect home and API, in a subprocess)."""
     reg, samples = registry_with_samples
     cfg = make_cfg(steps=4, val_every=1000, checkpoint_every=1000, input_size=16, batch_size=8)
-    overrides = {
-        k: v
-        for k, v in {
-            "device": "cpu",
-            "model.psi.motion_dim": cfg.model.psi.motion_dim,
-            **{f"motion_encoder.{k}": v for k, v in cfg.motion_encoder.model_dump().items() if k != "betas"},
-        }.items()
+    fields = {
+        "device": "cpu",
+        "model.psi.motion_dim": cfg.model.psi.motion_dim,
+        **{f"motion_encoder.{k}": v for k, v in cfg.motion_encoder.model_dump().items() if k != "betas"},
     }
+    # the flow's overrides are "key=value" strings, as `--set` gives them (text fields verbatim, "" is None)
+    overrides = [f"{k}=" + ("" if v is None else v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items()]
     code = (
         "import json, sys; import models; from flows.train_motion_encoder import train_motion_encoder_flow;"
         "from prefect.client.orchestration import get_client;"

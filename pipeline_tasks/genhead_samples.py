@@ -24,11 +24,12 @@ from tqdm.auto import tqdm
 
 from models import cameras as cam
 from models.genhead import params as P
-from models.genhead.ground_truth import head_relative_cameras, identity_ids
+from models.genhead.ground_truth import identity_ids
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.config import PipelineConfig
-from pipeline_tasks.genhead_previews import grid, to_uint8
-from pipeline_tasks.stage import run_once
+from pipeline_tasks.data.genhead_render import make_generator, render_samples, stage_resolution
+from pipeline_tasks.genhead_previews import grid
+from pipeline_tasks.stage import StageSpec, run_once
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -36,16 +37,6 @@ log = logging.getLogger("portrait4d")
 KIND = "genhead_samples"
 STORE = "store.zarr"
 CONTACT_SHEET = "previews/contact_sheet.png"
-
-
-def stage_resolution(cfg: PipelineConfig) -> int:
-    return int(cfg.genhead.resolution or cfg.model.psi.image_resolution)
-
-
-def make_generator(cfg: PipelineConfig) -> ProceduralGenHead:
-    if cfg.genhead.backend != "procedural":
-        raise ValueError(f"genhead.backend {cfg.genhead.backend!r} is not available; only 'procedural' is implemented")
-    return ProceduralGenHead(sharpness=cfg.genhead.sharpness)
 
 
 def artifact_config(cfg: PipelineConfig) -> dict[str, Any]:
@@ -71,44 +62,6 @@ def render_block(
     """Render identities ``ids`` (one sample each, from its own seed) into a schema block."""
     samples = [sample_identity(i, views, p_neutral, p_single) for i in ids]
     return render_samples(gen, samples, ids, resolution, batch)
-
-
-def render_samples(
-    gen: ProceduralGenHead, samples: list[dict[str, torch.Tensor]], identities: list[int], resolution: int, batch: int
-) -> dict[str, np.ndarray]:
-    """Render sampled parameters (``[1, ·]`` each, cameras ``[1, V, 25]``) into a schema block
-    (uint8 NHWC images, float32 labels); ``identities``: the identity label of each sample.
-
-    The head is rendered with its sampled pose γ at the sampled (world) cameras; the store keeps
-    the equivalent head-relative cameras T(γ)⁻¹·c (DESIGN.md §2) and γ as a label."""
-    cat = {k: torch.cat([s[k] for s in samples]) for k in samples[0]}
-    imgs, alphas, depths = [], [], []
-    for s in range(0, len(samples), batch):
-        sl = slice(s, s + batch)
-        out = gen.render(
-            cat["shape"][sl],
-            cat["expression"][sl],
-            cat["pose"][sl],
-            cat["gaze"][sl],
-            cat["z"][sl],
-            cat["cameras"][sl],
-            resolution,
-        )
-        imgs.append(to_uint8(out.rgb))
-        alphas.append((out.alpha[:, :, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy())
-        depths.append(out.depth[:, :, 0].numpy().astype(np.float16))
-    return {
-        "images": np.concatenate(imgs),
-        "alpha": np.concatenate(alphas),
-        "depth": np.concatenate(depths),
-        "cameras": head_relative_cameras(cat["cameras"], cat["pose"]).numpy().astype(np.float32),
-        "shape": cat["shape"].numpy().astype(np.float32),
-        "expression": cat["expression"].numpy().astype(np.float32),
-        "pose": cat["pose"].numpy().astype(np.float32),
-        "gaze": cat["gaze"].numpy().astype(np.float32),
-        "z": cat["z"].numpy().astype(np.float32),
-        "identity": np.asarray(identities, dtype=np.int64),
-    }
 
 
 def write_samples(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
@@ -207,24 +160,13 @@ def summary_markdown(art: Artifact) -> str:
     )
 
 
-# ------------------------------------------------------------------------ Prefect wrappers
-try:
-    from prefect import task
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-except ImportError:  # pragma: no cover - prefect is a declared dependency
-    task = None
-
-if task is not None:
-
-    @task(name="genhead-samples")
-    def genhead_samples_task(cfg: PipelineConfig) -> str:
-        """Build stage 1 and publish its summary as Prefect artifacts; returns ``kind@version``."""
-        art = run_genhead_stage(cfg)
-        create_markdown_artifact(markdown=summary_markdown(art), key="genhead-samples", description="Stage 1 summary")
-        m = art.manifest
-        create_table_artifact(
-            table=[{"artifact": art.ref, **m.get("counts", {}), **{k: v for k, v in m.get("metrics", {}).items()}}],
-            key="genhead-samples-counts",
-            description="genhead_samples counts and throughput",
-        )
-        return art.ref
+SPEC = StageSpec(
+    kind=KIND,
+    schema_version=gs.SCHEMA_VERSION,
+    sections=("genhead",),
+    parents=(),
+    build=run_genhead_stage,
+    config=artifact_config,
+    summary=summary_markdown,
+)
+genhead_samples_task = SPEC.task()

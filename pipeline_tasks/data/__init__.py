@@ -1,0 +1,1 @@
+"""Data the stages share: image conversions, readers of other stages' files, the GenHead renderer."""

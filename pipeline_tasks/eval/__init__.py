@@ -1,0 +1,1 @@
+"""Stage 5's parts: what its results hold (``results``)."""
