@@ -102,7 +102,7 @@ param-counts: setup
 	$(PY) -m models.param_counts
 
 contact-sheet: setup
-	$(PY) -m pipeline_tasks.genhead_previews --out outputs/previews
+	$(PY) -m pipeline_tasks.data.previews --out outputs/previews
 
 # ---- Prefect server, deployments, worker (state under .prefect/) -------------------------------
 PREFECT := $(VENV)/bin/prefect

@@ -149,8 +149,9 @@ def change_correlation_ceiling(pmv, cfg, sigmas=(0.0, 0.5, 1.0, 1.5, 2.0)) -> di
     """What a *right but soft* change scores: on Ψ's held-out validation pairs, the change correlation of the
     truth blurred by σ px (the truth with the driving expression minus the truth with the source's, both
     blurred) against the sharp truth. σ = 0 scores 1; a model whose renders are that soft cannot score more."""
-    from pipeline_tasks.metrics import change_correlation
-    from pipeline_tasks.train_psi import PseudoMVVideos, held_out_pairs, split_videos, validation_plan
+    from pipeline_tasks.data.pseudo_mv_videos import PseudoMVVideos, split_videos
+    from pipeline_tasks.eval.metrics import change_correlation
+    from pipeline_tasks.train_psi import held_out_pairs, validation_plan
 
     store = pmv.path / "store.zarr"
     _, val_ids = split_videos(pm.read_index(store), cfg.psi.val_videos)
@@ -223,10 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"change-correlation ceiling of a blurred truth, store {pmv.ref}: {change_correlation_ceiling(pmv, cfg)}")
         return 0
     if args.probe:
-        from pipeline_tasks.train_motion_encoder import load_motion_encoder
+        from pipeline_tasks.train_motion_encoder import load_motion_encoder_artifact
 
         probes = {
-            ref: store_motion_probe(pmv.path / "store.zarr", cfg.psi.val_videos, load_motion_encoder(ref, registry=reg))
+            ref: store_motion_probe(
+                pmv.path / "store.zarr", cfg.psi.val_videos, load_motion_encoder_artifact(ref, registry=reg)
+            )
             for ref in args.probe.split(",")
         }
         print(f"store {pmv.ref} ({args.preset}, `{args.set}`)")

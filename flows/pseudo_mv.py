@@ -15,9 +15,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.cli import flow_parser
+from flows.reports import artifact_markdown
 from pipeline_tasks.config import load_config
 from pipeline_tasks.pseudo_mv import convert, prefect_map_shards
-from pipeline_tasks.reports import artifact_markdown
 from storage_schemas.artifacts import ArtifactRegistry
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.reports import artifact_markdown
 from pipeline_tasks import stages
 from pipeline_tasks.config import load_config
-from pipeline_tasks.reports import artifact_markdown
 from storage_schemas.artifacts import Artifact
 
 

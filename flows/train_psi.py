@@ -11,8 +11,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.cli import flow_parser
+from flows.reports import artifact_markdown
 from pipeline_tasks.config import load_config
-from pipeline_tasks.reports import artifact_markdown
 from pipeline_tasks.train_psi import train_psi_task
 from storage_schemas.artifacts import ArtifactRegistry
 

@@ -188,7 +188,7 @@ class PsiTrainConfig(TrainConfig):
 
 
 class EvalConfig(_Strict):
-    """Stage 5: evaluation on the held-out synthetic benchmark (pipeline_tasks/benchmark_set.py)."""
+    """Stage 5: evaluation on the held-out synthetic benchmark (pipeline_tasks/eval/benchmark_set.py)."""
 
     n_identities: int = 8
     seed: int = 900_000  # benchmark identities' base seed: disjoint from genhead.seed and videos.seed

@@ -1,6 +1,6 @@
 """Stage 5: evaluation of ``psi3d`` / ``psi`` on the held-out synthetic benchmark (DESIGN.md §9).
 
-Every answer is known (pipeline_tasks/benchmark_set.py), so the method's claims are numbers:
+Every answer is known (pipeline_tasks/eval/benchmark_set.py), so the method's claims are numbers:
 
 * ``psi3d`` — **novel view**: Ψ3d(Î_s) rendered at each yaw bin vs the true render of A at that bin
   (with the source expression); baseline ``input_as_prediction`` (the source image itself).
@@ -43,15 +43,15 @@ from models.checkpoints import CheckpointMismatchError
 from models.genhead.regions import region_masks
 from models.motion import load_motion_encoder
 from pipeline_tasks import stages
-from pipeline_tasks.benchmark_set import BenchmarkSet, BenchmarkSpec, build_benchmark, probe_set
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.eval.benchmark_set import BenchmarkSet, BenchmarkSpec, build_benchmark, probe_set
+from pipeline_tasks.eval.metrics import alpha_iou, change_correlation, masked_depth_error, masked_psnr, psnr, ssim
 from pipeline_tasks.eval.results import METRICS, EvaluationError, plot_vs_yaw
-from pipeline_tasks.metrics import alpha_iou, change_correlation, masked_depth_error, masked_psnr, psnr, ssim
 from pipeline_tasks.stage import StageSpec, run_once
 from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.grid import save_image_grid
-from pipeline_tasks.training_loop import CHECKPOINT
+from pipeline_tasks.training.loop import CHECKPOINT
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -451,7 +451,7 @@ def _evaluate(
             next((a for a in registry.ancestors(art) if a.kind == "pseudo_mv"), None) if registry is not None else None
         )
         if pmv is not None:
-            from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
+            from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
 
             pseudo_views = pseudo_view_fidelity(pmv.path / "store.zarr")
         grids["self_reenactment"] = (
@@ -702,7 +702,7 @@ def report_markdown(result: dict, art: Artifact | None = None) -> str:
         f"# Evaluation of `{result['model']}` ({result['preset']})",
         "",
         f"Benchmark v{b['version']} `{b['digest']}`: {b['identities']} held-out identities × yaw bins "
-        f"{', '.join(f'{y:+g}°' for y in b['yaw_bins_degrees'])} (pipeline_tasks/benchmark_set.py).",
+        f"{', '.join(f'{y:+g}°' for y in b['yaw_bins_degrees'])} (pipeline_tasks/eval/benchmark_set.py).",
         "",
         f"Instruments: analyser `{ins['analyser']}` (trained with a seed other than E_mot's), pose probe "
         f"(held-out error {ins['pose_probe_heldout_error_deg']:.2f}°), LPIPS {ins['lpips_net']} "

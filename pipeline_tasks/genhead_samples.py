@@ -28,7 +28,7 @@ from models.genhead.ground_truth import identity_ids
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.data.genhead_render import make_generator, render_samples, stage_resolution
-from pipeline_tasks.genhead_previews import grid
+from pipeline_tasks.data.previews import grid
 from pipeline_tasks.stage import StageSpec, run_once
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter

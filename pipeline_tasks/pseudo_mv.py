@@ -35,10 +35,10 @@ from pipeline_tasks import stages
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.data.images import to_model_images
 from pipeline_tasks.data.video_sidecars import list_videos, read_ground_truth_maps, read_sidecar
+from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.face import make_segmenter
 from pipeline_tasks.ingest import IngestionError, analyse_video, expand_video_inputs, iter_aligned, make_analyzer
 from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
-from pipeline_tasks.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.stage import StageSpec, run_once, stage_task
 from pipeline_tasks.training.device import resolve_device
 from storage_schemas import pseudo_mv as pm
@@ -132,7 +132,7 @@ def _to_u8_alpha(a: torch.Tensor, size: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def render_video(
+def render_pseudo_views(
     psi3d: Psi,
     e_mot,
     video_id: str,
@@ -296,7 +296,7 @@ def _convert_one(
     c = cfg.pseudo_mv
     group = None
     for rows, frames, alpha in stream.chunks:
-        arrays = render_video(
+        arrays = render_pseudo_views(
             psi3d,
             e_mot,
             v.video_id,
@@ -403,7 +403,7 @@ def convert_videos(
 def write_contact_sheet(store: Path, path: Path, frames_per_video: int = 3, max_videos: int = 4) -> Path | None:
     """PNG: per video a few frames, each row the real frame then its K pseudo views sorted by camera yaw
     (row label: video, frame, the views' yaw in degrees): a head that turns across a row is a novel view."""
-    from pipeline_tasks.genhead_previews import grid
+    from pipeline_tasks.data.previews import grid
 
     root = pm.open_read(store)
     rows, labels = [], []
@@ -512,7 +512,9 @@ def convert(
         (w.path / "index.json").write_text(json.dumps(index, indent=2))
         write_contact_sheet(store, w.path / CONTACT_SHEET)
         fidelity = pseudo_view_fidelity(store)
-        if fidelity is not None:  # synthetic videos: are the views novel views? (pipeline_tasks/pseudo_view_check.py)
+        if (
+            fidelity is not None
+        ):  # synthetic videos: are the views novel views? (pipeline_tasks/eval/pseudo_view_check.py)
             w.metrics.update({f"pseudo_views_{k}": v for k, v in fidelity.items() if isinstance(v, float)})
             (w.path / "pseudo_view_check.json").write_text(json.dumps(fidelity, indent=2))
         if progress and frames:

@@ -41,8 +41,8 @@ from models.genhead.ground_truth import head_relative_cameras, identity_from_see
 from models.genhead.motion import camera_path, talking_trajectory
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.config import PipelineConfig
+from pipeline_tasks.data.previews import grid, to_uint8
 from pipeline_tasks.data.video_sidecars import INDEX, SIDECAR_FORMAT, list_videos
-from pipeline_tasks.genhead_previews import grid, to_uint8
 from pipeline_tasks.stage import StageSpec, run_once
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 

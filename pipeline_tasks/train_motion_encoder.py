@@ -26,7 +26,7 @@ from resampling held-out identities.
 
 Backend ``pdfgc``: nothing is trained; the stage loads the user's PD-FGC weights (a clear error if
 absent) and publishes them as the same kind of artifact, so downstream code always calls
-:func:`load_motion_encoder`.
+:func:`load_motion_encoder_artifact`.
 
 Artifact ``motion_encoder/<version>/``: ``checkpoint.pt`` (EMA weights + constructor kwargs,
 ``models.motion.load_motion_encoder`` reads it), ``metrics.json``, ``curves.png``,
@@ -51,17 +51,14 @@ from models.motion.base import MotionEncoder
 from models.motion.files import CHECKPOINT_NAME
 from models.motion.synthetic_analyser import SyntheticAnalyser, supervised_contrastive_loss
 from pipeline_tasks import stages
-from pipeline_tasks.config import MotionEncoderConfig, PipelineConfig, cosine_lr
+from pipeline_tasks.config import PipelineConfig, cosine_lr
 from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.data.labelled_views import LabelledViews
 from pipeline_tasks.stage import StageSpec, run_once
-from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.device import resolve_device
-from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.grid import save_image_grid
 from pipeline_tasks.training.logs import plot_curves
-from pipeline_tasks.training.optim import adam
-from pipeline_tasks.training.sampler import SeededSampler
-from pipeline_tasks.training_loop import run_loop
+from pipeline_tasks.training.trainer import Trainer
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -74,70 +71,6 @@ class TrainingInterrupted(InterruptedError):
 
 
 # ---------------------------------------------------------------- data
-class LabelledViews:
-    """Images and labels of a ``genhead_samples`` store. Labels are held in memory; images too when
-    they fit in ``in_memory_limit_mb``, else they are read per batch (one chunk per sample)."""
-
-    def __init__(self, store_path: str | Path, in_memory_limit_mb: float = 2048):
-        self.store_path = Path(store_path)
-        group = gs.open_read(self.store_path)
-        self.images = group["images"]
-        self.n, self.views, self.resolution = self.images.shape[0], self.images.shape[1], self.images.shape[2]
-        if self.n == 0:
-            raise ValueError(f"{self.store_path} holds no samples")
-        self.expression = np.asarray(group["expression"][:], np.float32)
-        self.gaze = np.asarray(group["gaze"][:], np.float32)
-        self.identity = np.asarray(group["identity"][:], np.int64)
-        self.cameras = (
-            np.asarray(group["cameras"][:], np.float32) if "cameras" in group else None
-        )  # [N, V, 25] head-relative
-        names = dict(group.attrs).get("parameter_names", {})
-        self.expression_names = list(
-            names.get("expression") or [f"expression_{i}" for i in range(self.expression.shape[1])]
-        )
-        self.gaze_names = list(names.get("gaze") or [f"gaze_{i}" for i in range(self.gaze.shape[1])])
-        if len(self.expression_names) != self.expression.shape[1] or len(self.gaze_names) != self.gaze.shape[1]:
-            raise ValueError(f"{self.store_path}: parameter_names do not match the expression/gaze array widths")
-        if self.images.nbytes / 2**20 <= in_memory_limit_mb:
-            self.images = self.images[:]
-
-    def get_images(self, ids: np.ndarray) -> np.ndarray:
-        """``[len(ids), V, H, W, 3]`` uint8 in the order of ``ids``."""
-        ids = np.asarray(ids)
-        if isinstance(self.images, np.ndarray):
-            return self.images[ids]
-        uniq, inverse = np.unique(ids, return_inverse=True)
-        return self.images.get_orthogonal_selection((uniq,))[inverse]
-
-    def rows_by_identity(self, allowed: np.ndarray) -> dict[int, np.ndarray]:
-        """Identity label → its sample ids among ``allowed``."""
-        allowed = np.sort(np.asarray(allowed))
-        ident = self.identity[allowed]
-        return {int(k): allowed[ident == k] for k in np.unique(ident)}
-
-    def partners(
-        self, ids: np.ndarray, rows_of: dict[int, np.ndarray], rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """For each sample in ``ids``: another sample of the same identity (``rows_of``, from
-        :meth:`rows_by_identity`) when there is one, else the sample itself; returns (partner ids,
-        whether it is the sample itself)."""
-        out, alone = np.asarray(ids, np.int64).copy(), np.ones(len(ids), bool)
-        for k, i in enumerate(ids):
-            others = rows_of[int(self.identity[i])]
-            others = others[others != i]
-            if len(others):
-                out[k], alone[k] = others[rng.integers(0, len(others))], False
-        return out, alone
-
-    def split(self, val_identities: int) -> tuple[np.ndarray, np.ndarray]:
-        """(train sample ids, held-out sample ids): held out = samples of the last ``val_identities`` identities."""
-        _, first = np.unique(self.identity, return_index=True)
-        order = self.identity[np.sort(first)]  # identities in store order
-        if len(order) < 2:
-            raise ValueError(f"{self.store_path}: needs ≥ 2 identities to hold some out, has {len(order)}")
-        k = min(max(int(val_identities), 1), len(order) - 1)
-        held = np.isin(self.identity, order[-k:])
-        return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 # ---------------------------------------------------------------- metrics
@@ -445,46 +378,60 @@ def _blur(x: torch.Tensor, sigma_max: float, gen: torch.Generator) -> torch.Tens
     return y.reshape(b, c, h, w)
 
 
-def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None) -> None:
-    me: MotionEncoderConfig = cfg.motion_encoder
-    device = resolve_device(cfg.device)
-    data = LabelledViews(samples.path / "store.zarr")
-    visible = samples.manifest.get("extra", {}).get("visible_expressions")  # stage 1b's visibility measurement
-    train_ids, val_ids = data.split(me.val_identities)
-    val_eval_ids = val_ids[: me.val_max_samples]
-    if me.batch_size < 2:
-        raise ValueError(f"motion_encoder.batch_size must be ≥ 2 (two views per sample), got {me.batch_size}")
+class MotionEncoderTrainer(Trainer):
+    """Stage 2b: the synthetic analyser (E_mot's backend ``synthetic``) on the analyser store's labels."""
 
-    torch.manual_seed(me.seed)
-    model = SyntheticAnalyser(
-        motion_dim=cfg.model.psi.motion_dim,
-        identity_dim=me.identity_dim,
-        input_size=me.input_size,
-        width=me.width,
-        expression_names=data.expression_names,
-        gaze_names=data.gaze_names,
-        crop_fraction=me.crop_fraction,
-    )
-    labels = np.concatenate([data.expression, data.gaze], 1)[train_ids]
-    model.set_target_stats(torch.from_numpy(labels.mean(0)), torch.from_numpy(labels.std(0)))
-    model.to(device)
-    opt = adam(model.parameters(), lr=me.lr, betas=tuple(me.betas), eps=me.adam_eps)
-    ema = EMA(model, me.ema_halflife_steps, me.ema_rampup)
-    sampler = SeededSampler(train_ids, me.batch_size // 2, me.seed)
-    gen = torch.Generator().manual_seed(me.seed + 1)
-    state = TrainingState(
-        models={"analyser": model},
-        optimizers={"analyser": opt},
-        emas={"analyser": ema},
-        sampler=sampler,
-        generators={"augment": gen},
-    )
-    target = torch.from_numpy(np.concatenate([data.expression, data.gaze], 1))
-    names = data.expression_names + data.gaze_names
-    identity = torch.from_numpy(data.identity)
-    rows_of = data.rows_by_identity(train_ids)
+    kind = KIND
+    model_key = "analyser"
+    generator_key = "augment"
+    uses_ddp = False
 
-    def step_fn(step: int) -> dict[str, float]:
+    def __init__(self, cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None):
+        super().__init__(cfg, cfg.motion_encoder, w, stop_after)
+        self.samples_art = samples
+        self.device = resolve_device(cfg.device)
+
+    def prepare(self) -> None:
+        me = self.tc
+        data = self.data = LabelledViews(self.samples_art.path / "store.zarr")
+        # stage 1b's visibility measurement
+        self.visible = self.samples_art.manifest.get("extra", {}).get("visible_expressions")
+        self.train_ids, self.val_ids = data.split(me.val_identities)
+        self.val_eval_ids = self.val_ids[: me.val_max_samples]
+        if me.batch_size < 2:
+            raise ValueError(f"motion_encoder.batch_size must be ≥ 2 (two views per sample), got {me.batch_size}")
+
+    def build_model(self):
+        me, data = self.tc, self.data
+        model = SyntheticAnalyser(
+            motion_dim=self.cfg.model.psi.motion_dim,
+            identity_dim=me.identity_dim,
+            input_size=me.input_size,
+            width=me.width,
+            expression_names=data.expression_names,
+            gaze_names=data.gaze_names,
+            crop_fraction=me.crop_fraction,
+        )
+        labels = np.concatenate([data.expression, data.gaze], 1)[self.train_ids]
+        model.set_target_stats(torch.from_numpy(labels.mean(0)), torch.from_numpy(labels.std(0)))
+        return model.to(self.device)
+
+    def sampler_items(self) -> np.ndarray:
+        return self.train_ids
+
+    def sampler_batch(self) -> int:
+        return self.tc.batch_size // 2  # each drawn sample brings a partner (same identity)
+
+    def after_setup(self) -> None:
+        data = self.data
+        self.target = torch.from_numpy(np.concatenate([data.expression, data.gaze], 1))
+        self.names = data.expression_names + data.gaze_names
+        self.identity = torch.from_numpy(data.identity)
+        self.rows_of = data.rows_by_identity(self.train_ids)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        me, data, sampler, gen, model, device = self.tc, self.data, self.sampler, self.gen, self.model, self.device
+        target, names, identity, rows_of = self.target, self.names, self.identity, self.rows_of
         model.train()
         ids = sampler.next_batch()
         # the second half of the batch: another sample of the same identity (analyser stores: another expression,
@@ -512,12 +459,7 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         loss_id = supervised_contrastive_loss(out["identity"], identity[ids2].to(device), me.temperature)
         loss = loss_motion + me.identity_weight * loss_id
         lr = cosine_lr(me.lr, step, me.steps, me.lr_final_fraction, me.lr_warmup_steps)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema.update(model, step + 1)
+        self.optimise(loss, step, lr)
         err = err.detach()
         return {
             "loss": loss.item(),
@@ -528,9 +470,15 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
             "lr": lr,
         }
 
-    def val_fn(step: int) -> dict[str, float]:
+    def validate(self, step: int) -> dict[str, float]:
         m = evaluate_motion_encoder(
-            ema.module, data, train_ids, val_eval_ids, device, probe_samples=128, visible=visible
+            self.ema.module,
+            self.data,
+            self.train_ids,
+            self.val_eval_ids,
+            self.device,
+            probe_samples=128,
+            visible=self.visible,
         )
         keys = (
             "r2_expression_mean",
@@ -542,49 +490,45 @@ def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after
         )
         return {k: m[k] for k in keys if m.get(k) is not None}
 
-    steps_done, rows = run_loop(
-        me,
-        state,
-        w.path / "checkpoints",
-        w.path / "logs",
-        step_fn,
-        val_fn,
-        None,
-        desc="motion_encoder",
-        stop_after=stop_after,
-    )
-    if steps_done < me.steps:
-        raise TrainingInterrupted(
-            f"motion_encoder stopped after {steps_done}/{me.steps} steps; rerun to resume from {w.path}"
+    def interrupted(self, steps_done: int) -> InterruptedError:
+        return TrainingInterrupted(
+            f"motion_encoder stopped after {steps_done}/{self.tc.steps} steps; rerun to resume from {self.w.path}"
         )
 
-    final = ema.module.eval()
-    metrics = evaluate_motion_encoder(final, data, train_ids, val_eval_ids, device, visible=visible)
-    metrics.update({"steps": me.steps, "embedding_dim": final.embedding_dim, "backend": "synthetic"})
-    save_motion_encoder(w.path / CHECKPOINT_NAME, final.cpu(), extra={"samples": samples.ref, "steps": me.steps})
-    final.to(device)
-    (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if rows:
-        plot_curves(rows, w.path / "curves.png", title=f"motion encoder ({cfg.preset}, {samples.ref})")
-    _sample_grid(final, data, val_ids, device, w.path / "samples" / "val_predictions.png")
-    shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
-    w.metrics.update(metrics)
-    w.counts.update(
-        {
-            "steps": me.steps,
-            "train_samples": int(len(train_ids)),
-            "val_samples": int(len(val_ids)),
-            "views": int(data.views),
-        }
-    )
-    r2 = metrics.get("r2", {})
-    print(
-        "motion_encoder: held-out R² "
-        + ", ".join(f"{k} {v:.2f}" for k, v in r2.items() if v is not None)
-        + f"; identity top-1 from the motion embedding {_fmt(metrics.get('motion_identity_retrieval_top1'))}"
-        f" (chance {_fmt(metrics.get('motion_identity_retrieval_chance'))})"
-        f" over {metrics.get('n_val_identities')} held-out identities"
-    )
+    def finish(self, rows: list[dict[str, float]]) -> None:
+        cfg, me, w, data, samples, device = self.cfg, self.tc, self.w, self.data, self.samples_art, self.device
+        train_ids, val_ids, val_eval_ids, visible = self.train_ids, self.val_ids, self.val_eval_ids, self.visible
+        final = self.ema.module.eval()
+        metrics = evaluate_motion_encoder(final, data, train_ids, val_eval_ids, device, visible=visible)
+        metrics.update({"steps": me.steps, "embedding_dim": final.embedding_dim, "backend": "synthetic"})
+        save_motion_encoder(w.path / CHECKPOINT_NAME, final.cpu(), extra={"samples": samples.ref, "steps": me.steps})
+        final.to(device)
+        (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if rows:
+            plot_curves(rows, w.path / "curves.png", title=f"motion encoder ({cfg.preset}, {samples.ref})")
+        _sample_grid(final, data, val_ids, device, w.path / "samples" / "val_predictions.png")
+        shutil.rmtree(w.path / "checkpoints", ignore_errors=True)  # resumable state is not part of the payload
+        w.metrics.update(metrics)
+        w.counts.update(
+            {
+                "steps": me.steps,
+                "train_samples": int(len(train_ids)),
+                "val_samples": int(len(val_ids)),
+                "views": int(data.views),
+            }
+        )
+        r2 = metrics.get("r2", {})
+        print(
+            "motion_encoder: held-out R² "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r2.items() if v is not None)
+            + f"; identity top-1 from the motion embedding {_fmt(metrics.get('motion_identity_retrieval_top1'))}"
+            f" (chance {_fmt(metrics.get('motion_identity_retrieval_chance'))})"
+            f" over {metrics.get('n_val_identities')} held-out identities"
+        )
+
+
+def _train(cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None) -> None:
+    MotionEncoderTrainer(cfg, samples, w, stop_after).run()
 
 
 @torch.no_grad()
@@ -612,7 +556,7 @@ def _sample_grid(
 
 
 # ---------------------------------------------------------------- loading (frozen, downstream)
-def load_motion_encoder(
+def load_motion_encoder_artifact(
     artifact_or_path: Artifact | str | Path,
     device: str | torch.device = "cpu",
     registry: ArtifactRegistry | None = None,
@@ -634,7 +578,7 @@ def motion_encoder_from_config(
     ``ref``."""
     if cfg.motion_encoder.backend == "pdfgc":
         return freeze(build_motion_encoder("pdfgc", weights=cfg.motion_encoder.pdfgc_weights).to(device))
-    return load_motion_encoder(ref, device, registry)
+    return load_motion_encoder_artifact(ref, device, registry)
 
 
 # ---------------------------------------------------------------- reports
@@ -711,7 +655,7 @@ SPEC = StageSpec(
     parents=("analyser_samples",),
     build=train_motion_encoder,
     config=stage_config,
-    load=load_motion_encoder,
+    load=load_motion_encoder_artifact,
     train=_train,
     summary=summary_markdown,
 )

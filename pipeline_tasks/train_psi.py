@@ -15,15 +15,13 @@ One training sample, exactly as the design states:
 Ψ starts from Ψ3d (every weight but the motion cross-attention parts), so at step 0 it renders
 what Ψ3d renders; cross-attention parameters get their own learning-rate multiplier. The last
 ``val_videos`` videos are held out: their self-reenactment is measured at step 0 and during
-training (pipeline_tasks/psi_validation.py: PSNR, mouth/eye-region PSNR and the change correlation,
+training (pipeline_tasks/training/psi_validation.py: PSNR, mouth/eye-region PSNR and the change correlation,
 beside no-motion, copy-source and Ψ3d(source) on the same pairs), and the manifest records both.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,127 +33,27 @@ from models.psi import build_psi, init_psi_from_psi3d, param_groups
 from models.psi.network import Psi
 from pipeline_tasks import stages
 from pipeline_tasks.config import PipelineConfig
-from pipeline_tasks.data.images import to_model_alpha, to_model_images
-from pipeline_tasks.distributed import SINGLE, DistContext, launch
-from pipeline_tasks.metrics import psnr
-from pipeline_tasks.psi_objective import PsiObjective
-from pipeline_tasks.psi_validation import (
+from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.data.pseudo_mv_videos import PseudoMVVideos, SamplePlan, draw_plan, split_videos
+from pipeline_tasks.eval.metrics import psnr
+from pipeline_tasks.stage import StageSpec, run_once
+from pipeline_tasks.training.distributed import SINGLE, DistContext, launch
+from pipeline_tasks.training.grid import save_image_grid
+from pipeline_tasks.training.loop import CHECKPOINT, publish_trained
+from pipeline_tasks.training.objective import PsiObjective
+from pipeline_tasks.training.psi_validation import (
     HeldOutPairs,
     baseline_scores,
     margins,
     reenactment_scores,
     truth_with_labels_of,
 )
-from pipeline_tasks.stage import StageSpec, run_once
-from pipeline_tasks.training.checkpoint import TrainingState
-from pipeline_tasks.training.ema import EMA
-from pipeline_tasks.training.grid import save_image_grid
-from pipeline_tasks.training.optim import adam
-from pipeline_tasks.training.sampler import SeededSampler
-from pipeline_tasks.training_loop import CHECKPOINT, publish_trained, run_loop
+from pipeline_tasks.training.trainer import Trainer
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "psi"
 SCHEMA_VERSION = 1
-
-
-@dataclass
-class SamplePlan:
-    """The random choices of one batch (arrays of length B)."""
-
-    video: np.ndarray
-    source_t: np.ndarray
-    t: np.ndarray
-    view_p: np.ndarray
-    view_q: np.ndarray
-    target_real: np.ndarray  # bool: target replaced by the real frame
-    driving_real: np.ndarray  # bool: driving input replaced by the real frame
-
-
-def draw_plan(
-    rng: np.random.Generator,
-    videos: np.ndarray,
-    lengths: np.ndarray,
-    k: int,
-    p_target_real: float,
-    p_driving_real: float,
-) -> SamplePlan:
-    """Draw a batch's (video, source frame, time step, views p ≠ q, replacements) — DESIGN.md §1 steps 1–3."""
-    b = len(videos)
-    n = lengths[videos]
-    source_t = (rng.random(b) * n).astype(np.int64)
-    t = (rng.random(b) * n).astype(np.int64)
-    if k >= 2:
-        p = rng.integers(0, k, b)
-        q = (p + rng.integers(1, k, b)) % k
-    else:
-        p = q = np.zeros(b, np.int64)
-    return SamplePlan(
-        video=videos,
-        source_t=source_t,
-        t=t,
-        view_p=p,
-        view_q=q,
-        target_real=rng.random(b) < p_target_real,
-        driving_real=rng.random(b) < p_driving_real,
-    )
-
-
-class PseudoMVVideos:
-    """Video groups of a ``pseudo_mv`` store, in memory (the tiny/small stores fit)."""
-
-    NAMES = ("frames", "alpha", "frame_cameras", "frame_motion", "views", "view_alpha", "view_cameras", "view_motion")
-
-    def __init__(self, store_path: Path, video_ids: list[str]):
-        root = pm.open_read(store_path)
-        self.ids = video_ids
-        self.data = [{n: root[v][n][:] for n in self.NAMES} for v in video_ids]
-        self.attrs = [dict(root[v].attrs) for v in video_ids]
-        self.lengths = np.array([len(d["frames"]) for d in self.data])
-        self.k = self.data[0]["views"].shape[1]
-
-    def batch(self, plan: SamplePlan, device) -> dict[str, torch.Tensor]:
-        """Tensors of a plan: source, driving input, target (+ alpha, camera) and the two motions."""
-        src, drv, tgt, alpha, cams, m_s, m_d = [], [], [], [], [], [], []
-        for i in range(len(plan.video)):
-            d = self.data[plan.video[i]]
-            s, t, p, q = plan.source_t[i], plan.t[i], plan.view_p[i], plan.view_q[i]
-            src.append(d["frames"][s])
-            m_s.append(d["frame_motion"][s])
-            if plan.driving_real[i]:
-                drv.append(d["frames"][t])
-                m_d.append(d["frame_motion"][t])
-            else:
-                drv.append(d["views"][t, p])
-                m_d.append(d["view_motion"][t, p])
-            if plan.target_real[i]:
-                tgt.append(d["frames"][t])
-                alpha.append(d["alpha"][t])
-                cams.append(d["frame_cameras"][t])
-            else:
-                tgt.append(d["views"][t, q])
-                alpha.append(d["view_alpha"][t, q])
-                cams.append(d["view_cameras"][t, q])
-        f = lambda xs: torch.from_numpy(np.stack(xs)).float().to(device)  # noqa: E731
-        return {
-            "source": to_model_images(np.stack(src)).to(device),
-            "driving": to_model_images(np.stack(drv)).to(device),
-            "target": to_model_images(np.stack(tgt)).to(device),
-            "target_alpha": to_model_alpha(np.stack(alpha)).to(device),
-            "cameras": f(cams),
-            "motion_source": f(m_s),
-            "motion_driving": f(m_d),
-            "real": torch.from_numpy(plan.target_real.copy()).to(device),
-        }
-
-
-def split_videos(index: list[dict], n_val: int) -> tuple[list[str], list[str]]:
-    ids = [e["video_id"] for e in index if e.get("status") == "converted"]
-    if len(ids) < 2:
-        return ids, ids  # one video: validate on it (reported as such)
-    n_val = min(max(n_val, 1), len(ids) - 1)
-    return ids[:-n_val], ids[-n_val:]
 
 
 def validation_plan(data: PseudoMVVideos, n_per_video: int = 16, seed: int = 12345) -> SamplePlan:
@@ -241,88 +139,100 @@ def train_psi(
     )
 
 
-def _train(
-    cfg: PipelineConfig,
-    pmv: Artifact,
-    p3: Artifact,
-    me: Artifact,
-    w: ArtifactWriter,
-    stop_after: int | None,
-    ddp: DistContext = SINGLE,
-) -> None:
-    """Train in this process; ``ddp``: this worker's rank in a torchrun run (pipeline_tasks/distributed.py)."""
-    tc = cfg.psi
-    device = ddp.device(cfg.device)
-    ddp.check_batch(tc.batch_size)
-    store = pmv.path / "store.zarr"
-    train_ids, val_ids = split_videos(pm.read_index(store), tc.val_videos)
-    train = PseudoMVVideos(store, train_ids)
-    val = PseudoMVVideos(store, val_ids)
-    if train.data[0]["frames"].shape[1] != cfg.model.psi.image_resolution:
-        raise ValueError(
-            f"{pmv.ref}: frames are {train.data[0]['frames'].shape[1]}², preset {cfg.preset!r} needs "
-            f"{cfg.model.psi.image_resolution}²"
+class PsiTrainer(Trainer):
+    """Stage 4: Ψ by cross-view self-reenactment on the pseudo multi-view store, starting from Ψ3d."""
+
+    kind = KIND
+    model_key = "psi"
+    samples = True
+
+    def __init__(self, cfg: PipelineConfig, pmv: Artifact, p3: Artifact, me: Artifact, w, stop_after, ddp=SINGLE):
+        super().__init__(cfg, cfg.psi, w, stop_after, ddp)
+        self.pmv, self.p3, self.me = pmv, p3, me
+
+    def prepare(self) -> None:
+        cfg, tc = self.cfg, self.tc
+        store = self.pmv.path / "store.zarr"
+        self.train_ids, self.val_ids = split_videos(pm.read_index(store), tc.val_videos)
+        self.train = PseudoMVVideos(store, self.train_ids)
+        self.val = PseudoMVVideos(store, self.val_ids)
+        if self.train.data[0]["frames"].shape[1] != cfg.model.psi.image_resolution:
+            raise ValueError(
+                f"{self.pmv.ref}: frames are {self.train.data[0]['frames'].shape[1]}², preset {cfg.preset!r} needs "
+                f"{cfg.model.psi.image_resolution}²"
+            )
+
+    def build_model(self):
+        psi = build_psi(self.cfg.model).to(self.device)
+        psi3d_ckpt = load_checkpoint(self.p3.path / CHECKPOINT, expected=self.cfg.model, map_location=self.device)
+        self.not_copied = init_psi_from_psi3d(psi, psi3d_ckpt.state_dicts["psi"])
+        return psi
+
+    def build_objective(self):
+        tc = self.tc
+        e_mot = stages.load(self.me, device=self.device) if tc.losses.identity_backend == "synthetic" else None
+        embedder = e_mot.identity_embedder() if e_mot is not None else None
+        return PsiObjective(self.cfg.model, tc.losses, identity_embedder=embedder, lr=tc.lr).to(self.device)
+
+    def optimizer_params(self):
+        return param_groups(self.model, self.tc.lr, self.tc.cross_attention_lr_mult)
+
+    def sampler_items(self) -> np.ndarray:
+        return np.arange(len(self.train.ids))
+
+    def after_setup(self) -> None:
+        cfg, ddp, device = self.cfg, self.ddp, self.device
+        self.vplan = validation_plan(self.val)
+        self.pairs = held_out_pairs(self.val, self.vplan, cfg.genhead.sharpness) if ddp.is_main else None
+        self.base = (
+            baseline_scores(self.pairs, stages.load(self.p3, model_cfg=cfg.model, device=device), device)
+            if ddp.is_main
+            else {}
         )
+        step0_path = self.w.path / "step0_metrics.json"
+        self.step0 = None
+        if step0_path.exists():  # resumed: the step-0 measurement was taken before the kill
+            self.step0 = json.loads(step0_path.read_text())
+        elif ddp.is_main:
+            self.step0 = self._scores(self.model)
+            step0_path.write_text(json.dumps(self.step0))
 
-    torch.manual_seed(tc.seed)
-    psi = build_psi(cfg.model).to(device)
-    psi3d_ckpt = load_checkpoint(p3.path / CHECKPOINT, expected=cfg.model, map_location=device)
-    not_copied = init_psi_from_psi3d(psi, psi3d_ckpt.state_dicts["psi"])
-    net = ddp.wrap(psi)  # the forward goes through DDP (gradients averaged over ranks)
-    e_mot = stages.load(me, device=device) if tc.losses.identity_backend == "synthetic" else None
-    embedder = e_mot.identity_embedder() if e_mot is not None else None
-    objective = PsiObjective(cfg.model, tc.losses, identity_embedder=embedder, lr=tc.lr).to(device)
-    opt = adam(param_groups(psi, tc.lr, tc.cross_attention_lr_mult), lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
-    ema = EMA(psi, tc.ema_halflife_steps, tc.ema_rampup)
-    sampler = SeededSampler(np.arange(len(train.ids)), tc.batch_size, tc.seed)
-    gen = torch.Generator().manual_seed(tc.seed + 1)
-    state = TrainingState(
-        models={"psi": psi}, optimizers={"psi": opt}, emas={"psi": ema}, sampler=sampler, generators={"render": gen}
-    )
-    if objective.discriminator is not None:
-        state.models["D"] = objective.discriminator
-        state.optimizers["D"] = objective.d_optimizer
-    vplan = validation_plan(val)
-    pairs = held_out_pairs(val, vplan, cfg.genhead.sharpness) if ddp.is_main else None
-    base = baseline_scores(pairs, stages.load(p3, model_cfg=cfg.model, device=device), device) if ddp.is_main else {}
+    def _scores(self, model) -> dict[str, float]:
+        scores = reenactment_scores(model, self.pairs, self.device)
+        return {
+            **reenactment_metrics(model, self.val, self.vplan, self.objective, self.device),
+            **scores,
+            **margins(scores, self.base),
+        }
 
-    def validate(model) -> dict[str, float]:
-        scores = reenactment_scores(model, pairs, device)
-        return {**reenactment_metrics(model, val, vplan, objective, device), **scores, **margins(scores, base)}
-
-    step0_path = w.path / "step0_metrics.json"
-    if step0_path.exists():  # resumed: the step-0 measurement was taken before the kill
-        step0 = json.loads(step0_path.read_text())
-    elif ddp.is_main:
-        step0 = validate(psi)
-        step0_path.write_text(json.dumps(step0))
-
-    def step_fn(step: int) -> dict[str, float]:
-        videos = sampler.next_batch()
-        plan = draw_plan(sampler.rng, videos, train.lengths, train.k, tc.p_target_real, tc.p_driving_real)
-        plan = SamplePlan(*ddp.shard(*plan.__dict__.values()))  # this rank's part of the global batch
-        b = train.batch(plan, device)
-        out = psi.render(net(b["source"], b["motion_source"], b["motion_driving"]), b["cameras"], generator=gen)
+    def train_step(self, step: int) -> dict[str, float]:
+        tc, objective = self.tc, self.objective
+        videos = self.sampler.next_batch()
+        plan = draw_plan(
+            self.sampler.rng, videos, self.train.lengths, self.train.k, tc.p_target_real, tc.p_driving_real
+        )
+        plan = SamplePlan(*self.ddp.shard(*plan.__dict__.values()))  # this rank's part of the global batch
+        b = self.train.batch(plan, self.device)
+        out = self.model.render(
+            self.net(b["source"], b["motion_source"], b["motion_driving"]), b["cameras"], generator=self.gen
+        )
         loss, log = objective.generator_loss(out, b["target"], b["target_alpha"], b["cameras"], b["real"], step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema.update(psi, step + 1)
+        self.optimise(loss, step)
         real = b["real"]
         if real.any():
             fake = {k: out[k][real] for k in ("image", "image_raw")}
             log.update(
                 objective.discriminator_step(fake, b["target"][real], b["cameras"][real], b["cameras"][real], step)
             )
-        ddp.average_parameters(objective.discriminator)
+        self.ddp.average_parameters(objective.discriminator)
         return {"loss": log.pop("total"), **log}
 
-    def val_fn(step: int) -> dict[str, float]:
-        return validate(ema.module)
+    def validate(self, step: int) -> dict[str, float]:
+        return self._scores(self.ema.module)
 
     @torch.no_grad()
-    def sample_fn(step: int) -> None:
-        model = ema.module.eval()
+    def sample(self, step: int) -> None:
+        model, vplan, val, device = self.ema.module.eval(), self.vplan, self.val, self.device
         n = min(4, len(vplan.video))
         sub = SamplePlan(**{k: v[:n] for k, v in vplan.__dict__.items()})
         sub.driving_real = np.zeros(n, bool)  # show a pseudo view as driving input
@@ -342,71 +252,70 @@ def _train(
         rows = torch.stack([b["source"], b["driving"], pred, b["target"], pred_side, side], dim=1).cpu()
         save_image_grid(
             rows,
-            w.path / "samples" / f"step_{step:06d}.png",
+            self.w.path / "samples" / f"step_{step:06d}.png",
             col_titles=["source", "driving", "Ψ (frame cam)", "real frame", "Ψ (novel cam)", "pseudo view"],
             title=f"Ψ step {step} (held-out videos)",
         )
 
-    steps_done, rows = run_loop(
-        tc,
-        state,
-        w.path / "checkpoints",
-        w.path / "logs",
-        step_fn,
-        val_fn,
-        sample_fn,
-        desc="psi",
-        stop_after=stop_after,
-        is_main=ddp.is_main,
-    )
-    ddp.check_in_sync(psi)
-    if steps_done < tc.steps:
-        raise InterruptedError(f"psi stopped after {steps_done}/{tc.steps} steps")
-    if not ddp.is_main:
-        return
-    final = validate(ema.module)
-    metrics = {
-        "val_reenactment_loss_step0": step0["reenactment_loss"],
-        "val_psnr_step0": step0["psnr"],
-        **{f"val_{k}": v for k, v in final.items()},
-        **{f"baseline_{k}": v for k, v in base.items()},
-        "val_pairs": pairs.n,
-        "val_videos_held_out": val_ids != train_ids,
-    }
-    publish_trained(
-        w,
-        cfg.model,
-        ema.module,
-        rows,
-        f"Ψ ({cfg.preset})",
-        metrics,
-        {
-            "steps": tc.steps,
-            "train_videos": len(train_ids),
-            "val_videos": len(val_ids),
-            "params_not_copied_from_psi3d": len(not_copied),
-        },
-        {
-            "kind": KIND,
-            "steps": tc.steps,
-            "not_copied_from_psi3d": not_copied,
-            "validation_note": pairs.note or "region and change metrics on ground-truth cameras and labels",
-        },
-    )
-    region = (
-        f"; mouth PSNR {final['mouth_psnr']:.2f} dB (no motion {final['no_motion_mouth_psnr']:.2f}, "
-        f"Ψ3d(source) {base.get('psi3d_source_mouth_psnr', float('nan')):.2f}, "
-        f"copy-source {base['copy_source_mouth_psnr']:.2f})"
-        if "mouth_psnr" in final
-        else f" ({pairs.note})"
-    )
-    change = f"; change correlation {final['change_correlation']:.3f}" if "change_correlation" in final else ""
-    print(
-        f"psi: held-out self-reenactment ({pairs.n} pairs) loss {step0['reenactment_loss']:.4f} at step 0 → "
-        f"{final['reenactment_loss']:.4f}; PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB "
-        f"(no motion {final['no_motion_psnr']:.2f}, "
-        f"copy-source {base['copy_source_psnr']:.2f}){region}{change}"
-    )
+    def finish(self, rows: list[dict[str, float]]) -> None:
+        cfg, tc, w, base, pairs, step0 = self.cfg, self.tc, self.w, self.base, self.pairs, self.step0
+        train_ids, val_ids, not_copied = self.train_ids, self.val_ids, self.not_copied
+        final = self._scores(self.ema.module)
+        metrics = {
+            "val_reenactment_loss_step0": step0["reenactment_loss"],
+            "val_psnr_step0": step0["psnr"],
+            **{f"val_{k}": v for k, v in final.items()},
+            **{f"baseline_{k}": v for k, v in base.items()},
+            "val_pairs": pairs.n,
+            "val_videos_held_out": val_ids != train_ids,
+        }
+        publish_trained(
+            w,
+            cfg.model,
+            self.ema.module,
+            rows,
+            f"Ψ ({cfg.preset})",
+            metrics,
+            {
+                "steps": tc.steps,
+                "train_videos": len(train_ids),
+                "val_videos": len(val_ids),
+                "params_not_copied_from_psi3d": len(not_copied),
+            },
+            {
+                "kind": KIND,
+                "steps": tc.steps,
+                "not_copied_from_psi3d": not_copied,
+                "validation_note": pairs.note or "region and change metrics on ground-truth cameras and labels",
+            },
+        )
+        region = (
+            f"; mouth PSNR {final['mouth_psnr']:.2f} dB (no motion {final['no_motion_mouth_psnr']:.2f}, "
+            f"Ψ3d(source) {base.get('psi3d_source_mouth_psnr', float('nan')):.2f}, "
+            f"copy-source {base['copy_source_mouth_psnr']:.2f})"
+            if "mouth_psnr" in final
+            else f" ({pairs.note})"
+        )
+        change = f"; change correlation {final['change_correlation']:.3f}" if "change_correlation" in final else ""
+        print(
+            f"psi: held-out self-reenactment ({pairs.n} pairs) loss {step0['reenactment_loss']:.4f} at step 0 → "
+            f"{final['reenactment_loss']:.4f}; PSNR {step0['psnr']:.2f} → {final['psnr']:.2f} dB "
+            f"(no motion {final['no_motion_psnr']:.2f}, "
+            f"copy-source {base['copy_source_psnr']:.2f}){region}{change}"
+        )
+
+
+def _train(
+    cfg: PipelineConfig,
+    pmv: Artifact,
+    p3: Artifact,
+    me: Artifact,
+    w: ArtifactWriter,
+    stop_after: int | None,
+    ddp: DistContext = SINGLE,
+) -> None:
+    """Train in this process; ``ddp``: this worker's rank in a torchrun run (pipeline_tasks/training/distributed.py)."""
+    PsiTrainer(cfg, pmv, p3, me, w, stop_after, ddp).run()
 
 
 def load_psi(artifact: Artifact, model_cfg: ModelConfig | None = None, device="cpu") -> Psi:

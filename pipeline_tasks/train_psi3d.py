@@ -26,99 +26,22 @@ from models.config import ModelConfig
 from models.psi import build_psi
 from models.psi.network import Psi
 from pipeline_tasks import stages
-from pipeline_tasks.benchmark_set import NovelViewSet, render_novel_view_set
 from pipeline_tasks.config import PipelineConfig, cosine_lr
-from pipeline_tasks.data.images import to_model_alpha, to_model_images
-from pipeline_tasks.distributed import SINGLE, DistContext, launch
-from pipeline_tasks.metrics import alpha_iou, masked_depth_error, psnr
-from pipeline_tasks.psi_objective import PsiObjective
+from pipeline_tasks.data.genhead_views import GenHeadViews, draw_views, split_identities
+from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.eval.benchmark_set import NovelViewSet
+from pipeline_tasks.eval.metrics import alpha_iou, masked_depth_error, psnr
 from pipeline_tasks.stage import StageSpec, run_once
-from pipeline_tasks.training.checkpoint import TrainingState
-from pipeline_tasks.training.ema import EMA
+from pipeline_tasks.training.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.training.grid import save_image_grid
-from pipeline_tasks.training.optim import adam
-from pipeline_tasks.training.sampler import SeededSampler
-from pipeline_tasks.training_loop import CHECKPOINT, publish_trained, run_loop
+from pipeline_tasks.training.loop import CHECKPOINT, publish_trained
+from pipeline_tasks.training.objective import PsiObjective
+from pipeline_tasks.training.trainer import Trainer
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
 KIND = "psi3d"
 SCHEMA_VERSION = 2  # v2: head-relative cameras, loss_recon_v2 structure, per-bin validation
-
-
-class GenHeadViews:
-    """Identities of a ``genhead_samples`` store; held in memory when small enough, else read per batch."""
-
-    def __init__(self, store_path: Path, in_memory_limit_mb: float = 4096):
-        self.group = gs.open_read(store_path)
-        self.n, self.views = self.group["images"].shape[:2]
-        self.resolution = self.group["images"].shape[2]
-        size_mb = self.group["images"].nbytes / 2**20
-        self._cache = None
-        self.mean_train_image: torch.Tensor | None = None  # set by the trainer (a validation baseline)
-        if size_mb <= in_memory_limit_mb:
-            self._cache = {k: self.group[k][:] for k in ("images", "alpha", "depth", "cameras")}
-
-    def get(self, name: str, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        if self._cache is not None:
-            return self._cache[name][ids]
-        order = np.argsort(ids)
-        data = self.group[name].get_orthogonal_selection((ids[order],))
-        out = np.empty_like(data)
-        out[order] = data
-        return out
-
-    def pairs(self, ids: np.ndarray, p: np.ndarray, q: np.ndarray, device: torch.device):
-        """(source images, target images, target alpha, target depth, target cameras) for identities ``ids``.
-
-        ``q`` is ``[B]`` (one target view each) or ``[B, K]`` (K target views each: targets ``[B, K, …]``)."""
-        imgs, alpha, cams = self.get("images", ids), self.get("alpha", ids), self.get("cameras", ids)
-        depth = self.get("depth", ids)
-        r = np.arange(len(ids)) if np.ndim(q) == 1 else np.arange(len(ids))[:, None]
-        return (
-            to_model_images(imgs[np.arange(len(ids)), p]).to(device),
-            to_model_images(imgs[r, q]).to(device),
-            to_model_alpha(alpha[r, q]).to(device),
-            torch.from_numpy(depth[r, q].astype(np.float32)).unsqueeze(-3).to(device),
-            torch.from_numpy(cams[r, q]).float().to(device),
-        )
-
-    def most_frontal_view(self, ids: np.ndarray) -> np.ndarray:
-        """Per identity, the stored view whose head-relative camera looks most nearly along the face's axis (+z)."""
-        cams = self.get("cameras", ids)[..., :16].reshape(len(ids), self.views, 4, 4)
-        pos = cams[..., :3, 3]
-        return np.argmax(pos[..., 2] / np.linalg.norm(pos, axis=-1).clip(1e-9), axis=1)
-
-    def novel_view_set(self, ids: np.ndarray, yaw_bins: list[float]) -> NovelViewSet:
-        """Identities ``ids`` of the store re-rendered (pose 0) at the frontal camera and the yaw bins."""
-        ids = np.asarray(ids)
-        labels = {k: self.group[k].get_orthogonal_selection((ids,)) for k in ("shape", "expression", "gaze", "z")}
-        return render_novel_view_set(
-            labels["shape"], labels["expression"], labels["gaze"], labels["z"], yaw_bins, self.resolution
-        )
-
-
-def draw_views(
-    rng: np.random.Generator, n: int, views: int, k: int, preferred: np.ndarray | None = None, preferred_p: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Source view ``p`` [n] and target views ``q`` ≠ p: [n] when ``k`` = 1, else [n, k] distinct per row.
-
-    ``preferred`` [n]: a view per row taken as the source with probability ``preferred_p`` (else uniform)."""
-    if not 1 <= k <= views - 1:
-        raise ValueError(f"psi3d.targets_per_source={k}: must be between 1 and views_per_identity − 1 = {views - 1}")
-    p = rng.integers(0, views, n)
-    if preferred is not None and preferred_p > 0:
-        p = np.where(rng.random(n) < preferred_p, np.asarray(preferred), p)
-    if k == 1:
-        return p, (p + rng.integers(1, views, n)) % views
-    offsets = np.stack([rng.permutation(views - 1)[:k] + 1 for _ in range(n)])
-    return p, (p[:, None] + offsets) % views
-
-
-def split_identities(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
-    n_val = min(max(n_val, 1), n - 1)
-    return np.arange(n - n_val), np.arange(n - n_val, n)
 
 
 def stage_config(cfg: PipelineConfig) -> dict:
@@ -281,91 +204,87 @@ def plot_learning_curves(
     plt.close(fig)
 
 
-def _train(
-    cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None, ddp: DistContext = SINGLE
-) -> None:
-    """Train in this process; ``ddp``: this worker's rank in a torchrun run (pipeline_tasks/distributed.py)."""
-    tc = cfg.psi3d
-    device = ddp.device(cfg.device)
-    ddp.check_batch(tc.batch_size)
-    data = GenHeadViews(samples.path / "store.zarr")
-    if data.resolution != cfg.model.psi.image_resolution:
-        raise ValueError(
-            f"{samples.ref}: images are {data.resolution}² but preset {cfg.preset!r} trains Ψ3d at "
-            f"{cfg.model.psi.image_resolution}²; regenerate genhead_samples with this preset"
-        )
-    if data.views < 2:
-        raise ValueError(f"{samples.ref}: Ψ3d needs ≥ 2 views per identity, the store has {data.views}")
-    train_ids, val_ids = split_identities(data.n, tc.val_identities)
-    data.mean_train_image = to_model_images(
-        data.get("images", train_ids[:256]).reshape(-1, data.resolution, data.resolution, 3)
-    ).mean(0, keepdim=True)
+class Psi3dTrainer(Trainer):
+    """Stage 2a: Ψ3d (Ψ with the motion path off) from one source view to another view of the same head."""
 
-    torch.manual_seed(tc.seed)
-    psi = build_psi(cfg.model, static=True).to(device)
-    net = ddp.wrap(psi)  # the forward goes through DDP (gradients averaged over ranks)
-    objective = PsiObjective(cfg.model, tc.losses, lr=tc.lr).to(device)
-    params = [p for p in psi.parameters() if p.requires_grad]
-    opt = adam(params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
-    ema = EMA(psi, tc.ema_halflife_steps, tc.ema_rampup)
-    sampler = SeededSampler(train_ids, tc.batch_size, tc.seed)
-    gen = torch.Generator().manual_seed(tc.seed + 1)
-    state = TrainingState(
-        models={"psi": psi}, optimizers={"psi": opt}, emas={"psi": ema}, sampler=sampler, generators={"render": gen}
-    )
-    if objective.discriminator is not None:
-        state.models["D"] = objective.discriminator
-        state.optimizers["D"] = objective.d_optimizer
+    kind = KIND
+    model_key = "psi"
+    samples = True
 
-    use_depth = tc.losses.depth.weight > 0
-    k_targets = tc.targets_per_source
-    draw_views(np.random.default_rng(0), 1, data.views, k_targets)  # fails early on an impossible K
-    yaw_bins = [float(y) for y in cfg.eval.yaw_bins_degrees]
-    views = data.novel_view_set(val_ids, yaw_bins) if ddp.is_main else None
-    base = baselines(views, data.mean_train_image) if views is not None else None
+    def __init__(self, cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after, ddp=SINGLE):
+        super().__init__(cfg, cfg.psi3d, w, stop_after, ddp)
+        self.samples_art = samples
 
-    def step_fn(step: int) -> dict[str, float]:
+    def prepare(self) -> None:
+        cfg, tc, samples = self.cfg, self.tc, self.samples_art
+        data = self.data = GenHeadViews(samples.path / "store.zarr")
+        if data.resolution != cfg.model.psi.image_resolution:
+            raise ValueError(
+                f"{samples.ref}: images are {data.resolution}² but preset {cfg.preset!r} trains Ψ3d at "
+                f"{cfg.model.psi.image_resolution}²; regenerate genhead_samples with this preset"
+            )
+        if data.views < 2:
+            raise ValueError(f"{samples.ref}: Ψ3d needs ≥ 2 views per identity, the store has {data.views}")
+        self.train_ids, self.val_ids = split_identities(data.n, tc.val_identities)
+        data.mean_train_image = to_model_images(
+            data.get("images", self.train_ids[:256]).reshape(-1, data.resolution, data.resolution, 3)
+        ).mean(0, keepdim=True)
+
+    def build_model(self):
+        return build_psi(self.cfg.model, static=True).to(self.device)
+
+    def build_objective(self):
+        return PsiObjective(self.cfg.model, self.tc.losses, lr=self.tc.lr).to(self.device)
+
+    def sampler_items(self) -> np.ndarray:
+        return self.train_ids
+
+    def after_setup(self) -> None:
+        tc = self.tc
+        self.use_depth = tc.losses.depth.weight > 0
+        draw_views(
+            np.random.default_rng(0), 1, self.data.views, tc.targets_per_source
+        )  # fails early on an impossible K
+        self.yaw_bins = [float(y) for y in self.cfg.eval.yaw_bins_degrees]
+        self.views = self.data.novel_view_set(self.val_ids, self.yaw_bins) if self.ddp.is_main else None
+        self.base = baselines(self.views, self.data.mean_train_image) if self.views is not None else None
+
+    def train_step(self, step: int) -> dict[str, float]:
+        tc, data, sampler, k_targets = self.tc, self.data, self.sampler, self.tc.targets_per_source
         ids = sampler.next_batch()
         frontal = data.most_frontal_view(ids) if tc.frontal_source_p > 0 else None
         p, q = draw_views(sampler.rng, len(ids), data.views, k_targets, frontal, tc.frontal_source_p)  # q ≠ p
-        ids, p, q = ddp.shard(ids, p, q)  # this rank's part of the global batch
-        src, tgt, alpha, depth, cams = data.pairs(ids, p, q, device)
-        out = psi.render(net(src), cams, generator=gen)
+        ids, p, q = self.ddp.shard(ids, p, q)  # this rank's part of the global batch
+        src, tgt, alpha, depth, cams = data.pairs(ids, p, q, self.device)
+        out = self.model.render(self.net(src), cams, generator=self.gen)
         if k_targets > 1:  # [B, K, …] → [B·K, …]: every (source, target view) pair is one sample of the objective
             out, tgt, alpha, depth, cams = (
                 {k: v.flatten(0, 1) for k, v in out.items()},
                 *(x.flatten(0, 1) for x in (tgt, alpha, depth, cams)),
             )
-        loss, log = objective.generator_loss(
+        loss, log = self.objective.generator_loss(
             out,
             tgt,
             alpha,
             cams,
             torch.ones(len(tgt), dtype=torch.bool),
             step,
-            target_depth=depth if use_depth else None,
+            target_depth=depth if self.use_depth else None,
         )
         lr = cosine_lr(tc.lr, step, tc.steps, tc.lr_final_fraction)  # a function of the step: resumes exactly
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema.update(psi, step + 1)
-        log.update(objective.discriminator_step(out, tgt, cams, cams, step))
-        ddp.average_parameters(objective.discriminator)
+        self.optimise(loss, step, lr)
+        log.update(self.objective.discriminator_step(out, tgt, cams, cams, step))
+        self.ddp.average_parameters(self.objective.discriminator)
         log.pop("real_fraction", None)
         return {"loss": log.pop("total"), **log, "lr": lr}
 
-    def val_fn(step: int) -> dict[str, float]:
-        m = validate_views(ema.module, views, device, objective.lpips)
-        return summarise(m, base, yaw_bins)
-
-    samples_dir = w.path / "samples"
+    def validate(self, step: int) -> dict[str, float]:
+        m = validate_views(self.ema.module, self.views, self.device, self.objective.lpips)
+        return summarise(m, self.base, self.yaw_bins)
 
     @torch.no_grad()
-    def sample_fn(step: int) -> None:
-        model = ema.module.eval()
+    def sample(self, step: int) -> None:
+        model, views, yaw_bins, device = self.ema.module.eval(), self.views, self.yaw_bins, self.device
         k = min(4, views.n)
         v = len(yaw_bins)
         src = views.source[:k].to(device)
@@ -389,83 +308,79 @@ def _train(
                 torch.cat([torch.zeros_like(src[i : i + 1].cpu()) - 1, alpha[i].expand(-1, 3, -1, -1) * 2 - 1]),
             ]
         cols = ["input"] + [f"{b:+g}°" for b in yaw_bins]
-        titles = [t for i in range(k) for t in (f"id {int(val_ids[i])} pred", "truth", "pred alpha")]
+        titles = [t for i in range(k) for t in (f"id {int(self.val_ids[i])} pred", "truth", "pred alpha")]
         save_image_grid(
             torch.stack(rows),
-            samples_dir / f"step_{step:06d}.png",
+            self.w.path / "samples" / f"step_{step:06d}.png",
             col_titles=cols,
             row_titles=titles,
             title=f"Ψ3d step {step}: held-out identities at the yaw bins",
         )
 
-    steps_done, rows = run_loop(
-        tc,
-        state,
-        w.path / "checkpoints",
-        w.path / "logs",
-        step_fn,
-        val_fn,
-        sample_fn,
-        desc="psi3d",
-        stop_after=stop_after,
-        is_main=ddp.is_main,
-    )
-    ddp.check_in_sync(psi)
-    if steps_done < tc.steps:  # stopped early on purpose (tests): leave the folder to resume
-        raise InterruptedError(f"psi3d stopped after {steps_done}/{tc.steps} steps")
-    if not ddp.is_main:
-        return
-    final_bins = validate_views(ema.module, views, device, objective.lpips)
-    final = summarise(final_bins, base, yaw_bins)
-    history = [
-        {"step": r["step"], **{k: [r[f"val_{k}_yaw{b:+g}"] for b in yaw_bins] for k in final_bins}}
-        for r in rows
-        if f"val_psnr_yaw{yaw_bins[0]:+g}" in r
-    ]
-    plot_learning_curves(
-        history,
-        base,
-        yaw_bins,
-        w.path / "learning_curves.png",
-        f"Ψ3d ({cfg.preset}): {len(val_ids)} held-out identities, {tc.steps} steps",
-    )
-    curve_rows = [{k: v for k, v in r.items() if "_yaw" not in k} for r in rows]
-    metrics = {
-        "val_psnr_novel": final["psnr_novel"],
-        "val_margin_vs_input_novel": final["margin_vs_input_novel"],
-        "val_margin_vs_input_min": final["margin_vs_input_min"],
-        "val_soft_iou_min": final["soft_iou_min"],
-        "val_depth_error_novel": final["depth_error_novel"],
-        "val_psnr_reconstruction_yaw0": final["psnr_reconstruction_yaw0"],
-        "val_background_psnr_novel": final[
-            "background_psnr_novel"
-        ],  # the background alone vs the target (low = shortcut closed)
-        "val_alpha_inside_mean": final["alpha_inside_mean"],
-        "val_alpha_outside_mean": final["alpha_outside_mean"],
-        "baseline_psnr_input_novel": final["psnr_input_novel"],
-        "baseline_psnr_mean_image_novel": final["psnr_mean_image_novel"],
-        **{f"val_{k}": v for k, v in final.items() if "_yaw" in k},
-    }
-    publish_trained(
-        w,
-        cfg.model,
-        ema.module,
-        curve_rows,
-        f"Ψ3d ({cfg.preset})",
-        metrics,
-        {"steps": tc.steps, "train_identities": int(len(train_ids)), "val_identities": int(len(val_ids))},
-        {"kind": KIND, "steps": tc.steps},
-    )
-    (w.path / "validation.json").write_text(
-        json.dumps({"yaw_bins_degrees": yaw_bins, "final": final_bins, "baselines": base, "history": history}, indent=1)
-    )
-    per_bin = ", ".join(f"{b:+g}° {m:.2f}/{c:.2f}" for b, m, c in zip(yaw_bins, final_bins["psnr"], base["psnr_input"]))
-    print(
-        f"psi3d: held-out novel-view PSNR {final['psnr_novel']:.2f} dB "
-        f"vs copy-input {final['psnr_input_novel']:.2f} dB "
-        f"(margin min {final['margin_vs_input_min']:+.2f}) and mean image {final['psnr_mean_image_novel']:.2f} dB; "
-        f"soft IoU min {final['soft_iou_min']:.3f}; by bin (Ψ3d/copy): {per_bin}"
-    )
+    def finish(self, rows: list[dict[str, float]]) -> None:
+        cfg, tc, w, base, yaw_bins = self.cfg, self.tc, self.w, self.base, self.yaw_bins
+        train_ids, val_ids = self.train_ids, self.val_ids
+        final_bins = validate_views(self.ema.module, self.views, self.device, self.objective.lpips)
+        final = summarise(final_bins, self.base, self.yaw_bins)
+        history = [
+            {"step": r["step"], **{k: [r[f"val_{k}_yaw{b:+g}"] for b in yaw_bins] for k in final_bins}}
+            for r in rows
+            if f"val_psnr_yaw{yaw_bins[0]:+g}" in r
+        ]
+        plot_learning_curves(
+            history,
+            base,
+            yaw_bins,
+            w.path / "learning_curves.png",
+            f"Ψ3d ({cfg.preset}): {len(val_ids)} held-out identities, {tc.steps} steps",
+        )
+        curve_rows = [{k: v for k, v in r.items() if "_yaw" not in k} for r in rows]
+        metrics = {
+            "val_psnr_novel": final["psnr_novel"],
+            "val_margin_vs_input_novel": final["margin_vs_input_novel"],
+            "val_margin_vs_input_min": final["margin_vs_input_min"],
+            "val_soft_iou_min": final["soft_iou_min"],
+            "val_depth_error_novel": final["depth_error_novel"],
+            "val_psnr_reconstruction_yaw0": final["psnr_reconstruction_yaw0"],
+            # the background alone vs the target (low = shortcut closed)
+            "val_background_psnr_novel": final["background_psnr_novel"],
+            "val_alpha_inside_mean": final["alpha_inside_mean"],
+            "val_alpha_outside_mean": final["alpha_outside_mean"],
+            "baseline_psnr_input_novel": final["psnr_input_novel"],
+            "baseline_psnr_mean_image_novel": final["psnr_mean_image_novel"],
+            **{f"val_{k}": v for k, v in final.items() if "_yaw" in k},
+        }
+        publish_trained(
+            w,
+            cfg.model,
+            self.ema.module,
+            curve_rows,
+            f"Ψ3d ({cfg.preset})",
+            metrics,
+            {"steps": tc.steps, "train_identities": int(len(train_ids)), "val_identities": int(len(val_ids))},
+            {"kind": KIND, "steps": tc.steps},
+        )
+        (w.path / "validation.json").write_text(
+            json.dumps(
+                {"yaw_bins_degrees": yaw_bins, "final": final_bins, "baselines": base, "history": history}, indent=1
+            )
+        )
+        per_bin = ", ".join(
+            f"{b:+g}° {m:.2f}/{c:.2f}" for b, m, c in zip(yaw_bins, final_bins["psnr"], base["psnr_input"])
+        )
+        print(
+            f"psi3d: held-out novel-view PSNR {final['psnr_novel']:.2f} dB "
+            f"vs copy-input {final['psnr_input_novel']:.2f} dB "
+            f"(margin min {final['margin_vs_input_min']:+.2f}) and mean image {final['psnr_mean_image_novel']:.2f} dB; "
+            f"soft IoU min {final['soft_iou_min']:.3f}; by bin (Ψ3d/copy): {per_bin}"
+        )
+
+
+def _train(
+    cfg: PipelineConfig, samples: Artifact, w: ArtifactWriter, stop_after: int | None, ddp: DistContext = SINGLE
+) -> None:
+    """Train in this process; ``ddp``: this worker's rank in a torchrun run (pipeline_tasks/training/distributed.py)."""
+    Psi3dTrainer(cfg, samples, w, stop_after, ddp).run()
 
 
 def load_psi3d(artifact: Artifact, model_cfg: ModelConfig | None = None, device="cpu") -> Psi:

@@ -76,9 +76,9 @@ def _row(name, value, unit, device, note, peak=None):
 
 
 def bench_stage3_conversion():
-    """Stage 3 (pipeline_tasks.pseudo_mv.render_video): Ψ3d on frames → K views per frame → E_mot on all."""
+    """Stage 3 (pipeline_tasks.pseudo_mv.render_pseudo_views): Ψ3d on frames → K views per frame → E_mot on all."""
     from models.motion.synthetic_analyser import SyntheticAnalyser
-    from pipeline_tasks.pseudo_mv import render_video
+    from pipeline_tasks.pseudo_mv import render_pseudo_views
 
     cfg = load_config(PRESET)
     res, k, batch = cfg.model.psi.image_resolution, cfg.pseudo_mv.views_per_frame, cfg.pseudo_mv.frame_batch
@@ -105,7 +105,7 @@ def bench_stage3_conversion():
         frame_cams = cams.orbit_label(yaw, torch.zeros(t), torch.full((t,), 4.2)).numpy()
 
         def run(n=t):
-            return render_video(
+            return render_pseudo_views(
                 psi3d, e_mot, "bench", frames[:n], frame_cams[:n], np.arange(n), k, 0, batch, torch.device(device)
             )
 
@@ -162,8 +162,8 @@ def _random_store(path: Path, n: int, views: int, res: int) -> Path:
 def bench_loader_vs_trainer():
     """The Ψ3d trainer's GenHeadViews reading batches from a Zarr store (no in-memory cache) vs the samples/s
     one Ψ3d training step (forward, objective, backward, Adam) consumes. Ratio > 1: the loader keeps up."""
-    from pipeline_tasks.psi_objective import PsiObjective
-    from pipeline_tasks.train_psi3d import GenHeadViews
+    from pipeline_tasks.data.genhead_views import GenHeadViews
+    from pipeline_tasks.training.objective import PsiObjective
 
     cfg = load_config(PRESET)
     res, views, bsz = cfg.model.psi.image_resolution, cfg.genhead.views_per_identity, cfg.psi3d.batch_size
@@ -247,7 +247,7 @@ def bench_loader_vs_trainer():
 
 def bench_eval_benchmark_render():
     """Stage 5's on-demand ground truth: benchmark renders per second (procedural generator, CPU)."""
-    from pipeline_tasks.benchmark_set import BenchmarkSpec, build_benchmark
+    from pipeline_tasks.eval.benchmark_set import BenchmarkSpec, build_benchmark
 
     cfg = load_config(PRESET)
     bench = build_benchmark(BenchmarkSpec.from_config(cfg))

@@ -9,7 +9,7 @@ import torch
 from models.genhead.ground_truth import head_relative_cameras
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.config import PipelineConfig
-from pipeline_tasks.genhead_previews import to_uint8
+from pipeline_tasks.data.previews import to_uint8
 
 
 def stage_resolution(cfg: PipelineConfig) -> int:

@@ -9,9 +9,7 @@ from pipeline_tasks.training.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
-    load_checkpoint,
     restore_rng_state,
-    save_checkpoint,
 )
 from pipeline_tasks.training.device import resolve_device, seed_everything
 from pipeline_tasks.training.ema import EMA
@@ -31,13 +29,11 @@ __all__ = [
     "image_grid",
     "latest_checkpoint",
     "list_checkpoints",
-    "load_checkpoint",
     "plot_curves",
     "progress_bar",
     "read_log",
     "resolve_device",
     "restore_rng_state",
-    "save_checkpoint",
     "save_image_grid",
     "seed_everything",
     "to_uint8_hwc",

@@ -206,13 +206,3 @@ class TrainingState:
                 + "\ndelete the folder to start this stage over"
             )
         return 0
-
-
-def save_checkpoint(
-    ckpt_dir: str | Path, step: int, state: TrainingState, meta: Mapping[str, Any] | None = None, keep: int | None = 2
-) -> Path:
-    return state.save(ckpt_dir, step, meta, keep)
-
-
-def load_checkpoint(path: str | Path, state: TrainingState, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    return state.load(path, map_location)

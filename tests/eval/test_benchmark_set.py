@@ -3,8 +3,8 @@
 import torch
 
 from models.genhead.ground_truth import identity_ids
-from pipeline_tasks.benchmark_set import BenchmarkSpec, build_benchmark
 from pipeline_tasks.config import load_config
+from pipeline_tasks.eval.benchmark_set import BenchmarkSpec, build_benchmark
 
 
 def _spec(**kw):

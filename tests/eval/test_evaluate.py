@@ -15,7 +15,7 @@ from pipeline_tasks.eval.results import EvaluationError
 from pipeline_tasks.evaluate import analyser_config, evaluate
 from pipeline_tasks.genhead_samples import run_genhead_stage
 from pipeline_tasks.train_motion_encoder import train_motion_encoder
-from pipeline_tasks.training_loop import CHECKPOINT
+from pipeline_tasks.training.loop import CHECKPOINT
 
 SMALL = [
     "device=cpu",

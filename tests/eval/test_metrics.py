@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pipeline_tasks.ablation import compare, paired_difference
+from pipeline_tasks.eval.metrics import psnr, ssim
 from pipeline_tasks.evaluate import PoseProbe
-from pipeline_tasks.metrics import psnr, ssim
 
 
 def _grey(b=4, res=48, level=0.0):
@@ -90,7 +90,7 @@ def test_compare_refuses_evaluations_on_different_benchmarks():
 
 
 def test_soft_iou_scores_a_fog_low_and_the_truth_one():
-    from pipeline_tasks.metrics import soft_iou
+    from pipeline_tasks.eval.metrics import soft_iou
 
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
     head = ((xx**2 + yy**2) < 0.5).float()[None, None]  # ~39% of the image
@@ -106,7 +106,7 @@ def test_soft_iou_scores_a_fog_low_and_the_truth_one():
 
 
 def test_masked_depth_error_counts_only_the_true_foreground():
-    from pipeline_tasks.metrics import masked_depth_error
+    from pipeline_tasks.eval.metrics import masked_depth_error
 
     alpha = torch.zeros(1, 1, 8, 8)
     alpha[..., :4, :] = 1
@@ -119,7 +119,7 @@ def test_masked_depth_error_counts_only_the_true_foreground():
 
 # ---------------------------------------------------------------- reenactment metrics that can see expression
 def test_masked_psnr_only_counts_the_region():
-    from pipeline_tasks.metrics import masked_psnr
+    from pipeline_tasks.eval.metrics import masked_psnr
 
     truth = torch.zeros(2, 3, 8, 8)
     mask = torch.zeros(2, 1, 8, 8)
@@ -134,7 +134,7 @@ def test_masked_psnr_only_counts_the_region():
 
 
 def test_change_correlation_on_constructed_changes():
-    from pipeline_tasks.metrics import change_correlation
+    from pipeline_tasks.eval.metrics import change_correlation
 
     g = torch.Generator().manual_seed(0)
     base, delta = torch.rand(3, 3, 16, 16, generator=g), torch.zeros(3, 3, 16, 16)
@@ -159,7 +159,7 @@ def test_region_psnr_sees_an_expression_whole_frame_psnr_hides():
     from models.genhead import params as P
     from models.genhead.ground_truth import GroundTruth, identity_ids
     from models.genhead.regions import region_masks
-    from pipeline_tasks.metrics import masked_psnr, psnr
+    from pipeline_tasks.eval.metrics import masked_psnr, psnr
 
     gt = GroundTruth()
     ids = identity_ids(12, 3)

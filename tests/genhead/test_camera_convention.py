@@ -7,7 +7,7 @@ import torch
 
 from models import cameras as cam
 from models.genhead.ground_truth import GroundTruth, head_relative_cameras, head_to_world
-from pipeline_tasks.metrics import psnr
+from pipeline_tasks.eval.metrics import psnr
 
 
 def test_pose_at_world_camera_equals_pose_zero_at_head_relative_camera():

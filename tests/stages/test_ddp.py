@@ -5,9 +5,9 @@ import json
 import pytest
 
 from pipeline_tasks.config import load_config
-from pipeline_tasks.distributed import LOG
 from pipeline_tasks.genhead_samples import run_genhead_stage
 from pipeline_tasks.train_psi3d import load_psi3d, train_psi3d
+from pipeline_tasks.training.distributed import LOG
 from storage_schemas.artifacts import ArtifactRegistry
 
 TINY = [

@@ -10,17 +10,18 @@ import pytest
 import torch
 
 from pipeline_tasks import pseudo_mv as pmv_stage
+from pipeline_tasks import stages
 from pipeline_tasks import train_psi as psi_stage
 from pipeline_tasks.analyser_samples import run_analyser_samples_stage
 from pipeline_tasks.config import load_config
 from pipeline_tasks.data.images import to_model_images
 from pipeline_tasks.data.video_sidecars import list_videos, read_ground_truth_maps, read_sidecar
 from pipeline_tasks.genhead_samples import run_genhead_stage
-from pipeline_tasks.psi_objective import PsiObjective
 from pipeline_tasks.synthetic_videos import run_videos_stage
 from pipeline_tasks.train_motion_encoder import train_motion_encoder
 from pipeline_tasks.train_psi3d import load_psi3d, train_psi3d
 from pipeline_tasks.training.logs import read_log
+from pipeline_tasks.training.objective import PsiObjective
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import ArtifactRegistry
 
@@ -247,14 +248,15 @@ def _copy_registry(reg: ArtifactRegistry, dest) -> ArtifactRegistry:
 def test_psi_training_resume_equals_uninterrupted_and_emot_stays_frozen(upstream, tmp_path, monkeypatch):
     cfg = load_config("tiny", FAST + ["psi.losses.identity.weight=1", "psi.losses.identity_backend=synthetic"])
     seen = []
-    real_loader = psi_stage.load_motion_encoder
+    real_load = stages.load
 
-    def capture(*a, **kw):
-        enc = real_loader(*a, **kw)
-        seen.append((enc, {k: v.clone() for k, v in enc.state_dict().items()}))
-        return enc
+    def capture(art, **kw):  # what Ψ's trainer loads through the stage registry
+        loaded = real_load(art, **kw)
+        if art.kind == "motion_encoder":
+            seen.append((loaded, {k: v.clone() for k, v in loaded.state_dict().items()}))
+        return loaded
 
-    monkeypatch.setattr(psi_stage, "load_motion_encoder", capture)
+    monkeypatch.setattr(stages, "load", capture)
     reg_a = _copy_registry(upstream["reg"], tmp_path / "a")
     reg_b = _copy_registry(upstream["reg"], tmp_path / "b")
     args = (upstream["pseudo_mv"].ref, upstream["psi3d"].ref, upstream["motion_encoder"].ref)
@@ -297,10 +299,10 @@ def test_conversion_resumes_without_redoing_finished_videos(upstream, tmp_path, 
     stamp = (tmp[0] / "store.zarr" / first[0] / "views" / "zarr.json").stat().st_mtime_ns
 
     rendered = []
-    real_render = pmv_stage.render_video
+    real_render = pmv_stage.render_pseudo_views
     monkeypatch.setattr(
         pmv_stage,
-        "render_video",
+        "render_pseudo_views",
         lambda psi3d, e, vid, *a, **k: rendered.append(vid) or real_render(psi3d, e, vid, *a, **k),
     )
     art = pmv_stage.convert(*args, progress=False)
@@ -355,10 +357,10 @@ def test_stage3_streams_a_video_in_chunks_and_writes_the_same_store(upstream, tm
     folder.mkdir()
     animate_astronaut(folder / "astronaut.mp4", n_frames=12, size=256)
     reg = _copy_registry(upstream["reg"], tmp_path / "s")
-    real_render, sizes = pmv_stage.render_video, []
+    real_render, sizes = pmv_stage.render_pseudo_views, []
     monkeypatch.setattr(
         pmv_stage,
-        "render_video",
+        "render_pseudo_views",
         lambda p, e, vid, frames, *a, **k: sizes.append(len(frames)) or real_render(p, e, vid, frames, *a, **k),
     )
     stores = {}
@@ -392,7 +394,7 @@ def test_stage3_streams_a_video_in_chunks_and_writes_the_same_store(upstream, tm
 def test_psi3d_several_target_views_per_source(upstream):
     """``psi3d.targets_per_source`` K: K distinct target views ≠ the source per sample, each paired with its
     own camera, alpha and depth; a K = 2 run trains; an impossible K fails before training."""
-    from pipeline_tasks.train_psi3d import GenHeadViews, draw_views
+    from pipeline_tasks.data.genhead_views import GenHeadViews, draw_views
 
     rng = np.random.default_rng(3)
     p, q = draw_views(rng, 500, 4, 3)
@@ -429,7 +431,7 @@ def test_psi3d_several_target_views_per_source(upstream):
 def test_psi3d_frontal_sources(upstream):
     """``psi3d.frontal_source_p``: the most frontal stored view is the one whose head-relative camera is nearest
     the face's axis; with p = 1 every source is that view and no target equals it; with p = 0 sources are uniform."""
-    from pipeline_tasks.train_psi3d import GenHeadViews, draw_views
+    from pipeline_tasks.data.genhead_views import GenHeadViews, draw_views
 
     data = GenHeadViews(upstream["genhead"].path / "store.zarr")
     ids = np.arange(data.n)
@@ -448,7 +450,7 @@ def test_psi_validation_pairs_know_the_truth(upstream):
     the sidecar (so the truth with the source's expression at the target camera is the right image), the
     regions are where the face is, and a model that ignores motion scores exactly its no-motion value
     with a change correlation of 0, while an oracle that reenacts perfectly scores a correlation of 1."""
-    from pipeline_tasks.psi_validation import baseline_scores, reenactment_scores, truth_with_labels_of
+    from pipeline_tasks.training.psi_validation import baseline_scores, reenactment_scores, truth_with_labels_of
 
     index = pm.read_index(upstream["pseudo_mv"].path / "store.zarr")
     val = psi_stage.PseudoMVVideos(upstream["pseudo_mv"].path / "store.zarr", [index[-1]["video_id"]])
@@ -572,7 +574,7 @@ def test_a_fault_in_one_video_fails_that_video_only(upstream, tmp_path, monkeypa
     cfg = upstream["cfg"].model_copy(update={"pseudo_mv": upstream["cfg"].pseudo_mv.model_copy(update={"seed": 11})})
     reg = _copy_registry(upstream["reg"], tmp_path / "f")
     args = (cfg, upstream["psi3d"].ref, upstream["motion_encoder"].ref, upstream["videos"].ref, reg)
-    real_render, calls = pmv_stage.render_video, []
+    real_render, calls = pmv_stage.render_pseudo_views, []
 
     def oom_on_second(psi3d, e, vid, *a, **k):
         calls.append(vid)
@@ -580,7 +582,7 @@ def test_a_fault_in_one_video_fails_that_video_only(upstream, tmp_path, monkeypa
             raise RuntimeError("CUDA out of memory (injected)")
         return real_render(psi3d, e, vid, *a, **k)
 
-    monkeypatch.setattr(pmv_stage, "render_video", oom_on_second)
+    monkeypatch.setattr(pmv_stage, "render_pseudo_views", oom_on_second)
     art = pmv_stage.convert(*args, progress=False)
     store = art.path / "store.zarr"
     pm.validate(store)

@@ -16,7 +16,7 @@ from pipeline_tasks.train_motion_encoder import (
     TrainingInterrupted,
     bootstrap_r2_ci,
     explained_variance,
-    load_motion_encoder,
+    load_motion_encoder_artifact,
     mirror_map,
     permuted_groups,
     r2_scores,
@@ -261,7 +261,7 @@ def test_analyser_learns_expressions_and_identity(registry_with_samples, make_cf
     last = np.mean([r["loss_motion"] for r in rows[-2:]])
     assert last < 0.6 * first
 
-    enc = load_motion_encoder(art.ref, registry=reg)
+    enc = load_motion_encoder_artifact(art.ref, registry=reg)
     assert enc.embedding_dim == cfg.model.psi.motion_dim
     assert not enc.training and not any(p.requires_grad for p in enc.parameters())
     parent = torch.nn.Sequential(enc)
@@ -351,6 +351,6 @@ def test_pdfgc_backend_publishes_the_same_kind_of_artifact(tmp_path):
         {"motion_encoder.backend": "pdfgc", "motion_encoder.pdfgc_weights": str(weights), "model.psi.motion_dim": 548},
     )
     art = train_motion_encoder(cfg, registry=reg)  # no genhead_samples needed
-    enc = load_motion_encoder(art)
+    enc = load_motion_encoder_artifact(art)
     assert enc.embedding_dim == 548 and not enc.training and not any(p.requires_grad for p in enc.parameters())
     assert json.loads((art.path / "metrics.json").read_text())["backend"] == "pdfgc"

@@ -146,7 +146,7 @@ class BenchmarkSet:
             "driving_gaze": self.driving_gaze.tolist(),
             "driving_yaw_pitch_degrees": np.degrees(self.driving_yaw_pitch.numpy()).round(3).tolist(),
             "expression_names": list(P.EXPRESSION_NAMES),
-            "how": "see pipeline_tasks/benchmark_set.py",
+            "how": "see pipeline_tasks/eval/benchmark_set.py",
         }
 
     # ---- rendering (on demand, cached per set) -------------------------------------------

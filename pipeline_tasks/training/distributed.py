@@ -4,7 +4,7 @@ With ``nproc_per_node > 1`` a trainer's build callback (the parent process, whic
 artifact's temporary folder) calls :func:`launch`: it writes the resolved config and the parents'
 refs to ``w.path/ddp_spec.json``, runs
 
-    python -m torch.distributed.run --standalone --nproc_per_node N -m pipeline_tasks.distributed <stage> ...
+    python -m torch.distributed.run --standalone --nproc_per_node N -m pipeline_tasks.training.distributed <stage> ...
 
 appending every run's output to ``w.path/torchrun.log``, waits, and copies what rank 0 reported
 (metrics, counts) into the writer, so ``run_once`` commits the artifact as usual.
@@ -140,7 +140,7 @@ def launch(stage: str, cfg, parents: list, w, stop_after: int | None, nproc: int
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
-        "pipeline_tasks.distributed",
+        "pipeline_tasks.training.distributed",
         stage,
         "--workdir",
         str(w.path),

@@ -36,7 +36,7 @@ def run_loop(
 
     ``step_fn(step)`` does one optimisation step (``step`` counts from 0) and returns scalars.
     ``stop_after`` (tests) stops after that many steps in this call, as a kill would, right after
-    a checkpoint if one is due. ``is_main=False`` (DDP ranks > 0, pipeline_tasks/distributed.py):
+    a checkpoint if one is due. ``is_main=False`` (DDP ranks > 0, pipeline_tasks/training/distributed.py):
     the same steps from the same checkpoint, but no logs, validation, samples or checkpoints.
     """
     total = train_cfg.steps

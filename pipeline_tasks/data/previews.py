@@ -1,7 +1,7 @@
 """Preview images of the synthetic world: a contact sheet (identities × views) and an expression
 sweep (each named expression at 0, 0.5, 1 for one identity), plus a pose/gaze strip.
 
-    python -m pipeline_tasks.genhead_previews --out outputs/previews [--resolution 128]
+    python -m pipeline_tasks.data.previews --out outputs/previews [--resolution 128]
 
 Also the image-grid helpers used by stage 1 and the video stage (uint8 NHWC in, PNG out).
 """

@@ -28,7 +28,7 @@ from models.losses import (
     discriminator_adversarial_loss,
     generator_adversarial_loss,
 )
-from pipeline_tasks.metrics import psnr
+from pipeline_tasks.eval.metrics import psnr
 from pipeline_tasks.training.optim import adam
 
 

@@ -29,7 +29,7 @@ import torch
 from models.genhead.ground_truth import GroundTruth
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.data.video_sidecars import read_sidecar
-from pipeline_tasks.metrics import change_correlation, masked_psnr, psnr
+from pipeline_tasks.eval.metrics import change_correlation, masked_psnr, psnr
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 
 from models.genhead.ground_truth import GroundTruth
 from pipeline_tasks.data.video_sidecars import read_sidecar
-from pipeline_tasks.metrics import psnr, soft_iou
+from pipeline_tasks.eval.metrics import psnr, soft_iou
 from storage_schemas import pseudo_mv as pm
 
 
