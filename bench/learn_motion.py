@@ -116,7 +116,7 @@ def plot_validation(rows: list[dict], base: dict, path: Path, title: str) -> Non
 
 
 def report(res: dict) -> str:
-    from pipeline_tasks.evaluate import _reenact_table
+    from pipeline_tasks.eval.report import reenact_table
 
     em, ev = res["emot"], res["eval"]
     lines = [
@@ -171,7 +171,7 @@ def report(res: dict) -> str:
         "",
         "## Stage 5: reenactment beside its baselines (held-out benchmark, mean over the non-0° bins)",
         "",
-        *_reenact_table(ev),
+        *reenact_table(ev),
         "",
         f"Instrument floors (the evaluation analyser on the true renders): expression error "
         f"{ev['floors'].get('expression_error', float('nan')):.3f}, "

@@ -1,1 +1,2 @@
-"""Stage 5's parts: what its results hold (``results``)."""
+"""Stage 5's parts: instruments, scoring, report, and what a result holds (``results``); the metrics, the
+benchmark set and the pseudo-view check."""

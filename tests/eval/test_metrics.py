@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pipeline_tasks.ablation import compare, paired_difference
+from pipeline_tasks.eval.instruments import PoseProbe
 from pipeline_tasks.eval.metrics import psnr, ssim
-from pipeline_tasks.evaluate import PoseProbe
 
 
 def _grey(b=4, res=48, level=0.0):
