@@ -6,7 +6,7 @@ seen to keep computing for minutes. So ``python -m flows.pipeline`` runs the flo
 process in its own process group and stays outside it: on a signal it forwards the signal to the
 group, waits ``P4D_STOP_GRACE_S`` seconds (default 10), then kills the group (the flow, its
 threads, the temporary Prefect server). Every stage is safe against a kill at any moment (atomic
-artifacts, checkpoints and per-video groups; tests/foundation, tests/genhead, tests/stages), so
+artifacts, checkpoints and per-video groups; tests/storage_schemas, tests/pipeline_tasks), so
 the next run resumes where this one stopped.
 """
 

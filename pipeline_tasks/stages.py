@@ -2,7 +2,7 @@
 things a stage may do with another stage's artifact: check it (:func:`resolve`), load it (:func:`load`),
 or build it (:func:`spec`).
 
-Stage modules never import each other (tests/foundation/test_import_graph.py): they name a parent by its
+Stage modules never import each other (tests/test_import_graph.py): they name a parent by its
 kind, and this registry imports the parent's module by name when asked. So a parent's code does not enter a
 child's code hash; it reaches the child's version through the parent's own version (the parent refs).
 """

@@ -352,7 +352,7 @@ def head_sdf(x, y, z, G: _Rows, parts: bool = False):
     }
 
 
-# The head (any parameters) lies inside ELLIPSOID ∪ NECK_CYLINDER (checked by tests/genhead).
+# The head (any parameters) lies inside ELLIPSOID ∪ NECK_CYLINDER (checked by tests/models/genhead).
 BOUND_CENTRE = (0.0, 0.05, -0.02)
 BOUND_RADII = (0.5, 0.64, 0.6)
 NECK_AXIS_Z, NECK_RADIUS, NECK_TOP = -0.1, 0.47, 0.1

@@ -10,7 +10,7 @@ from pipeline_tasks.face import FaceBackendUnavailable, make_face_analyzer
 from pipeline_tasks.ingest import IngestionError, OneEuroConfig, expand_video_inputs
 from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
 from pipeline_tasks.ingest.smoothing import fill_gaps, one_euro
-from tests.ingest.clips import write_mp4
+from tests.pipeline_tasks.ingest.clips import write_mp4
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline_tasks.ingest import IngestConfig, IngestionError, VideoSkipped, ingest_video, ingest_videos
 from pipeline_tasks.ingest.decode import read_frames
-from tests.ingest.clips import animate_astronaut, write_mp4
+from tests.pipeline_tasks.ingest.clips import animate_astronaut, write_mp4
 
 RES = 128
 

@@ -316,7 +316,7 @@ def test_user_videos_convert_with_estimated_cameras_and_bad_one_is_skipped(upstr
     """Issue 6 wiring: a real photograph animated into an mp4 goes through ingestion into a
     pseudo_mv group (camera source 'estimated'); a broken file in the same folder is recorded
     with its reason and does not stop the good one."""
-    from tests.ingest.clips import animate_astronaut
+    from tests.pipeline_tasks.ingest.clips import animate_astronaut
 
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -351,7 +351,7 @@ def test_stage3_streams_a_video_in_chunks_and_writes_the_same_store(upstream, tm
     """Issue 12: a video goes through stage 3 ``chunk_frames`` frames at a time (never more in memory for
     rendering), and the store equals the one written from a single chunk, frame for frame. The ingest cache
     keeps the analysis only (no pixels), compressed."""
-    from tests.ingest.clips import animate_astronaut
+    from tests.pipeline_tasks.ingest.clips import animate_astronaut
 
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -507,7 +507,7 @@ def _bench_module(name: str):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    path = Path(__file__).resolve().parents[3] / "bench" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -140,7 +140,7 @@ def test_motion_hook(ingested, astronaut_clip, cache_dir):
 def test_largest_face_is_tracked(tmp_path):
     """Two copies of the photo, a small face left and a large one right: the crop follows the large one."""
     from pipeline_tasks.ingest import MULTIPLE_FACES
-    from tests.ingest.clips import FACE_CENTRE, write_mp4
+    from tests.pipeline_tasks.ingest.clips import FACE_CENTRE, write_mp4
 
     img = data.astronaut()
     canvas = np.full((192, 320, 3), 200, np.uint8)
@@ -159,7 +159,7 @@ def test_largest_face_is_tracked(tmp_path):
 def _two_people(sizes_left, sizes_right, hide_left=()):
     """Frames of two copies of the photo side by side, each face scaled per frame; ``hide_left``: frames where
     the left person is gone (background)."""
-    from tests.ingest.clips import FACE_CENTRE
+    from tests.pipeline_tasks.ingest.clips import FACE_CENTRE
 
     img = data.astronaut()
     frames = []
@@ -182,7 +182,7 @@ def test_one_person_is_tracked_when_the_larger_face_alternates(tmp_path):
     largest face throughout (the old rule, "the largest face in every frame", mixed both people in one video);
     frames where that person is gone are flagged TRACK_LOST and unusable, never filled with the other person."""
     from pipeline_tasks.ingest import LARGE_JUMP, MULTIPLE_FACES, TRACK_LOST
-    from tests.ingest.clips import write_mp4
+    from tests.pipeline_tasks.ingest.clips import write_mp4
 
     t = 16
     big, small = 0.62, 0.56

@@ -1,4 +1,4 @@
-"""Fixtures for the ingestion tests (clips from tests/ingest/clips.py)."""
+"""Fixtures for the ingestion tests (clips from tests/pipeline_tasks/ingest/clips.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ingest.clips import AnimatedClip, animate_astronaut, write_mp4
+from tests.pipeline_tasks.ingest.clips import AnimatedClip, animate_astronaut, write_mp4
 
 
 @pytest.fixture(scope="session")

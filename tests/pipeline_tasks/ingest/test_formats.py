@@ -12,7 +12,7 @@ import pytest
 
 from pipeline_tasks.ingest import IngestConfig, ingest_video
 from pipeline_tasks.ingest.decode import DecodeReport, iter_batches, probe, read_frames, select_frames
-from tests.ingest.clips import animate_astronaut
+from tests.pipeline_tasks.ingest.clips import animate_astronaut
 
 T = 30
 
