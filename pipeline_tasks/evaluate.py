@@ -34,6 +34,7 @@ yaw bin), ``plots/metrics_vs_yaw.png``. Headline scalars go to the manifest (and
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ from pipeline_tasks.data.images import to_model_images
 from pipeline_tasks.eval.benchmark_set import BenchmarkSet
 from pipeline_tasks.eval.instruments import Scorer, fit_pose_probe, get_benchmark
 from pipeline_tasks.eval.metrics import alpha_iou, change_correlation, masked_depth_error
+from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.eval.report import report_markdown, save_grid, summary_line
 from pipeline_tasks.eval.results import EvaluationError, plot_vs_yaw
 from pipeline_tasks.eval.scoring import headline_metrics, instrument_floors, task_result
@@ -177,38 +179,41 @@ def evaluate(cfg: PipelineConfig, model: Artifact | str, registry: ArtifactRegis
     )
 
 
-def _evaluate(
-    cfg,
-    art: Artifact,
-    net,
-    analyser_art: Artifact,
-    e_mot_art: Artifact | None,
-    bench: BenchmarkSet,
-    device,
-    w: ArtifactWriter,
-    samples: Artifact | None = None,
-    registry: ArtifactRegistry | None = None,
-) -> None:
-    analyser = stages.load(analyser_art, device=device)
-    probe, probe_info = fit_pose_probe(analyser, cfg, device)
-    scorer = Scorer(analyser, probe, cfg.eval.lpips_net, device)
-    r = bench.render()
-    n, bins = bench.n, bench.yaw_bins
-    v = len(bins)
-    bin_labels = [f"{y:+g}°" for y in bins]
-    yaw_pitch_bins = torch.tensor([[y, 0.0] for y in bins]).repeat(n, 1)  # [n·V, 2] (identity-major)
-    drv_yp = torch.rad2deg(bench.driving_yaw_pitch)
-    rep = lambda t: t.repeat_interleave(v, 0)  # noqa: E731  per-identity → per (identity, bin)
-    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
-    tasks: dict[str, dict] = {}
-    b = cfg.eval.batch
+@dataclass
+class _Run:
+    """What every task of one evaluation shares: the benchmark's renders, the scorer, the model under test."""
 
-    def run_net(source, m_s=None, m_d=None, cams=None, geometry: bool = False, model=None):
+    cfg: PipelineConfig
+    bench: BenchmarkSet
+    renders: dict[str, torch.Tensor]
+    scorer: Scorer
+    net: Any
+    device: Any
+
+    def __post_init__(self):
+        self.n, self.bins = self.bench.n, self.bench.yaw_bins
+        self.v = len(self.bins)
+        self.bin_labels = [f"{y:+g}°" for y in self.bins]
+        self.yaw_pitch_bins = torch.tensor([[y, 0.0] for y in self.bins]).repeat(self.n, 1)  # [n·V, 2] identity-major
+        self.tgt_cams = self.bench.target_cameras[None].expand(self.n, self.v, 25)
+
+    def rep(self, t: torch.Tensor) -> torch.Tensor:
+        """per identity → per (identity, bin)"""
+        return t.repeat_interleave(self.v, 0)
+
+    @staticmethod
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, *x.shape[2:])
+
+    def result(self, per_image: dict[str, torch.Tensor], labels: list[str] | None = None) -> dict[str, Any]:
+        return task_result(per_image, self.n, self.bin_labels if labels is None else labels)
+
+    def run_net(self, source, m_s=None, m_d=None, cams=None, geometry: bool = False, model=None):
         """Ψ's (or ``model``'s) images at ``cams [n,V,25]``; with ``geometry`` also its alpha (neural
         resolution) and depth (upsampled)."""
-        model = model or net
+        model = model or self.net
         outs, alphas, depths = [], [], []
-        res = source.shape[-1]
+        res, b, device = source.shape[-1], self.cfg.eval.batch, self.device
 
         def up(x):
             return torch.nn.functional.interpolate(
@@ -228,122 +233,151 @@ def _evaluate(
             return torch.cat(outs), torch.cat(alphas), torch.cat(depths)
         return torch.cat(outs)
 
-    tgt_cams = bench.target_cameras[None].expand(n, v, 25)
-    grids: dict[str, tuple] = {}
-    pseudo_views = None
-    if art.kind == "psi3d":
-        truth = flat(r["nvs_targets"])
-        truth_read = scorer.analyse(truth)
-        pred, pred_alpha, pred_depth = run_net(
-            r["source"], cams=tgt_cams, geometry=True
-        )  # [n, V, 3, H, W], [n, V, 1, H, W]
-        known = (rep(bench.source_expression), rep(bench.source_gaze), yaw_pitch_bins)
-        true_alpha, true_depth = flat(r["nvs_alpha"]), flat(r["nvs_depth"])
-        nv = scorer.score(flat(pred), truth, *known, truth_read)
-        nv["soft_iou"] = alpha_iou(flat(pred_alpha), true_alpha)
-        nv["depth_error"] = masked_depth_error(flat(pred_depth), true_depth, true_alpha)
-        tasks["novel_view"] = task_result(nv, n, bin_labels)
-        tasks["input_as_prediction"] = task_result(
-            scorer.score(rep(r["source"]), truth, *known, truth_read), n, bin_labels
-        )
-        if samples is not None:
-            mean_img = _mean_training_image(samples).expand(n * v, -1, -1, -1)
-            tasks["mean_training_image"] = task_result(scorer.score(mean_img, truth, *known, truth_read), n, bin_labels)
-        floors = instrument_floors(truth_read, *known)
-        grids["novel_view"] = (r["source"], None, pred, r["nvs_targets"], ["source"])
-    else:
+
+def _novel_view_tasks(run: _Run, samples: Artifact | None) -> tuple[dict, dict, dict]:
+    """Ψ3d: novel views at the yaw bins (with geometry) beside copy-input and the mean training image."""
+    r, bench, scorer, flat = run.renders, run.bench, run.scorer, run.flat
+    truth = flat(r["nvs_targets"])
+    truth_read = scorer.analyse(truth)
+    pred, pred_alpha, pred_depth = run.run_net(r["source"], cams=run.tgt_cams, geometry=True)  # [n, V, …]
+    known = (run.rep(bench.source_expression), run.rep(bench.source_gaze), run.yaw_pitch_bins)
+    true_alpha, true_depth = flat(r["nvs_alpha"]), flat(r["nvs_depth"])
+    nv = scorer.score(flat(pred), truth, *known, truth_read)
+    nv["soft_iou"] = alpha_iou(flat(pred_alpha), true_alpha)
+    nv["depth_error"] = masked_depth_error(flat(pred_depth), true_depth, true_alpha)
+    tasks = {
+        "novel_view": run.result(nv),
+        "input_as_prediction": run.result(scorer.score(run.rep(r["source"]), truth, *known, truth_read)),
+    }
+    if samples is not None:
+        mean_img = _mean_training_image(samples).expand(run.n * run.v, -1, -1, -1)
+        tasks["mean_training_image"] = run.result(scorer.score(mean_img, truth, *known, truth_read))
+    grids = {"novel_view": (r["source"], None, pred, r["nvs_targets"], ["source"])}
+    return tasks, instrument_floors(truth_read, *known), grids
+
+
+class _Reenactment:
+    """Ψ: reenactment of each benchmark source by its own driving image (self) and another identity's (cross),
+    at the driving camera and at every yaw bin, and the baselines Ψ must beat."""
+
+    def __init__(self, run: _Run, e_mot_art: Artifact):
+        r, bench, scorer, device = run.renders, run.bench, run.scorer, run.device
+        self.run = run
         e_mot = load_motion_encoder(e_mot_art, device)
         with torch.no_grad():
-            enc = lambda x: torch.cat([e_mot.encode(x[s : s + 32].to(device)) for s in range(0, len(x), 32)])  # noqa: E731
-            m_s, m_self, m_cross = enc(r["source"]), enc(r["driving_self"]), enc(r["driving_cross"])
-        cams = torch.cat([bench.driving_cameras[:, None], tgt_cams], 1)  # [n, 1+V, 25]: θ_d then the bins
+
+            def enc(x):
+                return torch.cat([e_mot.encode(x[s : s + 32].to(device)) for s in range(0, len(x), 32)])
+
+            self.m_s, self.m_self, self.m_cross = enc(r["source"]), enc(r["driving_self"]), enc(r["driving_cross"])
+        self.cams = torch.cat([bench.driving_cameras[:, None], run.tgt_cams], 1)  # [n, 1+V, 25]: θ_d, then the bins
         res = r["source"].shape[-1]
-        reg_drv = region_masks(bench.driving_cameras, res)  # where the mouth and the eyes are, per target image
-        reg_bins = region_masks(tgt_cams.reshape(-1, 25), res)
-        truth_bins = flat(r["reenact_targets"])
-        truth_source_expr = flat(r["nvs_targets"])  # the same cameras with the source's own expression
-        truth_read = scorer.analyse(truth_bins)
-        drv_read = scorer.analyse(r["driving_self"])
-        known_bins = (rep(bench.driving_expression), rep(bench.driving_gaze), yaw_pitch_bins)
-        known_drv = (bench.driving_expression, bench.driving_gaze, drv_yp)
+        self.reg_drv = region_masks(bench.driving_cameras, res)  # where the mouth and the eyes are, per target image
+        self.reg_bins = region_masks(run.tgt_cams.reshape(-1, 25), res)
+        self.truth_bins = run.flat(r["reenact_targets"])
+        self.truth_source_expr = run.flat(r["nvs_targets"])  # the same cameras with the source's own expression
+        self.truth_read = scorer.analyse(self.truth_bins)
+        self.drv_read = scorer.analyse(r["driving_self"])
+        self.known_bins = (run.rep(bench.driving_expression), run.rep(bench.driving_gaze), run.yaw_pitch_bins)
+        self.known_drv = (bench.driving_expression, bench.driving_gaze, torch.rad2deg(bench.driving_yaw_pitch))
 
-        def at_driving_view(pred):
-            return scorer.score(pred, r["driving_self"], *known_drv, drv_read, regions=reg_drv)
+    def at_driving_view(self, pred):
+        r = self.run.renders
+        return self.run.scorer.score(pred, r["driving_self"], *self.known_drv, self.drv_read, regions=self.reg_drv)
 
-        def at_bins(pred_flat):
-            return scorer.score(pred_flat, truth_bins, *known_bins, truth_read, regions=reg_bins)
-
-        pred_self, alpha_self, _ = run_net(r["source"], m_s, m_self, cams, geometry=True)
-        pred_cross, alpha_cross, _ = run_net(r["source"], m_s, m_cross, cams, geometry=True)
-        true_alpha = flat(r["reenact_alpha"])
-        pred_none = run_net(r["source"], m_s, m_s, cams)  # no reenactment: v_d = v_s
-        tasks["self_reenactment"] = task_result(at_driving_view(pred_self[:, 0]), n, ["driving cam"])
-        cv = at_bins(flat(pred_self[:, 1:]))
-        cv["change_correlation"] = change_correlation(
-            flat(pred_self[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr
+    def at_bins(self, pred_flat):
+        return self.run.scorer.score(
+            pred_flat, self.truth_bins, *self.known_bins, self.truth_read, regions=self.reg_bins
         )
-        cv["soft_iou"] = alpha_iou(flat(alpha_self[:, 1:]), true_alpha)  # geometry of the reenacted head
-        tasks["cross_view"] = task_result(cv, n, bin_labels)
-        tasks["cross_identity_driving_view"] = task_result(at_driving_view(pred_cross[:, 0]), n, ["driving cam"])
-        ci = at_bins(flat(pred_cross[:, 1:]))
-        ci["change_correlation"] = change_correlation(
-            flat(pred_cross[:, 1:]), flat(pred_none[:, 1:]), truth_bins, truth_source_expr
+
+    def task_at_bins(self, pred, pred_none, alpha) -> dict[str, Any]:
+        """``pred [n, 1+V, …]`` scored at the bins, with its change correlation against no motion and its IoU."""
+        run, flat = self.run, self.run.flat
+        scores = self.at_bins(flat(pred[:, 1:]))
+        scores["change_correlation"] = change_correlation(
+            flat(pred[:, 1:]), flat(pred_none[:, 1:]), self.truth_bins, self.truth_source_expr
         )
-        ci["soft_iou"] = alpha_iou(flat(alpha_cross[:, 1:]), true_alpha)
-        tasks["cross_identity"] = task_result(ci, n, bin_labels)
+        scores["soft_iou"] = alpha_iou(flat(alpha[:, 1:]), run.flat(run.renders["reenact_alpha"]))
+        return run.result(scores)
+
+    def tasks(self) -> tuple[dict, dict]:
+        run, r = self.run, self.run.renders
+        pred_self, alpha_self, _ = run.run_net(r["source"], self.m_s, self.m_self, self.cams, geometry=True)
+        pred_cross, alpha_cross, _ = run.run_net(r["source"], self.m_s, self.m_cross, self.cams, geometry=True)
+        self.pred_none = run.run_net(r["source"], self.m_s, self.m_s, self.cams)  # no reenactment: v_d = v_s
+        drv = ["driving cam"]
+        tasks = {
+            "self_reenactment": run.result(self.at_driving_view(pred_self[:, 0]), drv),
+            "cross_view": self.task_at_bins(pred_self, self.pred_none, alpha_self),
+            "cross_identity_driving_view": run.result(self.at_driving_view(pred_cross[:, 0]), drv),
+            "cross_identity": self.task_at_bins(pred_cross, self.pred_none, alpha_cross),
+        }
+        truth = torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1)
+        grids = {
+            "self_reenactment": (
+                r["source"],
+                r["driving_self"],
+                pred_self,
+                truth,
+                ["source", "driving (A)", "driving cam"],
+            ),
+            "cross_identity": (
+                r["source"],
+                r["driving_cross"],
+                pred_cross,
+                truth,
+                ["source", "driving (B)", "driving cam"],
+            ),
+        }
+        return tasks, grids
+
+    def baselines(self, psi3d_art: Artifact | None) -> dict[str, dict]:
+        """What Ψ must beat: no reenactment, the source copied, and Ψ3d (what Ψ starts from) at the target camera."""
+        run, r, flat, drv = self.run, self.run.renders, self.run.flat, ["driving cam"]
+        tasks = {
+            "no_motion": run.result(self.at_bins(flat(self.pred_none[:, 1:]))),
+            "no_motion_driving_view": run.result(self.at_driving_view(self.pred_none[:, 0]), drv),
+            "copy_source": run.result(self.at_bins(run.rep(r["source"]))),
+            "copy_source_driving_view": run.result(self.at_driving_view(r["source"]), drv),
+        }
+        if psi3d_art is not None:
+            psi3d = stages.load(psi3d_art, model_cfg=run.cfg.model, device=run.device)
+            pred_p3 = run.run_net(r["source"], cams=self.cams, model=psi3d)
+            tasks["psi3d_source"] = run.result(self.at_bins(flat(pred_p3[:, 1:])))
+            tasks["psi3d_source_driving_view"] = run.result(self.at_driving_view(pred_p3[:, 0]), drv)
+        return tasks
+
+
+def _evaluate(
+    cfg,
+    art: Artifact,
+    net,
+    analyser_art: Artifact,
+    e_mot_art: Artifact | None,
+    bench: BenchmarkSet,
+    device,
+    w: ArtifactWriter,
+    samples: Artifact | None = None,
+    registry: ArtifactRegistry | None = None,
+) -> None:
+    analyser = stages.load(analyser_art, device=device)
+    probe, probe_info = fit_pose_probe(analyser, cfg, device)
+    scorer = Scorer(analyser, probe, cfg.eval.lpips_net, device)
+    run = _Run(cfg, bench, bench.render(), scorer, net, device)
+    ancestors: dict[str, Artifact] = {}
+    for a in registry.ancestors(art) if registry is not None else []:
+        ancestors.setdefault(a.kind, a)  # the nearest of each kind
+    pseudo_views = None
+    if art.kind == "psi3d":
+        tasks, floors, grids = _novel_view_tasks(run, samples)
+    else:
+        reenact = _Reenactment(run, e_mot_art)
+        tasks, grids = reenact.tasks()
         if cfg.eval.baselines:
-            # what Ψ must beat: no reenactment, the source copied, and Ψ3d (what Ψ starts from) at the target camera
-            tasks["no_motion"] = task_result(at_bins(flat(pred_none[:, 1:])), n, bin_labels)
-            tasks["no_motion_driving_view"] = task_result(at_driving_view(pred_none[:, 0]), n, ["driving cam"])
-            tasks["copy_source"] = task_result(at_bins(rep(r["source"])), n, bin_labels)
-            tasks["copy_source_driving_view"] = task_result(at_driving_view(r["source"]), n, ["driving cam"])
-            p3 = next((a for a in registry.ancestors(art) if a.kind == "psi3d"), None) if registry is not None else None
-            if p3 is not None:
-                psi3d = stages.load(p3, model_cfg=cfg.model, device=device)
-                pred_p3 = run_net(r["source"], cams=cams, model=psi3d)
-                tasks["psi3d_source"] = task_result(at_bins(flat(pred_p3[:, 1:])), n, bin_labels)
-                tasks["psi3d_source_driving_view"] = task_result(at_driving_view(pred_p3[:, 0]), n, ["driving cam"])
-        floors = instrument_floors(truth_read, *known_bins)
-        pmv = (
-            next((a for a in registry.ancestors(art) if a.kind == "pseudo_mv"), None) if registry is not None else None
-        )
-        if pmv is not None:
-            from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
-
-            pseudo_views = pseudo_view_fidelity(pmv.path / "store.zarr")
-        grids["self_reenactment"] = (
-            r["source"],
-            r["driving_self"],
-            pred_self,
-            torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1),
-            ["source", "driving (A)", "driving cam"],
-        )
-        grids["cross_identity"] = (
-            r["source"],
-            r["driving_cross"],
-            pred_cross,
-            torch.cat([r["driving_self"][:, None], r["reenact_targets"]], 1),
-            ["source", "driving (B)", "driving cam"],
-        )
-
-    k = min(cfg.eval.grid_identities, n)
-    for name, (src, drv, pred, truth, first_cols) in grids.items():
-        save_grid(
-            w.path / "grids" / f"{name}.png",
-            src[:k],
-            None if drv is None else drv[:k],
-            pred[:k],
-            truth[:k],
-            first_cols + bin_labels,
-            bench,
-            f"{art.kind} {art.version}: {name.replace('_', ' ')} (rows: prediction / truth)",
-        )
-    plot_vs_yaw(
-        {t: res for t, res in tasks.items() if len(res["bins"]) == v},
-        bins,
-        w.path / "plots" / "metrics_vs_yaw.png",
-        f"{art.kind} {art.ref} on benchmark {bench.digest()}",
-    )
+            tasks.update(reenact.baselines(ancestors.get("psi3d")))
+        floors = instrument_floors(reenact.truth_read, *reenact.known_bins)
+        if "pseudo_mv" in ancestors:
+            pseudo_views = pseudo_view_fidelity(ancestors["pseudo_mv"].path / "store.zarr")
     result = {
         "model": art.ref,
         "model_kind": art.kind,
@@ -351,8 +385,8 @@ def _evaluate(
         "benchmark": {
             "version": bench.spec.version,
             "digest": bench.digest(),
-            "identities": n,
-            "yaw_bins_degrees": bins,
+            "identities": run.n,
+            "yaw_bins_degrees": run.bins,
         },
         "instruments": {
             "analyser": analyser_art.ref,
@@ -366,15 +400,38 @@ def _evaluate(
     }
     if pseudo_views is not None:
         result["pseudo_views"] = pseudo_views
+    _write_outputs(w, run, art, result, grids)
+
+
+def _write_outputs(w: ArtifactWriter, run: _Run, art: Artifact, result: dict, grids: dict) -> None:
+    """The grids, the metric-by-yaw plot, metrics.json, benchmark.json, report.md and the headline metrics."""
+    bench, tasks = run.bench, result["tasks"]
+    k = min(run.cfg.eval.grid_identities, run.n)
+    for name, (src, drv, pred, truth, first_cols) in grids.items():
+        save_grid(
+            w.path / "grids" / f"{name}.png",
+            src[:k],
+            None if drv is None else drv[:k],
+            pred[:k],
+            truth[:k],
+            first_cols + run.bin_labels,
+            bench,
+            f"{art.kind} {art.version}: {name.replace('_', ' ')} (rows: prediction / truth)",
+        )
+    plot_vs_yaw(
+        {t: res for t, res in tasks.items() if len(res["bins"]) == run.v},
+        run.bins,
+        w.path / "plots" / "metrics_vs_yaw.png",
+        f"{art.kind} {art.ref} on benchmark {bench.digest()}",
+    )
     (w.path / "metrics.json").write_text(json.dumps(result, indent=2))
     (w.path / "benchmark.json").write_text(json.dumps(bench.describe(), indent=2))
-    headline = headline_metrics(result)
     (w.path / "report.md").write_text(report_markdown(result, art))
-    w.metrics.update(headline)
+    w.metrics.update(headline_metrics(result))
     w.counts.update(
         {
-            "identities": n,
-            "yaw_bins": v,
+            "identities": run.n,
+            "yaw_bins": run.v,
             "images_scored": int(sum(len(t["per_image"]["psnr"]) * len(t["bins"]) for t in tasks.values())),
         }
     )
