@@ -320,90 +320,32 @@ def _analyse(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, an
     path = info.path
     indices, fps = select_frames(info, cfg.target_fps, cfg.frame_stride, cfg.max_frames)
     n_before_limit = len(select_frames(info, cfg.target_fps, cfg.frame_stride, None)[0])
-    n = len(indices)
-    if n == 0:
+    if len(indices) == 0:
         raise IngestionError(path, "zero frames after frame selection (target_fps/stride/max_frames)")
     analyzer.reset()
-
-    # pass 1: faces on (downscaled) frames, one tracked person
-    kp = np.full((n, len(KEYPOINT_NAMES), 2), np.nan)
-    score = np.zeros(n, dtype=np.float32)
-    n_faces = np.zeros(n, dtype=np.int32)
-    lost_track = np.zeros(n, dtype=bool)
-    f = min(1.0, cfg.analysis_max_side / max(info.width, info.height))
-    damage = DecodeReport()
-    last = None  # the tracked person's last box (cx, cy, size) in analysis pixels
-    for positions, batch in iter_batches(path, indices, cfg.decode_batch, info.codec, info, damage):
-        for t, frame in zip(positions, batch):
-            small = (
-                frame
-                if f == 1.0
-                else cv2.resize(frame, (round(info.width * f), round(info.height * f)), interpolation=cv2.INTER_AREA)
-            )
-            faces = analyzer.faces(small)
-            face, lost_track[t] = track_face(faces, last, cfg.track_gate)
-            n_faces[t] = len(faces)
-            if face is not None:
-                last = _box(face)
-                sx, sy = info.width / small.shape[1], info.height / small.shape[0]
-                kp[t] = face.keypoints * (sx, sy)
-                score[t] = face.score
+    faces, damage = _track_faces(info, indices, cfg, analyzer)
     lost = np.zeros(0, dtype=np.int64)
     if damage.missing_positions:  # frames the decoder could not read: left out of the video, recorded
-        ok = np.ones(n, dtype=bool)
+        ok = np.ones(len(indices), dtype=bool)
         ok[damage.missing_positions] = False
         lost, indices = indices[~ok], indices[ok]
-        kp, score, n_faces, lost_track = kp[ok], score[ok], n_faces[ok], lost_track[ok]
-        n = len(indices)
-
-    # per-frame quality
-    flags = np.zeros(n, dtype=np.uint8)
-    has_face = ~np.isnan(kp[:, 0, 0])
-    flags[~has_face & ~lost_track] |= NO_FACE
-    flags[lost_track] |= TRACK_LOST
-    flags[has_face & (score < cfg.min_face_score)] |= LOW_CONFIDENCE
-    flags[n_faces > 1] |= MULTIPLE_FACES
-    raw = np.full((n, 3), np.nan)
-    for t in np.flatnonzero(has_face):
-        raw[t] = estimate_crop(kp[t, _KP_ALIGN])
-    prev = None
-    for t in np.flatnonzero(has_face):
-        if prev is not None:
-            d = np.linalg.norm(raw[t, :2] - raw[prev, :2]) / raw[prev, 2]
-            if d > cfg.max_jump or abs(np.log(raw[t, 2] / raw[prev, 2])) > cfg.max_jump:
-                flags[t] |= LARGE_JUMP
-        prev = t
+        faces = {k: v[ok] for k, v in faces.items()}
+    kp, score = faces["keypoints"], faces["score"]
+    flags, raw, has_face = _quality_flags(faces, cfg)
     _check_usable(path, flags, cfg, "no face found" if not has_face.any() else None)
-
-    # smoothed crops (in units of the median crop size, so the filter is resolution independent)
-    valid = (flags & (NO_FACE | LOW_CONFIDENCE | TRACK_LOST)) == 0
-    starts = (flags & LARGE_JUMP) != 0
-    scale = float(np.median(raw[valid, 2]))
-    sig = np.stack([raw[:, 0] / scale, raw[:, 1] / scale, np.log(raw[:, 2] / scale)], axis=1)
-    sig = one_euro_segments(fill_gaps(sig, valid), fps, cfg.crop_smoothing, starts)
-    crop = np.stack([sig[:, 0] * scale, sig[:, 1] * scale, np.exp(sig[:, 2]) * scale], axis=1)
+    crop, valid, starts = _smoothed_crops(raw, flags, fps, cfg, info)
     kp_crop = (kp - crop[:, None, :2]) / crop[:, None, 2:3] + 0.5
-    for t in range(n):
-        if outside_fraction(crop[t], info.width, info.height) > 0.1:
-            flags[t] |= CROP_PADDED
-
-    # cameras: PnP per valid frame, gaps filled, smoothed
-    pose = np.full((n, 6), np.nan)
-    for t in np.flatnonzero(valid):
-        sol = solve_head_pose(kp_crop[t, _KP_PNP])
-        if sol is None:
-            flags[t] |= PNP_FAILED
-        else:
-            pose[t] = np.concatenate(sol)
+    pose = _head_poses(kp_crop, flags, valid)
     _check_usable(path, flags, cfg, None)
     pose_ok = ~np.isnan(pose[:, 0])
-    pose = one_euro_segments(fill_gaps(pose, pose_ok), fps, cfg.camera_smoothing, starts)
+    pose = one_euro_segments(fill_gaps(pose, pose_ok), fps, cfg.camera_smoothing, starts)  # gaps filled, smoothed
     cameras = np.stack([pose_to_label(p[:3], p[3:]) for p in pose])
-    reproj = np.array([reprojection_error(cameras[t], kp_crop[t, _KP_PNP]) if pose_ok[t] else np.nan for t in range(n)])
-
+    reproj = np.array(
+        [reprojection_error(cameras[t], kp_crop[t, _KP_PNP]) if pose_ok[t] else np.nan for t in range(len(indices))]
+    )
     usable = (flags & UNUSABLE) == 0
     quality = {
-        "n_frames": int(n),
+        "n_frames": int(len(indices)),
         "n_usable": int(usable.sum()),
         "usable_fraction": float(usable.mean()),
         "flag_counts": {name: int(((flags & bit) != 0).sum()) for bit, name in FLAG_NAMES.items()},
@@ -442,6 +384,91 @@ def _analyse(info: VideoInfo, resolution: int, cfg: IngestConfig, chash: str, an
         face_score=score,
         quality=quality,
     )
+
+
+def _track_faces(
+    info: VideoInfo, indices: np.ndarray, cfg: IngestConfig, analyzer: FaceAnalyzer
+) -> tuple[dict[str, np.ndarray], DecodeReport]:
+    """Pass 1: faces on (downscaled) frames, one tracked person. Per selected frame: its keypoints in source
+    pixels (NaN without a face), score, number of faces seen and whether the tracked person was lost."""
+    n = len(indices)
+    kp = np.full((n, len(KEYPOINT_NAMES), 2), np.nan)
+    score = np.zeros(n, dtype=np.float32)
+    n_faces = np.zeros(n, dtype=np.int32)
+    lost_track = np.zeros(n, dtype=bool)
+    f = min(1.0, cfg.analysis_max_side / max(info.width, info.height))
+    damage = DecodeReport()
+    last = None  # the tracked person's last box (cx, cy, size) in analysis pixels
+    for positions, batch in iter_batches(info.path, indices, cfg.decode_batch, info.codec, info, damage):
+        for t, frame in zip(positions, batch):
+            small = (
+                frame
+                if f == 1.0
+                else cv2.resize(frame, (round(info.width * f), round(info.height * f)), interpolation=cv2.INTER_AREA)
+            )
+            faces = analyzer.faces(small)
+            face, lost_track[t] = track_face(faces, last, cfg.track_gate)
+            n_faces[t] = len(faces)
+            if face is not None:
+                last = _box(face)
+                sx, sy = info.width / small.shape[1], info.height / small.shape[0]
+                kp[t] = face.keypoints * (sx, sy)
+                score[t] = face.score
+    return {"keypoints": kp, "score": score, "n_faces": n_faces, "lost_track": lost_track}, damage
+
+
+def _quality_flags(faces: dict[str, np.ndarray], cfg: IngestConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame flags (no face, lost track, low confidence, several faces, a jump of the crop) and the raw
+    crop (cx, cy, size) of each frame with a face."""
+    kp, score, n_faces, lost_track = faces["keypoints"], faces["score"], faces["n_faces"], faces["lost_track"]
+    n = len(kp)
+    flags = np.zeros(n, dtype=np.uint8)
+    has_face = ~np.isnan(kp[:, 0, 0])
+    flags[~has_face & ~lost_track] |= NO_FACE
+    flags[lost_track] |= TRACK_LOST
+    flags[has_face & (score < cfg.min_face_score)] |= LOW_CONFIDENCE
+    flags[n_faces > 1] |= MULTIPLE_FACES
+    raw = np.full((n, 3), np.nan)
+    for t in np.flatnonzero(has_face):
+        raw[t] = estimate_crop(kp[t, _KP_ALIGN])
+    prev = None
+    for t in np.flatnonzero(has_face):
+        if prev is not None:
+            d = np.linalg.norm(raw[t, :2] - raw[prev, :2]) / raw[prev, 2]
+            if d > cfg.max_jump or abs(np.log(raw[t, 2] / raw[prev, 2])) > cfg.max_jump:
+                flags[t] |= LARGE_JUMP
+        prev = t
+    return flags, raw, has_face
+
+
+def _smoothed_crops(
+    raw: np.ndarray, flags: np.ndarray, fps: float, cfg: IngestConfig, info: VideoInfo
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops smoothed in units of the median crop size (so the filter is resolution independent), restarted
+    at large jumps; flags frames whose crop leaves the image (``CROP_PADDED``). Returns (crop, valid, starts)."""
+    valid = (flags & (NO_FACE | LOW_CONFIDENCE | TRACK_LOST)) == 0
+    starts = (flags & LARGE_JUMP) != 0
+    scale = float(np.median(raw[valid, 2]))
+    sig = np.stack([raw[:, 0] / scale, raw[:, 1] / scale, np.log(raw[:, 2] / scale)], axis=1)
+    sig = one_euro_segments(fill_gaps(sig, valid), fps, cfg.crop_smoothing, starts)
+    crop = np.stack([sig[:, 0] * scale, sig[:, 1] * scale, np.exp(sig[:, 2]) * scale], axis=1)
+    for t in range(len(crop)):
+        if outside_fraction(crop[t], info.width, info.height) > 0.1:
+            flags[t] |= CROP_PADDED
+    return crop, valid, starts
+
+
+def _head_poses(kp_crop: np.ndarray, flags: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Head pose (rotation, translation) ``[T, 6]`` by PnP on each valid frame; NaN elsewhere, and
+    ``PNP_FAILED`` where PnP fails."""
+    pose = np.full((len(kp_crop), 6), np.nan)
+    for t in np.flatnonzero(valid):
+        sol = solve_head_pose(kp_crop[t, _KP_PNP])
+        if sol is None:
+            flags[t] |= PNP_FAILED
+        else:
+            pose[t] = np.concatenate(sol)
+    return pose
 
 
 def _check_usable(path: Path, flags: np.ndarray, cfg: IngestConfig, why: str | None) -> None:
