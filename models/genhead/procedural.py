@@ -202,7 +202,11 @@ def derive(shape: torch.Tensor, expression: torch.Tensor, gaze: torch.Tensor, z:
     G["h_freq"] = 10.0 + 10.0 * U["hair_wave_freq"]
     G["h_part"] = (U["hair_part"] - 0.5) * 0.25
 
-    # colours
+    return G, _colours(U)
+
+
+def _colours(U: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-sample colours (``[B,3]`` each; ``tex`` ``[B,4]``) from the z uniforms."""
     skin = _palette(_SKIN, U["skin_tone"], smooth=True)
     skin = skin + (U["skin_warmth"][:, None] - 0.5) * torch.tensor([0.04, 0.01, -0.05])
     hair = _palette(_HAIR, U["hair_colour"], smooth=False) * (0.8 + 0.4 * U["hair_shade"][:, None])
@@ -226,7 +230,7 @@ def derive(shape: torch.Tensor, expression: torch.Tensor, gaze: torch.Tensor, z:
         "blush": U["blush"][:, None].expand(-1, 3),
         "beard": U["beard_shadow"][:, None].expand(-1, 3),
     }
-    return G, C
+    return C
 
 
 # ------------------------------------------------------------------------------------ the SDF
@@ -281,52 +285,16 @@ def head_sdf(x, y, z, G: _Rows, parts: bool = False):
     brow = _ell(*bq, 0.06, 0.015, 0.022)
     d = _smin(d, brow, 0.012)
     # --- lips (upper on the skull, lower on the jaw), curled by smile; cavity; teeth
-    curl = G.mo_curl * x * x
-    lt = G.lip_t
-    ulip = _ell(x, y + 0.163 - curl, z - G.mo_z, G.mo_rx, 0.021 * lt, 0.034)
-    ljy = jy + 0.005  # lower lip follows the jaw
-    llip = _ell(x, ljy + 0.197 - curl, jz - G.mo_z + 0.006, G.mo_rx * 0.95, 0.024 * lt, 0.034)
-    lips = _smin(ulip, llip, 0.012)
+    lips, cav, teeth = _mouth(x, y, z, jy, jz, G)
     d = _smin(d, lips, 0.012)
-    # cavity spans from the upper lip line to the (moving) lower lip line
-    top, bot = -0.175, -0.182 - (0.177 * (1.0 - G.jaw_c) + 0.35 * G.jaw_s)  # lower lip drops with the jaw
-    cy = 0.5 * (top + bot)
-    cry = 0.5 * (top - bot) + G.cav_ry
-    cav = _ell(x, y - cy - curl, z - 0.235, G.mo_rx * 0.92, cry, 0.09)
     d = _smax(d, -cav, 0.008)
-    ut = _ell(x, y + 0.169, z - 0.262, 0.052, 0.014, 0.018)
-    lt_ = _ell(x, jy + 0.191, jz - 0.258, 0.048, 0.013, 0.017)
-    teeth = torch.minimum(ut, lt_)
     d = torch.minimum(d, teeth)
     # --- eyelids: shells around the eyeball cut by planes at elevation angles; blink per side
-    re = G.ey_r
-    r = _len3(qx, qy, qz)
-    shell = (r - re - 0.008).abs() - 0.0065
-    th_u = torch.where(side_left, G.lid_u_l, G.lid_u_r)
-    up = -(qy * torch.cos(th_u) - qz * torch.sin(th_u))
-    th_l = G.lid_l
-    lo = qy * torch.cos(th_l) - qz * torch.sin(th_l)
-    lids = torch.maximum(shell, torch.minimum(up, lo))
+    lids, eyes = _eyelids_and_eyes(qx, qy, qz, side_left, G)
     d = _smin(d, lids, 0.006)
-    eyes = r - re
     d = torch.minimum(d, eyes)
     # --- hair: cap over the cranium above a hairline; drape at the back; top puff; waves
-    ang = torch.atan2(x, z)
-    wave = G.h_wave * torch.sin(G.h_freq * ang + 5.0 * y)  # locks running down from the crown
-    cap = _ell(x, y - G.cr_y - 0.01, z + 0.035, G.cr_rx + G.h_thick, G.cr_ry + G.h_thick, G.cr_rz + G.h_thick) - wave
-    # hairline: h_front over the forehead, just above the ears at the sides, h_back behind the ears
-    side = torch.sigmoid((ax - 0.2) / 0.03)
-    front = G.h_front + G.h_arc * (ax / 0.2).clamp(max=1.0) ** 2  # arched fringe or receding temples
-    front = front + (torch.minimum(front, torch.full_like(front, 0.13)) - front) * side
-    wb = torch.sigmoid((-0.13 - z) / 0.04)
-    line = front + (G.h_back - front) * wb
-    hair = _smax(cap, line - y, 0.03)
-    drape = _ell(x, y - 0.05 + 0.25 * G.h_len, z + 0.16, G.cr_rx + G.h_thick + 0.01, 0.18 + 0.28 * G.h_len, 0.26)
-    drape = _smax(drape - wave, z + 0.13, 0.04)
-    drape = _smax(drape, line - y, 0.03)
-    hair = _smin(hair, drape, 0.04)
-    puff = _ell(x - G.h_part, y - 0.44, z + 0.06, 0.2, 0.04 + 0.1 * G.h_top, 0.22) + 0.08 * (1.0 - G.h_top) - wave
-    hair = _smin(hair, puff, 0.06)
+    hair = _hair(x, y, z, ax, G)
     d = _smin(d, hair, 0.012)
     # --- clip to the head box (head frame)
     box = torch.maximum(torch.maximum(ax, y.abs()), z.abs()) - BOX_HALF
@@ -350,6 +318,62 @@ def head_sdf(x, y, z, G: _Rows, parts: bool = False):
         "jaw": jaw,
         "nose": nose,
     }
+
+
+def _mouth(x, y, z, jy, jz, G: _Rows):
+    """The lips (upper on the skull, lower on the jaw), curled by smile; the mouth cavity; the teeth.
+    ``jy, jz``: head-frame y, z rotated with the jaw."""
+    curl = G.mo_curl * x * x
+    lt = G.lip_t
+    ulip = _ell(x, y + 0.163 - curl, z - G.mo_z, G.mo_rx, 0.021 * lt, 0.034)
+    ljy = jy + 0.005  # lower lip follows the jaw
+    llip = _ell(x, ljy + 0.197 - curl, jz - G.mo_z + 0.006, G.mo_rx * 0.95, 0.024 * lt, 0.034)
+    lips = _smin(ulip, llip, 0.012)
+    # cavity spans from the upper lip line to the (moving) lower lip line
+    top, bot = -0.175, -0.182 - (0.177 * (1.0 - G.jaw_c) + 0.35 * G.jaw_s)  # lower lip drops with the jaw
+    cy = 0.5 * (top + bot)
+    cry = 0.5 * (top - bot) + G.cav_ry
+    cav = _ell(x, y - cy - curl, z - 0.235, G.mo_rx * 0.92, cry, 0.09)
+    ut = _ell(x, y + 0.169, z - 0.262, 0.052, 0.014, 0.018)
+    lt_ = _ell(x, jy + 0.191, jz - 0.258, 0.048, 0.013, 0.017)
+    teeth = torch.minimum(ut, lt_)
+    return lips, cav, teeth
+
+
+def _eyelids_and_eyes(qx, qy, qz, side_left, G: _Rows):
+    """Eyelids (shells around the eyeball cut by planes at elevation angles; blink per side) and eyeballs,
+    at points relative to the eye centre."""
+    re = G.ey_r
+    r = _len3(qx, qy, qz)
+    shell = (r - re - 0.008).abs() - 0.0065
+    th_u = torch.where(side_left, G.lid_u_l, G.lid_u_r)
+    up = -(qy * torch.cos(th_u) - qz * torch.sin(th_u))
+    th_l = G.lid_l
+    lo = qy * torch.cos(th_l) - qz * torch.sin(th_l)
+    lids = torch.maximum(shell, torch.minimum(up, lo))
+    eyes = r - re
+    return lids, eyes
+
+
+def _hair(x, y, z, ax, G: _Rows):
+    """Hair: a cap over the cranium above a hairline, a drape at the back, a top puff, waves."""
+    ang = torch.atan2(x, z)
+    wave = G.h_wave * torch.sin(G.h_freq * ang + 5.0 * y)  # locks running down from the crown
+    cap = _ell(x, y - G.cr_y - 0.01, z + 0.035, G.cr_rx + G.h_thick, G.cr_ry + G.h_thick, G.cr_rz + G.h_thick) - wave
+    # hairline: h_front over the forehead, just above the ears at the sides, h_back behind the ears
+    side = torch.sigmoid((ax - 0.2) / 0.03)
+    front = G.h_front + G.h_arc * (ax / 0.2).clamp(max=1.0) ** 2  # arched fringe or receding temples
+    front = front + (torch.minimum(front, torch.full_like(front, 0.13)) - front) * side
+    wb = torch.sigmoid((-0.13 - z) / 0.04)
+    line = front + (G.h_back - front) * wb
+    hair = _smax(cap, line - y, 0.03)
+    drape = _ell(x, y - 0.05 + 0.25 * G.h_len, z + 0.16, G.cr_rx + G.h_thick + 0.01, 0.18 + 0.28 * G.h_len, 0.26)
+    drape = _smax(drape - wave, z + 0.13, 0.04)
+    drape = _smax(drape, line - y, 0.03)
+    hair = _smin(hair, drape, 0.04)
+    puff = _ell(x - G.h_part, y - 0.44, z + 0.06, 0.2, 0.04 + 0.1 * G.h_top, 0.22) + 0.08 * (1.0 - G.h_top) - wave
+    hair = _smin(hair, puff, 0.06)
+    return hair
 
 
 # The head (any parameters) lies inside ELLIPSOID ∪ NECK_CYLINDER (checked by tests/models/genhead).
