@@ -212,21 +212,7 @@ def _write(
         lines.append("")
     lines += ["![ablation vs yaw](plots/ablation_vs_yaw.png)", ""]
     (w.path / "report.md").write_text("\n".join(lines))
-    bins_v = [t for t in ("cross_view", "cross_identity") if t in comp]
-    if bins_v:
-        yaw = ma[0]["benchmark"]["yaw_bins_degrees"]
-        tasks = {}
-        for t in bins_v:
-            tasks[f"{t} ({labels[0]})"] = {"by_bin": {m: v["method"] for m, v in comp[t]["metrics"].items()}}
-            tasks[f"{t} ({labels[1]})"] = {"by_bin": {m: v["baseline"] for m, v in comp[t]["metrics"].items()}}
-        styles = {k: ("--" if labels[1] in k else "-") for k in tasks}
-        plot_vs_yaw(
-            tasks,
-            yaw,
-            w.path / "plots" / "ablation_vs_yaw.png",
-            f"ablation: {labels[0]} (solid) vs {labels[1]} (dashed)",
-            styles,
-        )
+    _plot(comp, labels, ma[0]["benchmark"]["yaw_bins_degrees"], w.path / "plots" / "ablation_vs_yaw.png")
     for t, res in comp.items():
         for m in [
             m
@@ -239,6 +225,19 @@ def _write(
                 w.metrics[f"delta_{t}_psnr_yaw{lab.rstrip('°')}"] = round(dv, 4)
     w.counts.update({"tasks": len(comp), "identities": ma[0]["benchmark"]["identities"], "seeds": len(a)})
     print("\n".join(lines[:8]))
+
+
+def _plot(comp: dict, labels, yaw: list[float], path) -> None:
+    """Both variants' metrics by yaw bin (solid: the method, dashed: the baseline) for the tasks that have bins."""
+    bins_v = [t for t in ("cross_view", "cross_identity") if t in comp]
+    if not bins_v:
+        return
+    tasks = {}
+    for t in bins_v:
+        tasks[f"{t} ({labels[0]})"] = {"by_bin": {m: v["method"] for m, v in comp[t]["metrics"].items()}}
+        tasks[f"{t} ({labels[1]})"] = {"by_bin": {m: v["baseline"] for m, v in comp[t]["metrics"].items()}}
+    styles = {k: ("--" if labels[1] in k else "-") for k in tasks}
+    plot_vs_yaw(tasks, yaw, path, f"ablation: {labels[0]} (solid) vs {labels[1]} (dashed)", styles)
 
 
 def significant_bins(metric: str, r: dict) -> tuple[int, int]:

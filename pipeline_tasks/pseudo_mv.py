@@ -471,23 +471,7 @@ def convert(
         shard_fn = lambda items: convert_videos(cfg, items, store, psi3d_art, me_art, cache_dir, progress)  # noqa: E731
         parts = shards(inputs, cfg.pseudo_mv.shard_videos)
         results = map_shards(shard_fn, parts) if map_shards else [shard_fn(p) for p in parts]
-        entries = dict(previous)
-        for r in results:
-            for e in r.converted + r.skipped:
-                entries[e["video_id"]] = e
-        completed = set(pm.completed_videos(store))
-        index = []
-        for v in inputs:  # input order; finished groups from an earlier (killed) run count as converted
-            e = entries.get(v.video_id)
-            if e is None and v.video_id in completed:
-                e = {
-                    "video_id": v.video_id,
-                    "source_file": v.path,
-                    "frames": int(pm.open_group_frames(store, v.video_id)),
-                    "status": "converted",
-                }
-            if e is not None:
-                index.append({**e, "also_at": list(v.also_at)} if v.also_at else e)
+        index = _final_index(store, inputs, previous, results)
         pm.set_index(store, index)
         converted = [e for e in index if e["status"] == "converted"]
         if not converted:
@@ -512,9 +496,8 @@ def convert(
         (w.path / "index.json").write_text(json.dumps(index, indent=2))
         write_contact_sheet(store, w.path / CONTACT_SHEET)
         fidelity = pseudo_view_fidelity(store)
-        if (
-            fidelity is not None
-        ):  # synthetic videos: are the views novel views? (pipeline_tasks/eval/pseudo_view_check.py)
+        # synthetic videos: are the views novel views? (pipeline_tasks/eval/pseudo_view_check.py)
+        if fidelity is not None:
             w.metrics.update({f"pseudo_views_{k}": v for k, v in fidelity.items() if isinstance(v, float)})
             (w.path / "pseudo_view_check.json").write_text(json.dumps(fidelity, indent=2))
         if progress and frames:
@@ -526,15 +509,35 @@ def convert(
     return run_once(registry, KIND, stage_config(cfg, inputs), parents, SCHEMA_VERSION, build)
 
 
+def _final_index(store: Path, inputs: Sequence[VideoInput], previous: dict, results: list[ConversionStats]) -> list:
+    """The store's index in input order: this run's entries over an earlier run's; a finished group from an earlier
+    (killed) run counts as converted."""
+    entries = dict(previous)
+    for r in results:
+        for e in r.converted + r.skipped:
+            entries[e["video_id"]] = e
+    completed = set(pm.completed_videos(store))
+    index = []
+    for v in inputs:
+        e = entries.get(v.video_id)
+        if e is None and v.video_id in completed:
+            e = {
+                "video_id": v.video_id,
+                "source_file": v.path,
+                "frames": int(pm.open_group_frames(store, v.video_id)),
+                "status": "converted",
+            }
+        if e is not None:
+            index.append({**e, "also_at": list(v.also_at)} if v.also_at else e)
+    return index
+
+
 SPEC = StageSpec(
     kind=KIND,
     schema_version=SCHEMA_VERSION,
     sections=("pseudo_mv",),
-    parents=(
-        "psi3d",
-        "motion_encoder",
-        "synthetic_videos",
-    ),  # synthetic_videos unless pseudo_mv.videos names user videos
+    # synthetic_videos unless pseudo_mv.videos names user videos
+    parents=("psi3d", "motion_encoder", "synthetic_videos"),
     build=convert,
     config=lambda cfg: stage_config(cfg, []),
 )
