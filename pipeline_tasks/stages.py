@@ -46,12 +46,14 @@ def specs() -> list[StageSpec]:
     return [spec(k) for k in STAGES]
 
 
-def resolve(registry: ArtifactRegistry, ref: Artifact | str, kind: str) -> Artifact:
-    """``ref`` as a complete ``kind`` artifact whose schema version is the one its stage writes today."""
+def resolve(registry: ArtifactRegistry, ref: Artifact | str, kind: str | tuple[str, ...]) -> Artifact:
+    """``ref`` as a complete artifact of ``kind`` (or of one of several kinds) whose schema version is the one
+    its stage writes today."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     art = registry.resolve(ref)
-    if art.kind != kind:
-        raise ArtifactError(f"expected a {kind!r} artifact, got {art.ref} ({art.path})")
-    return registry.resolve(art, schema_version=spec(kind).schema_version)
+    if art.kind not in kinds:
+        raise ArtifactError(f"expected a {' or '.join(repr(k) for k in kinds)} artifact, got {art.ref} ({art.path})")
+    return registry.resolve(art, schema_version=spec(art.kind).schema_version)
 
 
 def load(art: Artifact, **kwargs: Any) -> Any:

@@ -295,7 +295,8 @@ def train_motion_encoder(
         return run_once(registry, KIND, stage_config(cfg), [], SCHEMA_VERSION, lambda w: _publish_pdfgc(cfg, w))
     if me.backend != "synthetic":
         raise ValueError(f"motion_encoder.backend={me.backend!r}; use 'synthetic' or 'pdfgc'")
-    samples = stages.resolve(registry, samples_artifact, "analyser_samples")
+    # its own store (stage 1b: several expressions per identity) or, as the tests do, stage 1's
+    samples = stages.resolve(registry, samples_artifact, ("analyser_samples", "genhead_samples"))
     gs.validate(samples.path / "store.zarr")
     return run_once(
         registry, KIND, stage_config(cfg), [samples], SCHEMA_VERSION, lambda w: _train(cfg, samples, w, stop_after)
@@ -652,7 +653,7 @@ SPEC = StageSpec(
     kind=KIND,
     schema_version=SCHEMA_VERSION,
     sections=("motion_encoder",),
-    parents=("analyser_samples",),
+    parents=("analyser_samples|genhead_samples",),
     build=train_motion_encoder,
     config=stage_config,
     load=load_motion_encoder_artifact,
