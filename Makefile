@@ -22,6 +22,7 @@ export ARGS ?=
 export SEEDS ?= 3
 export RUN_ARGS ?=
 export PSI3D ?=
+export ANALYSER ?=
 
 export P4D_HOME ?= $(CURDIR)/artifacts
 export PREFECT_HOME ?= $(CURDIR)/.prefect
@@ -96,7 +97,7 @@ learn-bench: setup
 # Ψ learns motion: stages 1b, 2b, videos, 3, 4 and 5 for Ψ on the `learn` preset, reusing learn-bench's Ψ3d
 # → bench/learn/learn-motion-<host>-<date>.md
 learn-bench-motion: setup
-	$(WITH_ARGS) ARGS $(PY) bench/learn_motion.py $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"}
+	$(WITH_ARGS) ARGS $(PY) bench/learn_motion.py $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"} $${ANALYSER:+--analyser-samples "$$ANALYSER"}
 
 param-counts: setup
 	$(PY) -m models.param_counts

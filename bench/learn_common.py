@@ -23,6 +23,12 @@ def parse_args(
             help="reuse this Ψ3d artifact (e.g. psi3d@7da23204122c, the one `make "
             "learn-bench` made) instead of resolving stages 1 and 2a from the current code",
         )
+        ap.add_argument(
+            "--analyser-samples",
+            default="",
+            help="reuse this analyser store (e.g. analyser_samples@751a02b21311) when its config equals the "
+            "preset's, whatever code rendered it: a code change elsewhere does not cost its 12 min again",
+        )
     ap.add_argument("--out", default=str(OUT_DIR))
     return ap.parse_args(argv)
 

@@ -183,6 +183,19 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def reuse_analyser_samples(cfg, registry, ref: str):
+    """A finished analyser store whose config (what its version hashes from the preset) equals ``cfg``'s: the
+    same samples, whatever code rendered them."""
+    from pipeline_tasks.analyser_samples import SCHEMA_VERSION, artifact_config
+
+    art = registry.resolve(ref, schema_version=SCHEMA_VERSION)
+    want, have = artifact_config(cfg), art.manifest.get("config", {})
+    if have != want:
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        raise SystemExit(f"{art.ref} was rendered with another config than preset {cfg.preset!r} (differs in {diff})")
+    return art
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, "psi.steps=100", argv, reuse_psi3d=True)
 
@@ -214,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         samples = timed("genhead_samples", run_genhead_stage, cfg, registry)
         psi3d = timed("psi3d", train_psi3d, cfg, samples, registry)
-    an = timed("analyser_samples", run_analyser_samples_stage, cfg, registry)
+    if args.analyser_samples:
+        an = reuse_analyser_samples(cfg, registry, args.analyser_samples)
+    else:
+        an = timed("analyser_samples", run_analyser_samples_stage, cfg, registry)
     me = timed("motion_encoder", train_motion_encoder, cfg, an, registry)
     vids = timed("synthetic_videos", run_videos_stage, cfg, registry)
     pmv = timed("pseudo_mv", pmv_stage.convert, cfg, psi3d, me, vids, registry)
@@ -256,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "command": "make learn-bench-motion"
         + (f" SET='{args.set}'" if args.set else "")
-        + (f" PSI3D={args.psi3d}" if args.psi3d else ""),
+        + (f" PSI3D={args.psi3d}" if args.psi3d else "")
+        + (f" ANALYSER={args.analyser_samples}" if args.analyser_samples else ""),
         "wall_seconds": round(wall, 1),
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
         "artifacts": {
