@@ -35,12 +35,12 @@ PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)/api
 WORK_POOL ?= portrait4d-local
 
-.PHONY: clean-stale setup lock lint pipeline ablation test test-all inspect bench learn-bench learn-bench-motion contact-sheet param-counts server deploy run stop clean help
+.PHONY: clean-stale setup lock lint pipeline ablation test test-all inspect bench learn-bench learn-bench-motion learn-ablation contact-sheet param-counts server deploy run stop clean help
 
 help:
 	@echo "make pipeline [PRESET=tiny] [SET='psi3d.steps=50 ...'] [VIDEOS='path/*.mp4']   whole DAG"
 	@echo "make ablation [PRESET=tiny] [SEEDS=3] [SET=...]   the v2 ablation: pseudo multi-view vs monocular-only Ψ, per yaw bin"
-	@echo "make test | test-all | lint | inspect | bench | learn-bench | learn-bench-motion | contact-sheet | param-counts"
+	@echo "make test | test-all | lint | inspect | bench | learn-bench | learn-bench-motion | learn-ablation | contact-sheet | param-counts"
 	@echo "make server | deploy | run | stop      local Prefect server, deployments, a worker"
 	@echo "make clean                             remove artifacts and Prefect state (not .venv)"
 
@@ -98,6 +98,11 @@ learn-bench: setup
 # → bench/learn/learn-motion-<host>-<date>.md
 learn-bench-motion: setup
 	$(WITH_ARGS) ARGS $(PY) bench/learn_motion.py $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"} $${ANALYSER:+--analyser-samples "$$ANALYSER"}
+
+# The v2 ablation on the learn preset, on learn-bench-motion's upstream (reusing PSI3D / ANALYSER like it)
+# → bench/learn/ablation-<host>-<date>.md
+learn-ablation: setup
+	$(WITH_ARGS) ARGS $(PY) bench/learn_ablation.py --seeds "$$SEEDS" $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"} $${ANALYSER:+--analyser-samples "$$ANALYSER"}
 
 param-counts: setup
 	$(PY) -m models.param_counts

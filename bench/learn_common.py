@@ -1,5 +1,5 @@
-"""What the two learning benchmarks (`learn_bench.py`, `learn_motion.py`) share: their command line and
-the per-stage wall clock."""
+"""What the learning benchmarks (`learn_bench.py`, `learn_motion.py`, `learn_ablation.py`) share: their command
+line, the per-stage wall clock and the stages upstream of Ψ."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ OUT_DIR = Path(__file__).resolve().parent / "learn"
 
 
 def parse_args(
-    doc: str, set_example: str, argv: list[str] | None = None, reuse_psi3d: bool = False
+    doc: str, set_example: str, argv: list[str] | None = None, reuse_psi3d: bool = False, seeds: int | None = None
 ) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--preset", default="learn")
@@ -29,6 +29,8 @@ def parse_args(
             help="reuse this analyser store (e.g. analyser_samples@751a02b21311) when its config equals the "
             "preset's, whatever code rendered it: a code change elsewhere does not cost its 12 min again",
         )
+    if seeds is not None:
+        ap.add_argument("--seeds", type=int, default=seeds, help="training seeds per variant (paired by position)")
     ap.add_argument("--out", default=str(OUT_DIR))
     return ap.parse_args(argv)
 
@@ -72,3 +74,59 @@ class StageClock:
     @property
     def wall(self) -> float:
         return time.time() - self.start
+
+
+def reuse_analyser_samples(cfg, registry, ref: str):
+    """A finished analyser store whose config (what its version hashes from the preset) equals ``cfg``'s: the
+    same samples, whatever code rendered them."""
+    from pipeline_tasks.analyser_samples import SCHEMA_VERSION, artifact_config
+
+    art = registry.resolve(ref, schema_version=SCHEMA_VERSION)
+    want, have = artifact_config(cfg), art.manifest.get("config", {})
+    if have != want:
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        raise SystemExit(f"{art.ref} was rendered with another config than preset {cfg.preset!r} (differs in {diff})")
+    return art
+
+
+def motion_upstream(cfg, registry, args, clock: StageClock) -> dict:
+    """Stages 1–3 for Ψ: Ψ3d (or the finished one ``args.psi3d`` names, whatever code made it: a code change
+    does not cost 80 min again), the analyser store (or ``args.analyser_samples``), E_mot, the synthetic videos
+    and the pseudo multi-view store. Every stage already complete for these inputs is reused."""
+    from pipeline_tasks import pseudo_mv as pmv_stage
+    from pipeline_tasks.analyser_samples import run_analyser_samples_stage
+    from pipeline_tasks.genhead_samples import run_genhead_stage
+    from pipeline_tasks.synthetic_videos import run_videos_stage
+    from pipeline_tasks.train_motion_encoder import train_motion_encoder
+    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as PSI3D_SCHEMA
+    from pipeline_tasks.train_psi3d import train_psi3d
+
+    timed = clock.run
+    if args.psi3d:
+        psi3d = registry.resolve(args.psi3d, schema_version=PSI3D_SCHEMA)
+        if psi3d.manifest.get("config", {}).get("preset", cfg.preset) != cfg.preset:
+            raise SystemExit(
+                f"{psi3d.ref} was trained on preset {psi3d.manifest['config']['preset']!r}, not {cfg.preset!r}"
+            )
+    else:
+        samples = timed("genhead_samples", run_genhead_stage, cfg, registry)
+        psi3d = timed("psi3d", train_psi3d, cfg, samples, registry)
+    if getattr(args, "analyser_samples", ""):
+        an = reuse_analyser_samples(cfg, registry, args.analyser_samples)
+    else:
+        an = timed("analyser_samples", run_analyser_samples_stage, cfg, registry)
+    me = timed("motion_encoder", train_motion_encoder, cfg, an, registry)
+    vids = timed("synthetic_videos", run_videos_stage, cfg, registry)
+    pmv = timed("pseudo_mv", pmv_stage.convert, cfg, psi3d, me, vids, registry)
+    return {"psi3d": psi3d, "analyser_samples": an, "motion_encoder": me, "synthetic_videos": vids, "pseudo_mv": pmv}
+
+
+def reuse_command(make_target: str, args) -> str:
+    """The make command line that reproduces a run with these arguments."""
+    return (
+        f"make {make_target}"
+        + (f" SET='{args.set}'" if args.set else "")
+        + (f" PSI3D={args.psi3d}" if getattr(args, "psi3d", "") else "")
+        + (f" ANALYSER={args.analyser_samples}" if getattr(args, "analyser_samples", "") else "")
+        + (f" SEEDS={args.seeds}" if getattr(args, "seeds", None) else "")
+    )

@@ -31,13 +31,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from learn_common import StageClock, free_stem, parse_args  # noqa: E402
+from learn_common import StageClock, free_stem, motion_upstream, parse_args, reuse_command  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py: host, CPU, torch)
 
 TARGET_R2_VISIBLE = 0.8
 TARGET_MOTION_IDENTITY_TOP1 = 0.10
 TARGET_EXPRESSION_RATIO = 0.4  # cross-identity expression error ≤ this × no-motion's
 TARGET_CHANGE_CORRELATION = 0.5
+PROBE_VAL_VIDEOS = 4  # held-out videos of the store probe (with Ψ's 2, a label barely varies in the held-out set)
 
 
 def verdicts(emot: dict, ev: dict) -> dict[str, dict]:
@@ -115,6 +116,28 @@ def plot_validation(rows: list[dict], base: dict, path: Path, title: str) -> Non
     plt.close(fig)
 
 
+def plot_pseudo_views(store: Path, path: Path, n_videos: int = 4) -> None:
+    """For the last ``n_videos`` videos of the store: the frame with the least and the most jaw opening, each
+    beside its Ψ3d pseudo views (what drives Ψ with p = 1 − psi.p_driving_real). Does the expression survive?"""
+    import numpy as np
+    from PIL import Image
+    from psi_motion_oracle import LABEL_NAMES, oracle_labels
+
+    from storage_schemas import pseudo_mv as pm
+
+    root = pm.open_read(store)
+    ids = [e["video_id"] for e in pm.read_index(store) if e.get("status") == "converted"][-n_videos:]
+    rows = []
+    for v in ids:
+        g = root[v]
+        jaw = oracle_labels(dict(g.attrs))[:, LABEL_NAMES.index("jaw_open")]
+        for i in (int(jaw.argmin()), int(jaw.argmax())):
+            views = g["views"][i]
+            rows.append(np.concatenate([g["frames"][i], np.full_like(g["frames"][i][:, :2], 255), *views], 1))
+    img = np.concatenate(rows, 0)
+    Image.fromarray(img).resize((img.shape[1] * 2, img.shape[0] * 2), Image.NEAREST).save(path)
+
+
 def report(res: dict) -> str:
     from pipeline_tasks.eval.report import reenact_table
 
@@ -161,6 +184,24 @@ def report(res: dict) -> str:
         f"Identity top-1 from the motion embedding across samples: {em.get('motion_identity_retrieval_top1')} "
         f"(chance {em.get('motion_identity_retrieval_chance')}).",
         "",
+        "## What reaches Ψ as motion (the pseudo multi-view store)",
+        "",
+        f"Ridge R² of the true labels from E_mot's embedding of the real frame and of its Ψ3d pseudo views (the "
+        f"driving input with p = 1 − psi.p_driving_real); fit on the training videos, scored on the last "
+        f"{res['store_probe']['held_out_videos']} ('–': the label does not vary there).",
+        "",
+        "| embedding of | " + " | ".join(res["store_probe"]["labels"]) + " |",
+        "|---" * (len(res["store_probe"]["labels"]) + 1) + "|",
+        *(
+            f"| {k} | " + " | ".join("–" if x is None else f"{x:.2f}" for x in res["store_probe"][k]) + " |"
+            for k in ("frame_motion", "view_motion")
+        ),
+        "",
+        "Each row: a real frame (left) and its Ψ3d pseudo views; per held-out video the frame with the least and the "
+        "most jaw opening.",
+        "",
+        f"![pseudo views]({res['files']['pseudo_views']})",
+        "",
         "## Ψ's validation over training (held-out synthetic videos, self-reenactment)",
         "",
         f"![validation]({res['files']['validation']})",
@@ -183,32 +224,13 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
-def reuse_analyser_samples(cfg, registry, ref: str):
-    """A finished analyser store whose config (what its version hashes from the preset) equals ``cfg``'s: the
-    same samples, whatever code rendered them."""
-    from pipeline_tasks.analyser_samples import SCHEMA_VERSION, artifact_config
-
-    art = registry.resolve(ref, schema_version=SCHEMA_VERSION)
-    want, have = artifact_config(cfg), art.manifest.get("config", {})
-    if have != want:
-        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        raise SystemExit(f"{art.ref} was rendered with another config than preset {cfg.preset!r} (differs in {diff})")
-    return art
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, "psi.steps=100", argv, reuse_psi3d=True)
 
     import models  # noqa: F401  (torchvision shim first)
-    from pipeline_tasks import pseudo_mv as pmv_stage
-    from pipeline_tasks.analyser_samples import run_analyser_samples_stage
     from pipeline_tasks.config import load_config
     from pipeline_tasks.evaluate import evaluate
-    from pipeline_tasks.genhead_samples import run_genhead_stage
-    from pipeline_tasks.synthetic_videos import run_videos_stage
-    from pipeline_tasks.train_motion_encoder import train_motion_encoder
     from pipeline_tasks.train_psi import train_psi
-    from pipeline_tasks.train_psi3d import train_psi3d
     from pipeline_tasks.training.logs import read_log
     from storage_schemas.artifacts import ArtifactRegistry
 
@@ -216,24 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     registry = ArtifactRegistry()
     clock = StageClock()
     timed = clock.run
-    if args.psi3d:  # a finished Ψ3d of this preset, whatever code made it: a code change does not cost 80 min again
-        from pipeline_tasks.train_psi3d import SCHEMA_VERSION as PSI3D_SCHEMA
+    up = motion_upstream(cfg, registry, args, clock)
+    psi3d, me, pmv = up["psi3d"], up["motion_encoder"], up["pseudo_mv"]
+    from psi_motion_oracle import LABEL_NAMES, store_motion_probe
 
-        psi3d = registry.resolve(args.psi3d, schema_version=PSI3D_SCHEMA)
-        if psi3d.manifest.get("config", {}).get("preset", cfg.preset) != cfg.preset:
-            raise SystemExit(
-                f"{psi3d.ref} was trained on preset {psi3d.manifest['config']['preset']!r}, not {cfg.preset!r}"
-            )
-    else:
-        samples = timed("genhead_samples", run_genhead_stage, cfg, registry)
-        psi3d = timed("psi3d", train_psi3d, cfg, samples, registry)
-    if args.analyser_samples:
-        an = reuse_analyser_samples(cfg, registry, args.analyser_samples)
-    else:
-        an = timed("analyser_samples", run_analyser_samples_stage, cfg, registry)
-    me = timed("motion_encoder", train_motion_encoder, cfg, an, registry)
-    vids = timed("synthetic_videos", run_videos_stage, cfg, registry)
-    pmv = timed("pseudo_mv", pmv_stage.convert, cfg, psi3d, me, vids, registry)
+    # what reaches Ψ as motion: E_mot's embedding of the real frame vs of its Ψ3d pseudo views (Ψ's driving input
+    # with p = 1 − psi.p_driving_real)
+    probe = timed("store_probe", store_motion_probe, pmv.path / "store.zarr", PROBE_VAL_VIDEOS)
     psi = timed("psi", train_psi, cfg, pmv, psi3d, me, registry)
     ev = timed("eval", evaluate, cfg, psi, registry)
     times, wall = clock.seconds, clock.wall
@@ -245,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = free_stem(out, f"learn-motion-{socket.gethostname()}-{date}")
-    files = {"validation": f"{stem}-psi-validation.png", "grid": f"{stem}-cross-identity.png"}
+    files = {
+        "validation": f"{stem}-psi-validation.png",
+        "grid": f"{stem}-cross-identity.png",
+        "pseudo_views": f"{stem}-pseudo-views.png",
+    }
+    plot_pseudo_views(pmv.path / "store.zarr", out / files["pseudo_views"])
     plot_validation(
         read_log(psi.path / "logs"),
         base,
@@ -270,10 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date,
         "preset": cfg.preset,
         "machine": machine(),
-        "command": "make learn-bench-motion"
-        + (f" SET='{args.set}'" if args.set else "")
-        + (f" PSI3D={args.psi3d}" if args.psi3d else "")
-        + (f" ANALYSER={args.analyser_samples}" if args.analyser_samples else ""),
+        "command": reuse_command("learn-bench-motion", args),
         "wall_seconds": round(wall, 1),
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
         "artifacts": {
@@ -298,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         },
         "psi_final": {k: pm[k] for k in final_keys if k in pm},
+        "store_probe": {"held_out_videos": PROBE_VAL_VIDEOS, "labels": LABEL_NAMES, **probe},
         "verdicts": verdicts(emot, eval_metrics),
         "eval": {k: eval_metrics[k] for k in ("benchmark", "floors", "instruments")}
         | {"tasks": {k: {kk: v[kk] for kk in ("bins", "by_bin", "mean")} for k, v in eval_metrics["tasks"].items()}},

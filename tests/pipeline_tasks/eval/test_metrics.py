@@ -217,3 +217,43 @@ def test_ablation_statistics_over_seeds_and_identities():
 
     with pytest.raises(Exception, match="pair one per seed"):
         compare(method, base[:2])
+
+
+def test_a_perfect_reenactment_scores_the_instrument_floors():
+    """The truth as the prediction scores exactly what the instruments get wrong on the truth itself (stage 5's
+    floors): expression, gaze and pose errors equal the floors image by image, PSNR is at its ceiling and the
+    identity similarity is 1. A prediction with the source's expression reads differently from the truth."""
+    from models import cameras as cam
+    from models.genhead import params as P
+    from models.genhead.ground_truth import GroundTruth, identity_ids
+    from models.motion.synthetic_analyser import SyntheticAnalyser
+    from pipeline_tasks.eval.instruments import Scorer
+    from pipeline_tasks.eval.scoring import instrument_floors
+
+    torch.manual_seed(0)
+    gt = GroundTruth()
+    ids = identity_ids(12, 4)
+    yaw = torch.tensor([-0.5, -0.2, 0.2, 0.5])
+    cams = cam.orbit_label(yaw, torch.zeros(4))
+    e_drive = P.expression_vector(4, jaw_open=0.9, smile=0.6)
+    gaze = torch.zeros(4, 2)
+    source = gt.render(ids, cams, 32).rgb
+    driving = gt.render(ids, cams, 32, expression=e_drive).rgb
+    yp = torch.stack([torch.rad2deg(yaw), torch.zeros(4)], 1)
+    analyser = SyntheticAnalyser(motion_dim=16, identity_dim=8, input_size=32, width=8).eval()
+    with torch.no_grad():
+        probe = PoseProbe(lam=1.0).fit(analyser.features(torch.cat([source, driving])), torch.cat([yp, yp]))
+    scorer = Scorer(analyser, probe, "alex", "cpu")
+    truth_read = scorer.analyse(driving)
+    floors = instrument_floors(truth_read, e_drive, gaze, yp)
+    perfect = scorer.score(driving, driving, e_drive, gaze, yp, truth_read)
+    assert (perfect["psnr"] > 90).all() and torch.allclose(perfect["identity_similarity"], torch.ones(4), atol=1e-5)
+    for k in ("expression_error", "gaze_error_deg", "pose_error_deg"):
+        assert float(perfect[k].mean()) == pytest.approx(floors[k], rel=1e-5, abs=1e-6), k
+    # the truth read without the precomputed reading gives the same scores (one analyser pass, no train mode)
+    assert torch.allclose(
+        scorer.score(driving, driving, e_drive, gaze, yp)["expression_error"], perfect["expression_error"]
+    )
+    frozen = scorer.score(source, driving, e_drive, gaze, yp, truth_read)
+    assert not torch.allclose(frozen["expression_error"], perfect["expression_error"])
+    assert (frozen["psnr"] < 60).all()

@@ -21,21 +21,12 @@ import pytest
 import torch
 
 import models  # noqa: F401  (torchvision shim first)
+from models.motion.synthetic_analyser import DEFAULT_EXPRESSION_NAMES
 from pipeline_tasks.config import load_config
 from storage_schemas import genhead_samples as gs
 from storage_schemas.artifacts import ArtifactRegistry
 
-EXPRESSION_NAMES = [
-    "jaw_open",
-    "smile",
-    "mouth_wide",
-    "lip_pucker",
-    "cheek_puff",
-    "blink_left",
-    "blink_right",
-    "brow_raise",
-    "brow_furrow",
-]
+EXPRESSION_NAMES = list(DEFAULT_EXPRESSION_NAMES)  # the blob stores carry the analyser's coefficient names
 ENCODED = ["jaw_open", "smile", "mouth_wide", "lip_pucker"]
 
 
