@@ -77,11 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Upstream: {', '.join(f'`{a.ref}`' for a in up.values())}. Comparison: `{art.ref}`.",
         "",
-        f"![ablation vs yaw]({stem}-vs-yaw.png)",
-        "",
     ]
     report = (art.path / "report.md").read_text()
     body = report.split("\n", 1)[1] if report.startswith("#") else report  # its title gives way to ours
+    body = body.replace("plots/ablation_vs_yaw.png", f"{stem}-vs-yaw.png")
     (out / f"{stem}.md").write_text("\n".join(head) + body)
     print(f"learn-ablation: {out / (stem + '.md')} ({art.ref})")
     return 0
