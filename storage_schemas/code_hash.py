@@ -42,6 +42,15 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+def import_from_target(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a ``from … import`` statement reads from, inside ``package`` (relative levels resolved)."""
+    if not node.level:
+        return node.module or ""
+    parts = package.split(".")
+    base = ".".join(parts[: len(parts) - node.level + 1])
+    return f"{base}.{node.module}" if node.module else base
+
+
 def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
     """Absolute names of every module the tree imports (``from x import y`` also names ``x.y``)."""
     names: set[str] = set()
@@ -50,12 +59,7 @@ def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                target = f"{base}.{node.module}" if node.module else base
-            else:
-                target = node.module or ""
+            target = import_from_target(node, package)
             names.add(target)
             names.update(f"{target}.{alias.name}" for alias in node.names if alias.name != "*")
     return names

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 from pipeline_tasks.stages import STAGE_MODULES
-from storage_schemas.code_hash import PROJECT_PACKAGES, PROJECT_ROOT
+from storage_schemas.code_hash import PROJECT_PACKAGES, PROJECT_ROOT, import_from_target
 
 
 def project_modules(root: Path = PROJECT_ROOT) -> dict[str, Path]:
@@ -33,12 +33,7 @@ def import_graph(mods: dict[str, Path]) -> dict[str, set[str]]:
             if isinstance(node, ast.Import):
                 deps.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    parts = package.split(".")
-                    base = ".".join(parts[: len(parts) - node.level + 1])
-                    target = f"{base}.{node.module}" if node.module else base
-                else:
-                    target = node.module or ""
+                target = import_from_target(node, package)
                 subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in mods]
                 deps.update(subs if len(subs) == len(node.names) else [target, *subs])
         graph[name] = {d for d in deps if d in mods and d != name}
