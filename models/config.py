@@ -126,7 +126,8 @@ class LossConfig(_Strict):
     (``raw_l1``, ``raw_lpips``) and on the raw foreground-only render against target × alpha
     (``foreground_l1``, ``foreground_lpips``); L1 of the background against target × (1 − alpha)
     (``background_l1``); L1 of the rendered alpha (``alpha``); masked L1 of the rendered depth
-    against the synthetic world's depth where one is given (``depth``). Pseudo targets: LPIPS on
+    against the synthetic world's depth where one is given (``depth``); L1 inside the mouth and eye regions
+    (``region_l1``, not in the official structure). Pseudo targets: LPIPS on
     foreground-masked images (``pseudo_lpips``). The split is what keeps the 2D background network
     from drawing the head.
     """
@@ -140,6 +141,9 @@ class LossConfig(_Strict):
     background_l1: LossTerm = LossTerm(weight=1.0)
     alpha: LossTerm = LossTerm(weight=0.3)  # the published "seg" L1 weight
     depth: LossTerm = LossTerm(weight=0.0)
+    # L1 inside the projected mouth and eye boxes (models/genhead/regions.py; head-relative cameras), a mean over
+    # their pixels: the expression detail a whole-image mean averages away (a learn Ψ3d renders every mouth closed)
+    region_l1: LossTerm = LossTerm(weight=0.0)
     pseudo_lpips: LossTerm = LossTerm(weight=1.0)
     identity: LossTerm = LossTerm(weight=0.0)
     adversarial: LossTerm = LossTerm(weight=0.0)

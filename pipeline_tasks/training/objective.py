@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from models.config import LossConfig, ModelConfig
 from models.discriminator import DualDiscriminator, lazy_r1_loss
+from models.genhead.regions import region_masks
 from models.losses import (
     LPIPSLoss,
     build_identity_loss,
@@ -45,6 +46,12 @@ def over_black(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def masked_mean(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (x * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def expression_regions(cameras: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``[B,1,H,W]`` union of the mouth and eye masks of ``cameras`` (head-relative) at ``like``'s resolution."""
+    masks = region_masks(cameras.detach().float().cpu(), like.shape[-1])
+    return torch.maximum(masks["mouth"], masks["eyes"]).to(like)
 
 
 class PsiObjective(nn.Module):
@@ -109,6 +116,11 @@ class PsiObjective(nn.Module):
             add("lpips", cfg.lpips.at(step), lambda: self.lpips(img, tgt) * frac)
             add("raw_l1", cfg.raw_l1.at(step), lambda: F.l1_loss(raw, tgt_raw) * frac)
             add("raw_lpips", cfg.raw_lpips.at(step), lambda: self.lpips(raw, tgt_raw) * frac)
+            add(
+                "region_l1",
+                cfg.region_l1.at(step),
+                lambda: masked_mean((img - tgt).abs(), expression_regions(cameras[real], img).expand_as(img)) * frac,
+            )
             if target_alpha is not None:
                 m = downsample(target_alpha[real], size)
                 fg, bg, a = out["foreground_raw"][real], out["background_raw"][real], out["alpha"][real]
