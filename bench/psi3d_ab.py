@@ -7,7 +7,11 @@ Each argument is one recipe (space-separated ``section.field=value`` overrides o
 store is linked in, not copied), so the main registry is untouched; a recipe already trained there is
 reused. Prints, one line per recipe, the held-out validation of stage 2a (the store's last
 ``psi3d.val_identities`` identities, pose 0, at the yaw bins): per-bin PSNR, the margins over copy-input,
-the 0° reconstruction, soft IoU and the seconds per step, and appends them as JSON to ``--log``.
+the 0° reconstruction, soft IoU, the mouth-region PSNR and the expression change (does the render change
+with the input's expression), the seconds per step, and appends them as JSON to ``--log``.
+
+``--init psi3d@<v>``: every recipe starts from that artifact's weights (a fine-tuning A/B: same start, one
+change). A bench-only hook: stage 2a itself always starts from scratch.
 """
 
 from __future__ import annotations
@@ -21,12 +25,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.checkpoints import load_checkpoint  # noqa: E402
 from pipeline_tasks.config import load_config  # noqa: E402
-from pipeline_tasks.train_psi3d import train_psi3d  # noqa: E402
+from pipeline_tasks.train_psi3d import Psi3dTrainer, train_psi3d  # noqa: E402
+from pipeline_tasks.training.loop import CHECKPOINT  # noqa: E402
 from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learn_common import scratch_registry  # noqa: E402
+
+
+def start_from(init) -> None:
+    """Make stage 2a's trainer build its model with ``init``'s (EMA) weights instead of a fresh init."""
+    build = Psi3dTrainer.build_model
+
+    def build_model(self):
+        model = build(self)
+        load_checkpoint(init.path / CHECKPOINT, expected=self.cfg.model).load_into({"psi": model})
+        return model
+
+    Psi3dTrainer.build_model = build_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", default="genhead_samples@latest")
     ap.add_argument("--scratch", default="/tmp/psi3d-ab")
     ap.add_argument("--log", default=None, help="append one JSON line per recipe here")
+    ap.add_argument("--init", default=None, help="start every recipe from this psi3d artifact's weights")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     samples = ArtifactRegistry().resolve(args.samples)
+    if args.init:
+        start_from(ArtifactRegistry().resolve(args.init))
     for spec in args.recipes:
         overrides = [s for s in (args.common + " " + spec).split() if s]
         cfg = load_config(args.preset, overrides)
@@ -62,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             "margins": margins,
             "psnr_yaw0": round(psnr[bins.index(0.0)], 2),
             "soft_iou_min": round(min(v["final"]["soft_iou"]), 3),
+            "init": args.init,
+            **{
+                k: round(float(x), 3)
+                for k, x in json.loads((art.path / "metrics.json").read_text()).items()
+                if k.startswith(("val_mouth_psnr_novel", "val_eyes_psnr_novel", "expression_change"))
+            },
             "history_psnr_novel": [
                 (h["step"], round(sum(p for b, p in zip(bins, h["psnr"]) if b != 0) / len(novel), 2))
                 for h in v["history"]

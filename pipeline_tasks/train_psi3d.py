@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from models.checkpoints import load_checkpoint
 from models.config import ModelConfig
+from models.genhead.regions import region_masks
 from models.psi import build_psi
 from models.psi.network import Psi
 from pipeline_tasks import stages
@@ -30,7 +31,7 @@ from pipeline_tasks.config import PipelineConfig, cosine_lr
 from pipeline_tasks.data.genhead_views import GenHeadViews, draw_views, split_identities
 from pipeline_tasks.data.images import to_model_images
 from pipeline_tasks.eval.benchmark_set import NovelViewSet
-from pipeline_tasks.eval.metrics import alpha_iou, masked_depth_error, psnr
+from pipeline_tasks.eval.metrics import alpha_iou, change_correlation, masked_depth_error, masked_psnr, psnr
 from pipeline_tasks.stage import StageSpec, run_once
 from pipeline_tasks.training.distributed import SINGLE, DistContext, launch
 from pipeline_tasks.training.grid import save_image_grid
@@ -78,28 +79,57 @@ def novel_mean(values: list[float], bins: list[float]) -> float:
     return float(np.mean(off)) if off else float("nan")
 
 
-@torch.no_grad()
-def baselines(views: NovelViewSet, mean_image: torch.Tensor) -> dict[str, list[float]]:
-    """Per-bin PSNR of copying the input to every bin and of the mean training image."""
-    v = len(views.yaw_bins)
+def _region_masks(cameras: torch.Tensor, b: int, res: int) -> dict[str, torch.Tensor]:
+    """Mouth and eye masks of the ``[V, 25]`` bin cameras, repeated for ``b`` identities: ``{name: [b·V, 1, H, W]}``."""
     return {
-        "psnr_input": [float(psnr(views.source, views.targets[:, j]).mean()) for j in range(v)],
-        "psnr_mean_image": [
-            float(psnr(mean_image.expand_as(views.source), views.targets[:, j]).mean()) for j in range(v)
-        ],
+        k: m[None].expand(b, *m.shape).reshape(-1, *m.shape[1:]) for k, m in region_masks(cameras.cpu(), res).items()
     }
 
 
 @torch.no_grad()
+def baselines(views: NovelViewSet, mean_image: torch.Tensor) -> dict[str, list[float]]:
+    """Per-bin PSNR (whole image, mouth, eyes) of copying the input to every bin and of the mean training image."""
+    v, res = len(views.yaw_bins), views.source.shape[-1]
+    masks = region_masks(views.cameras.cpu(), res)
+    out: dict[str, list[float]] = {}
+    for name, pred in (("input", views.source), ("mean_image", mean_image.expand_as(views.source))):
+        out[f"psnr_{name}"] = [float(psnr(pred, views.targets[:, j]).mean()) for j in range(v)]
+        for region, m in masks.items():
+            out[f"{region}_psnr_{name}"] = [
+                float(masked_psnr(pred, views.targets[:, j], m[j : j + 1].expand(views.n, -1, -1, -1)).nanmean())
+                for j in range(v)
+            ]
+    return out
+
+
+@torch.no_grad()
 def validate_views(psi: Psi, views: NovelViewSet, device, lpips_fn, batch: int = 8) -> dict[str, list[float]]:
-    """Per-bin metrics of ``psi`` on a :class:`NovelViewSet`: PSNR, LPIPS, soft IoU and masked depth error."""
+    """Per-bin metrics of ``psi`` on a :class:`NovelViewSet`: PSNR (whole image, mouth and eye regions), LPIPS,
+    soft IoU, masked depth error, and — where the set has neutral renders — ``expression_change``: the
+    correlation of Ψ3d(input) − Ψ3d(neutral input) with truth − neutral truth at each bin, over the
+    identities with a non-neutral expression (1: the expression is reconstructed; 0: a model that renders
+    every face neutral)."""
     was_training = psi.training
     psi.eval()
     v, res = len(views.yaw_bins), views.source.shape[-1]
     cams = views.cameras.to(device)
     per: dict[str, list[torch.Tensor]] = {
-        k: [] for k in ("psnr", "lpips", "soft_iou", "depth_error", "background_psnr", "alpha_inside", "alpha_outside")
+        k: []
+        for k in (
+            "psnr",
+            "mouth_psnr",
+            "eyes_psnr",
+            "lpips",
+            "soft_iou",
+            "depth_error",
+            "background_psnr",
+            "alpha_inside",
+            "alpha_outside",
+        )
     }
+    change = views.neutral_source is not None and bool(views.expressive.any())
+    if change:
+        per["expression_change"] = []
     for i in range(0, views.n, batch):
         src = views.source[i : i + batch].to(device)
         b = len(src)
@@ -115,6 +145,20 @@ def validate_views(psi: Psi, views: NovelViewSet, device, lpips_fn, batch: int =
         a_true = views.alpha[i : i + batch].to(device).reshape(b * v, 1, res, res)
         d_true = views.depth[i : i + batch].to(device).reshape(b * v, 1, res, res)
         per["psnr"].append(psnr(img, tgt).reshape(b, v))
+        for region, m in _region_masks(views.cameras, b, res).items():
+            per[f"{region}_psnr"].append(masked_psnr(img, tgt, m.to(device)).reshape(b, v))
+        if change:
+            expressive = views.expressive[i : i + batch].to(device)
+            flat = psi.render(
+                psi(views.neutral_source[i : i + batch].to(device)), cams[None].expand(b, v, 25), perturb=False
+            )
+            corr = change_correlation(
+                img,
+                flat["image"].float().clamp(-1, 1).reshape(b * v, 3, res, res),
+                tgt,
+                views.neutral_targets[i : i + batch].to(device).reshape(b * v, 3, res, res),
+            ).reshape(b, v)
+            per["expression_change"].append(torch.where(expressive[:, None], corr, torch.full_like(corr, float("nan"))))
         per["lpips"].append(torch.stack([lpips_fn(img[j::v], tgt[j::v]) for j in range(v)]).reshape(1, v).expand(b, v))
         per["soft_iou"].append(
             alpha_iou(out["alpha"].reshape(b * v, 1, *out["alpha"].shape[-2:]), a_true).reshape(b, v)
@@ -132,7 +176,7 @@ def validate_views(psi: Psi, views: NovelViewSet, device, lpips_fn, batch: int =
         per["alpha_inside"].append(((a_pred * inside).sum(1) / inside.sum(1).clamp_min(1)).reshape(b, v))
         per["alpha_outside"].append(((a_pred * (1 - inside)).sum(1) / (1 - inside).sum(1).clamp_min(1)).reshape(b, v))
     psi.train(was_training)
-    return {k: [float(x) for x in torch.cat(val).mean(0)] for k, val in per.items()}
+    return {k: [float(x) for x in torch.cat(val).nanmean(0)] for k, val in per.items()}
 
 
 def summarise(metrics: dict[str, list[float]], base: dict[str, list[float]], bins: list[float]) -> dict[str, float]:
@@ -153,11 +197,20 @@ def summarise(metrics: dict[str, list[float]], base: dict[str, list[float]], bin
             "soft_iou_min": float(min(metrics["soft_iou"])),
             "depth_error_novel": novel_mean(metrics["depth_error"], bins),
             "psnr_reconstruction_yaw0": float(metrics["psnr"][bins.index(0.0)]) if 0.0 in bins else float("nan"),
+            "mouth_psnr_novel": novel_mean(metrics["mouth_psnr"], bins),
+            "eyes_psnr_novel": novel_mean(metrics["eyes_psnr"], bins),
+            "mouth_psnr_input_novel": novel_mean(base["mouth_psnr_input"], bins),
+            "mouth_psnr_mean_image_novel": novel_mean(base["mouth_psnr_mean_image"], bins),
             "background_psnr_novel": novel_mean(metrics["background_psnr"], bins),
             "alpha_inside_mean": float(np.mean(metrics["alpha_inside"])),
             "alpha_outside_mean": float(np.mean(metrics["alpha_outside"])),
         }
     )
+    if "expression_change" in metrics:
+        out["expression_change_novel"] = novel_mean(metrics["expression_change"], bins)
+        out["expression_change_yaw0"] = (
+            float(metrics["expression_change"][bins.index(0.0)]) if 0.0 in bins else float("nan")
+        )
     return out
 
 
@@ -348,6 +401,12 @@ class Psi3dTrainer(Trainer):
             "val_alpha_outside_mean": final["alpha_outside_mean"],
             "baseline_psnr_input_novel": final["psnr_input_novel"],
             "baseline_psnr_mean_image_novel": final["psnr_mean_image_novel"],
+            # expression: PSNR inside the mouth box, and does the render change with the input's expression?
+            "val_mouth_psnr_novel": final["mouth_psnr_novel"],
+            "val_eyes_psnr_novel": final["eyes_psnr_novel"],
+            "baseline_mouth_psnr_input_novel": final["mouth_psnr_input_novel"],
+            "baseline_mouth_psnr_mean_image_novel": final["mouth_psnr_mean_image_novel"],
+            **{k: final[k] for k in ("expression_change_novel", "expression_change_yaw0") if k in final},
             **{f"val_{k}": v for k, v in final.items() if "_yaw" in k},
         }
         publish_trained(

@@ -281,6 +281,10 @@ class NovelViewSet:
     alpha: torch.Tensor  # [n, V, 1, H, W] in [0, 1]
     depth: torch.Tensor  # [n, V, 1, H, W] ray distance
     cameras: torch.Tensor  # [V, 25] head-relative
+    # the same identities with a neutral face (expression 0, same gaze): the reference of the expression change
+    neutral_source: torch.Tensor | None = None  # [n, 3, H, W]
+    neutral_targets: torch.Tensor | None = None  # [n, V, 3, H, W]
+    expressive: torch.Tensor | None = None  # [n] bool: the identity's expression is not neutral
 
     @property
     def n(self) -> int:
@@ -288,10 +292,11 @@ class NovelViewSet:
 
 
 def render_novel_view_set(
-    shape, expression, gaze, z, yaw_bins_degrees, resolution: int, generator=None, batch: int = 8
+    shape, expression, gaze, z, yaw_bins_degrees, resolution: int, generator=None, batch: int = 8, neutral: bool = True
 ) -> NovelViewSet:
     """Render identities given by their labels (``[n, ·]`` each, e.g. held-out rows of a
-    ``genhead_samples`` store) at the frontal camera and at ``yaw_bins_degrees``, head pose 0."""
+    ``genhead_samples`` store) at the frontal camera and at ``yaw_bins_degrees``, head pose 0;
+    ``neutral``: also with expression 0 (same gaze), so that a model's expression change can be scored."""
     from models.genhead.procedural import ProceduralGenHead
 
     gen = generator or ProceduralGenHead()
@@ -301,23 +306,33 @@ def render_novel_view_set(
     n = len(shape)
     bins = list(yaw_bins_degrees)
     cams = torch.cat([yaw_bin_cameras([0.0]), yaw_bin_cameras(bins)])  # [1 + V, 25]: source, then the bins
-    outs = []
-    with torch.no_grad():
-        for s in range(0, n, batch):
-            sl = slice(s, s + batch)
-            m = len(shape[sl])
-            outs.append(
-                gen.render(
-                    shape[sl],
-                    expression[sl],
-                    torch.zeros(m, 3),
-                    gaze[sl],
-                    z[sl],
-                    cams[None].expand(m, -1, -1),
-                    resolution,
+
+    def render(expr):
+        outs = []
+        with torch.no_grad():
+            for s in range(0, n, batch):
+                sl = slice(s, s + batch)
+                m = len(shape[sl])
+                outs.append(
+                    gen.render(
+                        shape[sl],
+                        expr[sl],
+                        torch.zeros(m, 3),
+                        gaze[sl],
+                        z[sl],
+                        cams[None].expand(m, -1, -1),
+                        resolution,
+                    )
                 )
-            )
+        return outs
+
+    outs = render(expression)
     rgb = torch.cat([o.rgb for o in outs]).clamp(-1, 1)
     alpha = torch.cat([o.alpha for o in outs])
     depth = torch.cat([o.depth for o in outs])
-    return NovelViewSet(bins, rgb[:, 0], rgb[:, 1:], alpha[:, 1:], depth[:, 1:], cams[1:])
+    views = NovelViewSet(bins, rgb[:, 0], rgb[:, 1:], alpha[:, 1:], depth[:, 1:], cams[1:])
+    if neutral:
+        flat = torch.cat([o.rgb for o in render(torch.zeros_like(expression))]).clamp(-1, 1)
+        views.neutral_source, views.neutral_targets = flat[:, 0], flat[:, 1:]
+        views.expressive = expression.abs().sum(1) > 0
+    return views
