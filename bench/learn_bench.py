@@ -69,6 +69,31 @@ def verdicts(eval_metrics: dict, history: list[dict], bins: list[float]) -> dict
     return out
 
 
+def expression_section(validation: dict) -> list[str]:
+    """Does Ψ3d keep the input's expression? Stage 2a's final validation (held-out store identities): PSNR in the
+    mouth box beside copy-input and the mean image, and the expression change (1 = reconstructed, 0 = neutral)."""
+    final, base, bins = validation["final"], validation["baselines"], validation["yaw_bins_degrees"]
+    if "expression_change" not in final:
+        return []
+    lines = [
+        "## Expression (stage 2a validation: held-out store identities)",
+        "",
+        "Expression change: the correlation, pixel by pixel, of Ψ3d(input) − Ψ3d(same face made neutral) with "
+        "truth − neutral truth at each camera, over the identities whose expression is not neutral; 1 = the "
+        "expression is reconstructed, 0 = every face rendered neutral. Mouth PSNR: inside the projected mouth box.",
+        "",
+        "| yaw | expression change | mouth PSNR | copy-input | mean image | eyes PSNR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for j, b in enumerate(bins):
+        lines.append(
+            f"| {b:+g}° | {final['expression_change'][j]:.3f} | {final['mouth_psnr'][j]:.2f} | "
+            f"{base['mouth_psnr_input'][j]:.2f} | {base['mouth_psnr_mean_image'][j]:.2f} | "
+            f"{final['eyes_psnr'][j]:.2f} |"
+        )
+    return lines + [""]
+
+
 def report(res: dict) -> str:
     ev, bins = res["eval"], res["yaw_bins_degrees"]
     nv, base = ev["tasks"]["novel_view"], ev["tasks"]["input_as_prediction"]
@@ -121,6 +146,7 @@ def report(res: dict) -> str:
         "units (head box 1.3) where the true alpha > 0.5. The pose-error floor of the instrument is "
         f"{ev['floors']['pose_error_deg']:.1f}°.",
         "",
+        *expression_section(res["validation"]),
         "## Learning curves (stage 2a validation: held-out store identities, same bins)",
         "",
         "![curves](" + res["files"]["curves"] + ")",
