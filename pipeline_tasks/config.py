@@ -124,6 +124,9 @@ class Psi3dTrainConfig(TrainConfig):
     # probability that a sample's source is its identity's most frontal stored view (else a uniformly drawn one):
     # portraits, real frames and the benchmark's sources are near-frontal, while stored views span ±45° yaw
     frontal_source_p: float = Field(0.0, ge=0.0, le=1.0)
+    # probability that a sample's (first) target is its source view itself: reconstruction of the input trains the
+    # pixel-aligned path (input → x-y plane → render) that carries the face's detail and expression to every view
+    source_view_target_p: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class MotionEncoderConfig(TrainLoopConfig):

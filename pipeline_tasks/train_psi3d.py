@@ -306,7 +306,9 @@ class Psi3dTrainer(Trainer):
         tc, data, sampler, k_targets = self.tc, self.data, self.sampler, self.tc.targets_per_source
         ids = sampler.next_batch()
         frontal = data.most_frontal_view(ids) if tc.frontal_source_p > 0 else None
-        p, q = draw_views(sampler.rng, len(ids), data.views, k_targets, frontal, tc.frontal_source_p)  # q ≠ p
+        p, q = draw_views(
+            sampler.rng, len(ids), data.views, k_targets, frontal, tc.frontal_source_p, tc.source_view_target_p
+        )  # q ≠ p, except the reconstruction targets (source_view_target_p)
         ids, p, q = self.ddp.shard(ids, p, q)  # this rank's part of the global batch
         src, tgt, alpha, depth, cams = data.pairs(ids, p, q, self.device)
         out = self.model.render(self.net(src), cams, generator=self.gen)

@@ -67,20 +67,36 @@ class GenHeadViews:
 
 
 def draw_views(
-    rng: np.random.Generator, n: int, views: int, k: int, preferred: np.ndarray | None = None, preferred_p: float = 0.0
+    rng: np.random.Generator,
+    n: int,
+    views: int,
+    k: int,
+    preferred: np.ndarray | None = None,
+    preferred_p: float = 0.0,
+    source_target_p: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Source view ``p`` [n] and target views ``q`` ≠ p: [n] when ``k`` = 1, else [n, k] distinct per row.
 
-    ``preferred`` [n]: a view per row taken as the source with probability ``preferred_p`` (else uniform)."""
+    ``preferred`` [n]: a view per row taken as the source with probability ``preferred_p`` (else uniform).
+    ``source_target_p``: probability that a row's (first) target is the source view itself (reconstruction);
+    at 0 no extra number is drawn, so runs without it are unchanged."""
     if not 1 <= k <= views - 1:
         raise ValueError(f"psi3d.targets_per_source={k}: must be between 1 and views_per_identity − 1 = {views - 1}")
     p = rng.integers(0, views, n)
     if preferred is not None and preferred_p > 0:
         p = np.where(rng.random(n) < preferred_p, np.asarray(preferred), p)
     if k == 1:
-        return p, (p + rng.integers(1, views, n)) % views
-    offsets = np.stack([rng.permutation(views - 1)[:k] + 1 for _ in range(n)])
-    return p, (p[:, None] + offsets) % views
+        q = (p + rng.integers(1, views, n)) % views
+    else:
+        offsets = np.stack([rng.permutation(views - 1)[:k] + 1 for _ in range(n)])
+        q = (p[:, None] + offsets) % views
+    if source_target_p > 0:
+        same = rng.random(n) < source_target_p
+        if k == 1:
+            q = np.where(same, p, q)
+        else:
+            q[:, 0] = np.where(same, p, q[:, 0])
+    return p, q
 
 
 def split_identities(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
