@@ -11,7 +11,8 @@ the 0° reconstruction, soft IoU, the mouth-region PSNR and the expression chang
 with the input's expression), the seconds per step, and appends them as JSON to ``--log``.
 
 ``--init psi3d@<v>``: every recipe starts from that artifact's weights (a fine-tuning A/B: same start, one
-change). A bench-only hook: stage 2a itself always starts from scratch.
+change). A bench-only hook: stage 2a itself always starts from scratch. ``--overfit K``: train on the store's
+last K identities only and validate on those same K (can the recipe reproduce faces it has seen?).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pipeline_tasks.train_psi3d as stage_2a  # noqa: E402
 from models.checkpoints import load_checkpoint  # noqa: E402
 from pipeline_tasks.config import load_config  # noqa: E402
 from pipeline_tasks.train_psi3d import Psi3dTrainer, train_psi3d  # noqa: E402
@@ -56,7 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scratch", default="/tmp/psi3d-ab")
     ap.add_argument("--log", default=None, help="append one JSON line per recipe here")
     ap.add_argument("--init", default=None, help="start every recipe from this psi3d artifact's weights")
+    ap.add_argument("--overfit", type=int, default=0, help="train and validate on the store's last K identities")
     args = ap.parse_args(argv)
+    if args.overfit:
+        k = args.overfit
+        stage_2a.split_identities = lambda n, n_val: (np.arange(n - k, n), np.arange(n - k, n))
+        args.scratch += f"-overfit{k}"  # the version cannot tell an overfit run from a normal one: keep them apart
+    if args.init:
+        args.scratch += "-init-" + args.init.replace("@", "-")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     samples = ArtifactRegistry().resolve(args.samples)
     if args.init:
