@@ -51,7 +51,12 @@ from pipeline_tasks.eval.metrics import alpha_iou, change_correlation, masked_de
 from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.eval.report import report_markdown, save_grid, summary_line
 from pipeline_tasks.eval.results import EvaluationError, plot_vs_yaw
-from pipeline_tasks.eval.scoring import headline_metrics, instrument_floors, task_result
+from pipeline_tasks.eval.scoring import (
+    blurred_expression_floors,
+    headline_metrics,
+    instrument_floors,
+    task_result,
+)
 from pipeline_tasks.stage import StageSpec, run_once
 from pipeline_tasks.training.device import resolve_device
 from pipeline_tasks.training.loop import CHECKPOINT
@@ -376,6 +381,7 @@ def _evaluate(
         if cfg.eval.baselines:
             tasks.update(reenact.baselines(ancestors.get("psi3d")))
         floors = instrument_floors(reenact.truth_read, *reenact.known_bins)
+        floors.update(blurred_expression_floors(scorer, reenact.truth_bins, reenact.known_bins[0]))
         if "pseudo_mv" in ancestors:
             pseudo_views = pseudo_view_fidelity(ancestors["pseudo_mv"].path / "store.zarr")
     result = {

@@ -3,6 +3,7 @@ its baselines and the headline numbers of an evaluation."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -41,6 +42,23 @@ def instrument_floors(truth_read: dict, expression, gaze, yaw_pitch_deg) -> dict
         "gaze_error_deg": float(torch.rad2deg((truth_read["gaze"] - gaze).abs()).mean()),
         "pose_error_deg": float((truth_read["pose_deg"] - yaw_pitch_deg).norm(dim=1).mean()),
     }
+
+
+BLUR_SIGMAS_PX = (1.0, 2.0)  # Gaussian blurs of the truth at which the expression floor is also read
+
+
+def blurred_expression_floors(scorer, truth: torch.Tensor, expression: torch.Tensor) -> dict[str, float]:
+    """The expression floor on the truth blurred by σ px (``BLUR_SIGMAS_PX``): how much of an expression error is
+    the instrument misreading a soft render, not a wrong expression. A sharp copy of the source with the wrong
+    expression can score better than a soft render with the right one when these floors are high."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    out = {}
+    for sigma in BLUR_SIGMAS_PX:
+        k = 2 * int(math.ceil(3 * sigma)) + 1
+        read = scorer.analyse(gaussian_blur(truth.float(), [k, k], [sigma, sigma]))
+        out[f"expression_error_truth_blurred_{sigma:g}px"] = float((read["expression"] - expression).abs().mean())
+    return out
 
 
 PREFIX = {

@@ -257,3 +257,35 @@ def test_a_perfect_reenactment_scores_the_instrument_floors():
     frozen = scorer.score(source, driving, e_drive, gaze, yp, truth_read)
     assert not torch.allclose(frozen["expression_error"], perfect["expression_error"])
     assert (frozen["psnr"] < 60).all()
+
+
+def test_the_blurred_truth_floors_read_the_blurred_images():
+    """Stage 5 also reads the expression floor on the truth blurred by 1 and 2 px: each equals the error of
+    scoring that blurred truth as a prediction, and differs from the sharp floor (the instrument sees the blur)."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    from models import cameras as cam
+    from models.genhead import params as P
+    from models.genhead.ground_truth import GroundTruth, identity_ids
+    from models.motion.synthetic_analyser import SyntheticAnalyser
+    from pipeline_tasks.eval.instruments import Scorer
+    from pipeline_tasks.eval.scoring import BLUR_SIGMAS_PX, blurred_expression_floors, instrument_floors
+
+    torch.manual_seed(0)
+    ids = identity_ids(12, 3)
+    yaw = torch.tensor([-0.3, 0.0, 0.3])
+    cams = cam.orbit_label(yaw, torch.zeros(3))
+    expression = P.expression_vector(3, jaw_open=0.8)
+    truth = GroundTruth().render(ids, cams, 32, expression=expression).rgb
+    yp = torch.stack([torch.rad2deg(yaw), torch.zeros(3)], 1)
+    analyser = SyntheticAnalyser(motion_dim=16, identity_dim=8, input_size=32, width=8).eval()
+    with torch.no_grad():
+        probe = PoseProbe(lam=1.0).fit(analyser.features(truth), yp)
+    scorer = Scorer(analyser, probe, "alex", "cpu")
+    floors = blurred_expression_floors(scorer, truth, expression)
+    assert list(floors) == [f"expression_error_truth_blurred_{s:g}px" for s in BLUR_SIGMAS_PX]
+    sharp = instrument_floors(scorer.analyse(truth), expression, torch.zeros(3, 2), yp)["expression_error"]
+    blurred = gaussian_blur(truth, [7, 7], [1.0, 1.0])
+    as_prediction = scorer.score(blurred, truth, expression, torch.zeros(3, 2), yp)["expression_error"]
+    assert floors["expression_error_truth_blurred_1px"] == pytest.approx(float(as_prediction.mean()), rel=1e-5)
+    assert floors["expression_error_truth_blurred_1px"] != pytest.approx(sharp, rel=1e-4)
