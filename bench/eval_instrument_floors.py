@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from torchvision.transforms.functional import gaussian_blur  # noqa: E402
 
+import models  # noqa: E402,F401  (the torchvision shim before torchvision)
 from pipeline_tasks import stages  # noqa: E402
 from pipeline_tasks.config import load_config  # noqa: E402
 from pipeline_tasks.eval.instruments import Scorer, fit_pose_probe, get_benchmark  # noqa: E402
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("analyser")
     ap.add_argument("--preset", default="learn")
     args = ap.parse_args(argv)
+    from torchvision.transforms.functional import gaussian_blur
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = load_config(args.preset)
     analyser = stages.load(ArtifactRegistry().resolve(args.analyser), device="cpu")
