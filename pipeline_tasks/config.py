@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,6 +104,9 @@ class TrainLoopConfig(_Strict):
     log_every: int = 10
     val_every: int = 100
     seed: int = 0
+    # the training step's arithmetic: "auto" = bf16 autocast (fp32 master weights, TF32 matmuls) on CUDA, fp32
+    # elsewhere; "bf16" also on the CPU (tests, and CPUs with bf16 units); "fp32" everywhere, TF32 off
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 class TrainConfig(TrainLoopConfig):

@@ -158,7 +158,10 @@ class Psi(nn.Module):
         k = cameras.shape[1] if multi else 1
         res = neural_resolution or self.cfg.render.neural_resolution
         out = self.renderer(output.triplanes, cameras, resolution=res, generator=generator, perturb=perturb)
-        bg = F.interpolate(output.background, size=(res, res), mode="bilinear", align_corners=False, antialias=True)
+        # fp32 (a no-op outside autocast): the antialiased resize has no bf16 backward on the CPU
+        bg = F.interpolate(
+            output.background.float(), size=(res, res), mode="bilinear", align_corners=False, antialias=True
+        )
         bg = bg[:, None].expand(b, k, *bg.shape[1:]).reshape(b * k, *bg.shape[1:])
         feat = (out["features"] + out["transmittance"] * bg) * 2.0 - 1.0
         result = {

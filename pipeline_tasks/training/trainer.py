@@ -32,6 +32,15 @@ from pipeline_tasks.training.optim import adam
 from pipeline_tasks.training.sampler import SeededSampler
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a training step: bf16 on CUDA under "auto" (anywhere under "bf16"), else None."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    if precision not in ("auto", "fp32"):
+        raise ValueError(f"precision must be auto, fp32 or bf16; got {precision!r}")
+    return None
+
+
 class Trainer:
     """``Trainer(cfg, section, writer, stop_after, ddp).run()``; ``section``: the trainer's config section
     (``steps``, ``batch_size``, ``lr``, ``betas``, ``adam_eps``, ``ema_*``, ``seed`` and the loop's ``*_every``)."""
@@ -96,14 +105,24 @@ class Trainer:
             for group in self.opt.param_groups:
                 group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with torch.autocast(self.device.type, enabled=False):  # autocast covers the forward and the losses only
+            loss.backward()
         self.opt.step()
         self.ema.update(self.model, step + 1)
+
+    def step(self, step: int) -> dict[str, float]:
+        """:meth:`train_step` under the run's precision (bf16 autocast with fp32 weights, or plain fp32)."""
+        dtype = self.amp_dtype
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return self.train_step(step)
 
     # ------------------------------------------------------------------ the template
     def run(self) -> None:
         tc, ddp = self.tc, self.ddp
         ddp.check_batch(tc.batch_size)
+        self.amp_dtype = autocast_dtype(tc.precision, self.device)
+        if self.device.type == "cuda":  # TF32 for the fp32 matmuls and convolutions, unless fp32 is asked for
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tc.precision != "fp32"
         self.prepare()
         torch.manual_seed(tc.seed)
         self.model = self.build_model()
@@ -130,7 +149,7 @@ class Trainer:
             self.state,
             Path(self.w.path) / "checkpoints",
             Path(self.w.path) / "logs",
-            self.train_step,
+            self.step,
             self.validate if self.validates else None,
             self.sample if self.samples else None,
             desc=self.kind,

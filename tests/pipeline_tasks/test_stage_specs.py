@@ -17,10 +17,10 @@ TINY_PINS = {
     "genhead_samples": ("b58e58b01eeea2f9", 2),
     "analyser_samples": ("1ece63ba89d45fba", 2),
     "synthetic_videos": ("667cbd9eae3a9fd0", 2),
-    "psi3d": ("97c23f12ab2fa7d5", 2),  # 2026-12-05: losses.region_l1 (weight 0) added
-    "motion_encoder": ("21f69289f102a6e4", 1),
+    "psi3d": ("8d881967ede44266", 2),  # 2026-12-05: losses.region_l1 (weight 0) added
+    "motion_encoder": ("dca535833d5518a9", 1),
     "pseudo_mv": ("5444128b34b5a2b8", 1),
-    "psi": ("6385d21e7d1d40d5", 1),  # 2026-12-05: losses.region_l1 (weight 0) added
+    "psi": ("d37a2258f6f33f34", 1),  # 2026-12-05: losses.region_l1 (weight 0) added
     "eval": ("9bde403ebf668f38", 4),
 }
 
