@@ -1,0 +1,97 @@
+"""Where a tiny training step spends its time: one Ψ3d step (forward by module, losses, backward, optimiser) under
+``torch.profiler``, as milliseconds per step and shares of it.
+
+Every top-level part of Ψ (encoders, transformer, tri-plane decoder, background, renderer, SR) is wrapped in a
+``record_function`` label by forward hooks (the model code is untouched); the losses, the backward pass and the
+optimiser step by the loop below. Backward is one phase: autograd runs it outside the modules' labels. Data
+loading is not in it (``bench_loader_vs_trainer`` measures the loader against the step). CPU, fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from models import torchvision_compat
+
+torchvision_compat.install()
+
+from models import cameras as cam  # noqa: E402
+from models.genhead.ground_truth import GroundTruth, identity_ids  # noqa: E402
+from models.psi import build_psi  # noqa: E402
+from pipeline_tasks.config import load_config  # noqa: E402
+from pipeline_tasks.training.objective import PsiObjective  # noqa: E402
+
+PHASES = {
+    "global_encoder": "encoders",
+    "detail_encoder": "encoders",
+    "patch_embed": "transformer",
+    "blocks_neutral": "transformer",
+    "blocks_motion": "transformer",
+    "norm": "transformer",
+    "upsampler": "transformer",
+    "triplane_decoder": "tri-plane decoder",
+    "background": "background",
+    "renderer": "render (volume)",
+    "superres": "super-resolution",
+}
+
+
+def _label(module: torch.nn.Module, name: str) -> None:
+    open_ = []
+    module.register_forward_pre_hook(lambda m, i: open_.append(record_function(name).__enter__()))
+    module.register_forward_hook(lambda m, i, o: open_.pop().__exit__(None, None, None))
+
+
+def profile_step(preset: str = "tiny", steps: int = 3) -> dict[str, float]:
+    """Milliseconds per Ψ3d step by phase (the mean over ``steps`` profiled steps after one warm-up)."""
+    cfg = load_config(preset)
+    torch.manual_seed(0)
+    psi = build_psi(cfg.model, static=True).train()
+    for child, phase in PHASES.items():
+        _label(getattr(psi, child), f"phase/{phase}")
+    objective = PsiObjective(cfg.model, cfg.psi3d.losses, lr=cfg.psi3d.lr)
+    opt = torch.optim.Adam([p for p in psi.parameters() if p.requires_grad], lr=cfg.psi3d.lr)
+    b, res = cfg.psi3d.batch_size, cfg.model.psi.image_resolution
+    gt = GroundTruth()
+    ids = identity_ids(5, b)
+    src = gt.render(ids, cam.orbit_label(torch.zeros(b), torch.zeros(b)), res).rgb
+    cams = cam.orbit_label(torch.linspace(-0.6, 0.6, b), torch.zeros(b))
+    tgt = gt.render(ids, cams, res)
+    real = torch.ones(b, dtype=torch.bool)
+
+    def step():
+        out = psi.render(psi(src), cams)
+        with record_function("phase/losses"):
+            loss, _ = objective.generator_loss(out, tgt.rgb, tgt.alpha, cams, real, step=0)
+        opt.zero_grad(set_to_none=True)
+        with record_function("phase/backward"):
+            loss.backward()
+        with record_function("phase/optimiser"):
+            opt.step()
+
+    step()  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            with record_function("phase/step"):
+                step()
+    totals = {
+        e.key[len("phase/") :]: e.cpu_time_total / 1e3 / steps
+        for e in prof.key_averages()
+        if e.key.startswith("phase/")
+    }
+    return totals
+
+
+def bench_profile_tiny_step():
+    ms = profile_step("tiny")
+    whole = ms.pop("step")
+    rows = [{"name": "Ψ3d step (tiny, batch 4): whole", "value": round(whole, 1), "unit": "ms", "device": "cpu",
+             "note": "profiled, fp32"}]  # fmt: skip
+    for phase, t in sorted(ms.items(), key=lambda kv: -kv[1]):
+        rows.append({"name": f"Ψ3d step (tiny): {phase}", "value": round(t, 1), "unit": "ms", "device": "cpu",
+                     "note": f"{100 * t / whole:.0f}% of the step"})  # fmt: skip
+    rest = whole - sum(ms.values())
+    rows.append({"name": "Ψ3d step (tiny): other (glue, unlabelled ops)", "value": round(rest, 1), "unit": "ms",
+                 "device": "cpu", "note": f"{100 * rest / whole:.0f}% of the step"})  # fmt: skip
+    return rows
