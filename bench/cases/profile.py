@@ -21,6 +21,7 @@ from models.genhead.ground_truth import GroundTruth, identity_ids  # noqa: E402
 from models.psi import build_psi  # noqa: E402
 from pipeline_tasks.config import load_config  # noqa: E402
 from pipeline_tasks.training.objective import PsiObjective  # noqa: E402
+from pipeline_tasks.training.optim import adam  # noqa: E402
 
 PHASES = {
     "global_encoder": "encoders",
@@ -51,7 +52,7 @@ def profile_step(preset: str = "tiny", steps: int = 3) -> dict[str, float]:
     for child, phase in PHASES.items():
         _label(getattr(psi, child), f"phase/{phase}")
     objective = PsiObjective(cfg.model, cfg.psi3d.losses, lr=cfg.psi3d.lr)
-    opt = torch.optim.Adam([p for p in psi.parameters() if p.requires_grad], lr=cfg.psi3d.lr)
+    opt = adam([p for p in psi.parameters() if p.requires_grad], lr=cfg.psi3d.lr)  # the trainers' (fused) Adam
     b, res = cfg.psi3d.batch_size, cfg.model.psi.image_resolution
     gt = GroundTruth()
     ids = identity_ids(5, b)
