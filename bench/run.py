@@ -93,6 +93,10 @@ def main(argv=None) -> int:
     for f in failures:
         print(f"FAILED {f['case']}: {f['error']}")
     out = Path(args.out) / f"results-{info['host']}-{dt.date.today().isoformat()}.json"
+    n = 1
+    while out.exists():  # a second run on the same day and host never overwrites the first (committed results)
+        n += 1
+        out = out.with_name(f"results-{info['host']}-{dt.date.today().isoformat()}-{n}.json")
     out.write_text(
         json.dumps(
             {
