@@ -204,6 +204,9 @@ class EvalConfig(_Strict):
     driving_pitch_max_degrees: float = 10.0
     analyser_seed: int = 7  # the evaluation analyser's seed; must differ from motion_encoder.seed
     analyser_steps: int | None = None  # its training steps; None → motion_encoder.steps
+    # its blur augmentation (σ ~ U(0, j) px); None → motion_encoder.blur_jitter. A sharp-trained analyser reads soft
+    # renders badly (bench/eval_instrument_floors.py: at 2 px of blur it cannot tell right from wrong expressions)
+    analyser_blur_jitter: float | None = None
     probe_identities: int = 32  # pose probe: identities (base seed eval.seed + 1) × views rendered to fit it
     probe_views: int = 4
     lpips_net: str = "alex"

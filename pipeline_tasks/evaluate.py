@@ -88,6 +88,7 @@ def analyser_config(cfg: PipelineConfig) -> PipelineConfig:
             "backend": "synthetic",
             "pdfgc_weights": None,
             "steps": e.analyser_steps or cfg.motion_encoder.steps,
+            "blur_jitter": cfg.motion_encoder.blur_jitter if e.analyser_blur_jitter is None else e.analyser_blur_jitter,
             "identity_detached": False,
         }
     )

@@ -21,7 +21,7 @@ TINY_PINS = {
     "motion_encoder": ("dca535833d5518a9", 1),
     "pseudo_mv": ("5444128b34b5a2b8", 1),
     "psi": ("d37a2258f6f33f34", 1),  # 2026-12-05: losses.region_l1 (weight 0) added
-    "eval": ("9bde403ebf668f38", 4),
+    "eval": ("1381d118d85ca54e", 4),
 }
 
 

@@ -208,3 +208,17 @@ def test_ablation_report_compares_two_evaluations_per_yaw_bin(world):
     assert d["difference"] == pytest.approx(expected.tolist(), abs=1e-6)
     assert (art.path / "plots" / "ablation_vs_yaw.png").is_file()
     assert art.manifest["metrics"]["delta_cross_view_psnr_yaw+0"] == pytest.approx(d["difference"][1], abs=1e-3)
+
+
+def test_the_evaluation_analyser_takes_its_own_blur_or_e_mots():
+    """``eval.analyser_blur_jitter``: None keeps E_mot's blur augmentation (and the analyser's version), a value
+    replaces it for the evaluation analyser only."""
+    from pipeline_tasks.evaluate import analyser_stage_config
+
+    base = load_config("tiny")
+    assert analyser_config(base).motion_encoder.blur_jitter == base.motion_encoder.blur_jitter
+    blurred = load_config("tiny", ["eval.analyser_blur_jitter=1.5"])
+    assert analyser_config(blurred).motion_encoder.blur_jitter == 1.5
+    assert blurred.motion_encoder.blur_jitter == base.motion_encoder.blur_jitter  # E_mot itself is untouched
+    assert analyser_stage_config(blurred) != analyser_stage_config(base)
+    assert analyser_stage_config(load_config("tiny", ["eval.analyser_blur_jitter=null"])) == analyser_stage_config(base)
