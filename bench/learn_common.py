@@ -4,6 +4,7 @@ line, the per-stage wall clock and the stages upstream of Ψ."""
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -45,16 +46,18 @@ def free_stem(out: Path, stem: str) -> str:
     return candidate
 
 
-def scratch_registry(root: str | Path, spec: str, samples):
-    """A registry of its own for one A/B recipe (``root/<recipe>``) with ``samples`` linked in, not copied: the
-    main registry stays untouched and a recipe trained before is reused. Returns (registry, samples in it)."""
+def scratch_registry(root: str | Path, spec: str, samples, *more):
+    """A registry of its own for one A/B recipe (``root/<recipe>``) with ``samples`` (and ``more`` artifacts) linked
+    in, not copied: the main registry stays untouched and a recipe trained before is reused. Returns (registry,
+    samples in it)."""
     from storage_schemas.artifacts import ArtifactRegistry
 
     scratch = ArtifactRegistry(Path(root) / (spec.replace(" ", "_").replace("=", "-") or "preset"))
-    link = scratch.root / samples.kind / samples.version
-    if not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(samples.path, target_is_directory=True)
+    for art in (samples, *more):
+        link = scratch.root / art.kind / art.version
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(art.path, target_is_directory=True)
     return scratch, scratch.resolve(samples.ref)
 
 
@@ -74,6 +77,14 @@ class StageClock:
     @property
     def wall(self) -> float:
         return time.time() - self.start
+
+
+def emit_row(row: dict, log: str | None) -> None:
+    """Print one A/B result as a JSON line and append it to ``log`` (when given)."""
+    print(json.dumps(row), flush=True)
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def reuse_analyser_samples(cfg, registry, ref: str):

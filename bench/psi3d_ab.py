@@ -36,7 +36,7 @@ from pipeline_tasks.training.loop import CHECKPOINT  # noqa: E402
 from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learn_common import scratch_registry  # noqa: E402
+from learn_common import emit_row, scratch_registry  # noqa: E402
 
 
 def start_from(init) -> None:
@@ -105,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 for h in v["history"]
             ],
         }
-        print(json.dumps(row), flush=True)
-        if args.log:
-            with open(args.log, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        emit_row(row, args.log)
     return 0
 
 

@@ -26,6 +26,9 @@ from pipeline_tasks.data.images import to_model_images  # noqa: E402
 from pipeline_tasks.train_psi3d import baselines, load_psi3d, summarise, validate_views  # noqa: E402
 from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learn_common import emit_row  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             "expressive_identities": int(views.expressive.sum()),
             **{k: round(s[k], 3) for k in keep},
         }
-        print(json.dumps(row), flush=True)
-        if args.log:
-            with open(args.log, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        emit_row(row, args.log)
     return 0
 
 

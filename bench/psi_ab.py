@@ -26,18 +26,10 @@ from pipeline_tasks.config import load_config  # noqa: E402
 from pipeline_tasks.train_psi import train_psi  # noqa: E402
 from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learn_common import emit_row, scratch_registry  # noqa: E402
+
 KEYS = ("psnr", "change_correlation")  # every final metric whose name holds one of these (Ψ and its baselines)
-
-
-def link_parents(root: Path, spec: str, parents: list) -> ArtifactRegistry:
-    """A registry of its own for one recipe with ``parents`` linked in (not copied)."""
-    scratch = ArtifactRegistry(root / (spec.replace(" ", "_").replace("=", "-") or "preset"))
-    for art in parents:
-        link = scratch.root / art.kind / art.version
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(art.path, target_is_directory=True)
-    return scratch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parents = [pmv, ups["psi3d"], ups["motion_encoder"]]
     for spec in args.recipes:
         cfg = load_config(args.preset, [s for s in (args.common + " " + spec).split() if s])
-        scratch = link_parents(Path(args.scratch), spec, parents)
+        scratch, _ = scratch_registry(args.scratch, spec, *parents)
         t = time.time()
         art = train_psi(cfg, *(scratch.resolve(a.ref) for a in parents), registry=scratch)
         metrics = art.manifest["metrics"]
@@ -74,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: round(v, 3) for k, v in sorted(metrics.items()) if any(x in k for x in KEYS) and "step0" not in k},
             "change_correlation_by_step": curve,
         }
-        print(json.dumps(row), flush=True)
-        if args.log:
-            with open(args.log, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        emit_row(row, args.log)
     return 0
 
 
