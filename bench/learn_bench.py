@@ -88,7 +88,8 @@ def expression_section(validation: dict) -> list[str]:
     for j, b in enumerate(bins):
         lines.append(
             f"| {b:+g}° | {final['expression_change'][j]:.3f} | {final['mouth_psnr'][j]:.2f} | "
-            f"{base['mouth_psnr_input'][j]:.2f} | {base['mouth_psnr_mean_image'][j]:.2f} | "
+            f"{'(is the truth)' if b == 0 else format(base['mouth_psnr_input'][j], '.2f')} | "
+            f"{base['mouth_psnr_mean_image'][j]:.2f} | "
             f"{final['eyes_psnr'][j]:.2f} |"
         )
     return lines + [""]
