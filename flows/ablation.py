@@ -24,12 +24,12 @@ from flows.evaluate import evaluate_flow
 from flows.pipeline import _as_list, pipeline_flow
 from flows.train_psi import train_psi_flow
 from pipeline_tasks.ablation import MONOCULAR_OVERRIDES, compare_evals
-from pipeline_tasks.config import load_config
+from pipeline_tasks.config import Preset, load_config
 from storage_schemas.artifacts import ArtifactRegistry
 
 
 @flow(name="portrait4d-ablation", log_prints=True)
-def ablation_flow(preset: str = "tiny", overrides: list[str] | None = None, seeds: int = 3) -> dict[str, str]:
+def ablation_flow(preset: Preset = "tiny", overrides: list[str] | None = None, seeds: int = 3) -> dict[str, str]:
     t0 = time.time()
     if seeds < 1:
         raise ValueError(f"seeds must be ≥ 1, got {seeds}")

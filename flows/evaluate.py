@@ -13,13 +13,13 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.cli import flow_parser
-from pipeline_tasks.config import load_config
+from pipeline_tasks.config import Preset, load_config
 from pipeline_tasks.evaluate import evaluate_task
 from storage_schemas.artifacts import ArtifactRegistry
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(preset: str = "tiny", overrides: list[str] | None = None, model: str = "psi@latest") -> str:
+def evaluate_flow(preset: Preset = "tiny", overrides: list[str] | None = None, model: str = "psi@latest") -> str:
     """Returns the ``eval@<version>`` reference; publishes the report as a Prefect markdown artifact."""
     art = evaluate_task(load_config(preset, overrides), model, ArtifactRegistry())
     report = (art.path / "report.md").read_text()

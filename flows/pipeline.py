@@ -26,7 +26,7 @@ from flows.synthetic_videos import synthetic_videos_flow
 from flows.train_motion_encoder import train_motion_encoder_flow
 from flows.train_psi import train_psi_flow
 from flows.train_psi3d import train_psi3d_flow
-from pipeline_tasks.config import load_config, parse_overrides
+from pipeline_tasks.config import Preset, load_config, parse_overrides
 from storage_schemas.artifacts import ArtifactRegistry
 
 
@@ -37,7 +37,7 @@ def _as_list(overrides: list[str] | None) -> list[str]:
 
 @flow(name="portrait4d-pipeline", log_prints=True)
 def pipeline_flow(
-    preset: str = "tiny", overrides: list[str] | None = None, videos: str | None = None
+    preset: Preset = "tiny", overrides: list[str] | None = None, videos: str | None = None
 ) -> dict[str, str]:
     """Run stages 1–5 on ``preset``; ``videos`` (folder or glob) replaces the synthetic videos in stage 3."""
     t0 = time.time()

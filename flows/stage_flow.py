@@ -8,7 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.reports import artifact_markdown
 from pipeline_tasks import stages
-from pipeline_tasks.config import load_config
+from pipeline_tasks.config import Preset, load_config
 from storage_schemas.artifacts import Artifact
 
 
@@ -27,7 +27,7 @@ def parentless_stage_flow(kind: str, description: str):
         raise ValueError(f"stage {kind!r} takes parents {spec.parents}; write its flow by hand")
 
     @flow(name=spec.task_name, log_prints=True, description=description)
-    def stage_flow(preset: str = "tiny", overrides: list[str] | None = None) -> str:
+    def stage_flow(preset: Preset = "tiny", overrides: list[str] | None = None) -> str:
         return publish(spec.task()(load_config(preset, overrides)))
 
     return stage_flow

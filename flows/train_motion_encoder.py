@@ -11,14 +11,14 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.cli import flow_parser
-from pipeline_tasks.config import load_config
+from pipeline_tasks.config import Preset, load_config
 from pipeline_tasks.train_motion_encoder import r2_table, summary_markdown, train_motion_encoder_task
 from storage_schemas.artifacts import ArtifactRegistry
 
 
 @flow(name="train-motion-encoder", log_prints=True)
 def train_motion_encoder_flow(
-    preset: str = "tiny",
+    preset: Preset = "tiny",
     overrides: list[str] | None = None,
     samples: str = "analyser_samples@latest",
     p4d_home: str | None = None,

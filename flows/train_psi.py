@@ -12,14 +12,14 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.cli import flow_parser
 from flows.reports import artifact_markdown
-from pipeline_tasks.config import load_config
+from pipeline_tasks.config import Preset, load_config
 from pipeline_tasks.train_psi import train_psi_task
 from storage_schemas.artifacts import ArtifactRegistry
 
 
 @flow(name="train-psi", log_prints=True)
 def train_psi_flow(
-    preset: str = "tiny",
+    preset: Preset = "tiny",
     overrides: list[str] | None = None,
     pseudo_mv: str = "pseudo_mv@latest",
     psi3d: str = "psi3d@latest",

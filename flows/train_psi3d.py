@@ -12,14 +12,14 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.cli import flow_parser
 from flows.reports import artifact_markdown
-from pipeline_tasks.config import load_config
+from pipeline_tasks.config import Preset, load_config
 from pipeline_tasks.train_psi3d import train_psi3d_task
 from storage_schemas.artifacts import ArtifactRegistry
 
 
 @flow(name="train-psi3d", log_prints=True)
 def train_psi3d_flow(
-    preset: str = "tiny", overrides: list[str] | None = None, samples: str = "genhead_samples@latest"
+    preset: Preset = "tiny", overrides: list[str] | None = None, samples: str = "genhead_samples@latest"
 ) -> str:
     """Returns the ``psi3d@<version>`` reference."""
     art = train_psi3d_task(load_config(preset, overrides), samples, ArtifactRegistry())

@@ -121,8 +121,8 @@ def compare_evals(
 ) -> Artifact:
     """The ``ablation`` artifact comparing evaluations of Ψ (method first): one each, or one per seed each."""
     registry = registry or ArtifactRegistry()
-    a = [stages.resolve(registry, x, "eval") for x in _as_list(method_eval)]
-    b = [stages.resolve(registry, x, "eval") for x in _as_list(baseline_eval)]
+    a = [stages.resolve(registry, x, "eval", cfg.preset) for x in _as_list(method_eval)]
+    b = [stages.resolve(registry, x, "eval", cfg.preset) for x in _as_list(baseline_eval)]
     ma, mb = [_load(x) for x in a], [_load(x) for x in b]
     comp = compare(ma, mb)
     conf = {"preset": cfg.preset, "labels": list(labels), "tasks": list(comp), "seeds": len(a)}

@@ -21,6 +21,10 @@ from models.config import LossConfig, ModelConfig
 from pipeline_tasks.ingest.config import IngestConfig
 
 CONFIG_DIR = Path(os.environ.get("P4D_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+# The presets, one per configs/<name>.yaml: the type of every flow's ``preset`` parameter, so that a deployment run
+# with an unknown preset is refused by Prefect's parameter validation before it starts (a new preset: add its
+# YAML file and its name here; tests/pipeline_tasks/test_config_and_inspect.py checks they agree).
+Preset = Literal["tiny", "small", "paper", "learn"]
 
 
 class _Strict(BaseModel):
@@ -171,6 +175,22 @@ class MotionEncoderConfig(TrainLoopConfig):
     val_every: int = 100
 
 
+class Stage3Executor(_Strict):
+    """Where stage 3's shards run (not part of its version: every runner writes the same store).
+
+    ``thread``: one shard at a time in the flow's process. ``dask``: a Dask cluster through prefect-dask, the
+    one at ``dask_address`` or a local cluster of ``dask_workers`` processes; each worker converts whole shards
+    into its own video groups and takes one GPU (worker i → GPU i mod n) when there are GPUs."""
+
+    runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None  # e.g. tcp://scheduler:8786; None → a local cluster
+    dask_workers: int = Field(2, ge=1)  # local cluster size
+    threads_per_worker: int = Field(1, ge=1)  # torch threads per local worker
+    retries: int = Field(2, ge=0)  # a failed shard task is retried (it resumes: finished videos are kept)
+    retry_delay_s: float = Field(10.0, ge=0)
+    shard_timeout_s: float | None = Field(None, gt=0)  # a shard task running longer fails (then is retried)
+
+
 class PseudoMVConfig(_Strict):
     """Stage 3: monocular videos → pseudo multi-view Zarr groups."""
 
@@ -182,6 +202,7 @@ class PseudoMVConfig(_Strict):
     shard_frames: int = 16  # frames per Zarr shard
     chunk_frames: int = Field(64, ge=1)  # frames read, rendered and written at a time (memory: one chunk)
     ingest: IngestConfig = IngestConfig()  # decoding (stride, max_frames, fps) and real-video ingestion
+    executor: Stage3Executor = Stage3Executor()  # thread or Dask; not versioned
 
 
 class PsiTrainConfig(TrainConfig):
@@ -215,9 +236,21 @@ class EvalConfig(_Strict):
     baselines: bool = True  # also score Ψ driven by the source's own motion (no reenactment)
 
 
+class DistributedLaunch(_Strict):
+    """torchrun across machines for the Ψ3d / Ψ trainers (pipeline_tasks/training/distributed.py). Not part of any
+    version: the run on N nodes trains what one node would. The pipeline runs on node 0 (``node_rank`` 0, the
+    rendezvous host); it writes the command every other node runs into the trainer's folder (shared storage)."""
+
+    nnodes: int = Field(1, ge=1)
+    rdzv_endpoint: str | None = None  # host:port of node 0, reachable from every node; needed when nnodes > 1
+    rdzv_backend: str = "static"  # static: node ranks as given (node 0 = this process); c10d: assigned at rendezvous
+    rdzv_id: str = "portrait4d"
+
+
 class PipelineConfig(_Strict):
     preset: str = "tiny"
     device: str = "auto"  # auto | cpu | cuda
+    distributed: DistributedLaunch = DistributedLaunch()  # torchrun across nodes; not versioned
     model: ModelConfig = ModelConfig()
     genhead: GenHeadConfig = GenHeadConfig()
     analyser_samples: AnalyserSamplesConfig = AnalyserSamplesConfig()

@@ -99,7 +99,7 @@ def train_eval_analyser(cfg: PipelineConfig, samples: Artifact | str, registry: 
     """Train (or reuse) the ``eval_analyser`` artifact on ``samples`` (the stage-2b trainer, another seed)."""
     trainer = stages.spec("motion_encoder")
     cfg2 = analyser_config(cfg)
-    samples = stages.resolve(registry, samples, "analyser_samples")
+    samples = stages.resolve(registry, samples, "analyser_samples", cfg.preset)
     return run_once(
         registry,
         ANALYSER_KIND,
@@ -143,12 +143,12 @@ def load_model_for_eval(art: Artifact, cfg: PipelineConfig, device):
         raise EvaluationError(f"cannot evaluate {art.ref} with preset '{cfg.preset}': {exc}") from exc
 
 
-def resolve_model(registry: ArtifactRegistry, model: Artifact | str) -> Artifact:
+def resolve_model(registry: ArtifactRegistry, model: Artifact | str, preset: str | None = None) -> Artifact:
     ref = model.ref if isinstance(model, Artifact) else model
     kind = ref.partition("@")[0]
     if kind not in ("psi3d", "psi"):
         raise EvaluationError(f"stage 5 evaluates 'psi3d' or 'psi' artifacts, not {ref!r}")
-    return stages.resolve(registry, ref, kind)
+    return stages.resolve(registry, ref, kind, preset)
 
 
 def stage_config(cfg: PipelineConfig, kind: str, bench: BenchmarkSet) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def stage_config(cfg: PipelineConfig, kind: str, bench: BenchmarkSet) -> dict[st
 def evaluate(cfg: PipelineConfig, model: Artifact | str, registry: ArtifactRegistry | None = None) -> Artifact:
     """Evaluate (or reuse the evaluation of) a ``psi3d`` or ``psi`` artifact → an ``eval`` artifact."""
     registry = registry or ArtifactRegistry()
-    art = resolve_model(registry, model)
+    art = resolve_model(registry, model, cfg.preset)
     device = resolve_device(cfg.device)
     net = load_model_for_eval(art, cfg, device)  # refuse a wrong preset before anything is built
     samples = _ancestor(registry, art, "genhead_samples")

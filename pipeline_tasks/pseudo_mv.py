@@ -19,6 +19,9 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +42,9 @@ from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.face import make_segmenter
 from pipeline_tasks.ingest import IngestionError, analyse_video, expand_video_inputs, iter_aligned, make_analyzer
 from pipeline_tasks.ingest.decode import file_hash, iter_batches, probe, select_frames
-from pipeline_tasks.stage import StageSpec, run_once, stage_task
-from pipeline_tasks.training.device import resolve_device
+from pipeline_tasks.run_progress import RunProgress
+from pipeline_tasks.stage import StageSpec, run_once, stage_task, transient_failure
+from pipeline_tasks.training.device import dask_worker_index, worker_device
 from storage_schemas import pseudo_mv as pm
 from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
 
@@ -72,6 +76,8 @@ class ConversionStats:
     seconds: float = 0.0
     converted: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    worker: str = ""  # host:pid (and Dask worker) that converted the shard: provenance, not part of the store
+    device: str = ""
 
 
 def user_video_inputs(spec: str) -> list[VideoInput]:
@@ -98,6 +104,7 @@ def synthetic_video_inputs(art: Artifact) -> list[VideoInput]:
 def stage_config(cfg: PipelineConfig, inputs: Sequence[VideoInput]) -> dict[str, Any]:
     """Versioned inputs: the pseudo_mv section, the image size, and (user videos) their content hashes."""
     conf = {**cfg.stage_config("pseudo_mv"), "resolution": cfg.model.psi.image_resolution}
+    conf["pseudo_mv"].pop("executor", None)  # where shards run does not change what they write
     user = [(v.video_id, v.sha256) for v in inputs if not v.synthetic]
     if user:
         conf["user_videos"] = user
@@ -332,16 +339,23 @@ def convert_videos(
     motion_art: Artifact,
     cache_dir: Path | None = None,
     progress: bool = True,
+    raise_failures: bool = False,
 ) -> ConversionStats:
     """Convert ``inputs`` into ``store_path`` (one group each), skipping finished ones. One shard's work.
 
     Streams: each video is read, ingested, rendered and written ``pseudo_mv.chunk_frames`` frames at a time,
-    so memory does not grow with a video's length."""
+    so memory does not grow with a video's length. A video that fails while converting (not bad input) is
+    recorded as ``failed``; with ``raise_failures`` the shard raises :class:`ShardFailed` after its other videos
+    instead, so that a retry (which skips the finished ones) can redo it."""
     c = cfg.pseudo_mv
-    device = resolve_device(cfg.device)
+    device = worker_device(cfg.device)
     done = set(pm.completed_videos(store_path))
     todo = [v for v in inputs if v.video_id not in done]
-    stats = ConversionStats()
+    index = dask_worker_index()
+    stats = ConversionStats(
+        worker=f"{socket.gethostname()}:{os.getpid()}" + (f" dask-{index}" if index is not None else ""),
+        device=str(device),
+    )
     if not todo:
         return stats
     psi3d = stages.load(psi3d_art, model_cfg=cfg.model, device=device)
@@ -353,13 +367,16 @@ def convert_videos(
         for v in todo:
             step = "decode" if v.synthetic else "ingest"
             try:  # one video's failure, whatever it is, is recorded with its file and step; the others convert
-                stream = (
-                    _synthetic_stream(v, cfg, c.chunk_frames)
-                    if v.synthetic
-                    else _user_stream(v, cfg, c.chunk_frames, models, cache_dir)
-                )
-                step = "render"
-                n = _convert_one(v, stream, store_path, psi3d, e_mot, cfg, device, bar)
+                with pm.video_claim(store_path, v.video_id):
+                    if pm.is_complete(store_path, v.video_id):  # written meanwhile by another run of this shard
+                        continue
+                    stream = (
+                        _synthetic_stream(v, cfg, c.chunk_frames)
+                        if v.synthetic
+                        else _user_stream(v, cfg, c.chunk_frames, models, cache_dir)
+                    )
+                    step = "render"
+                    n = _convert_one(v, stream, store_path, psi3d, e_mot, cfg, device, bar)
             except IngestionError as exc:  # bad input (VideoSkipped included): not usable, say why
                 pm.discard_incomplete(store_path, v.video_id)
                 stats.skipped.append(
@@ -397,7 +414,18 @@ def convert_videos(
         models.close()
         bar.close()
     stats.seconds = time.perf_counter() - t0
+    failed = [e for e in stats.skipped if e["status"] == "failed"]
+    if raise_failures and failed:
+        raise ShardFailed(failed)
     return stats
+
+
+class ShardFailed(RuntimeError):
+    """Videos of a shard failed while converting; the others are written. Raised for a retry to redo them."""
+
+    def __init__(self, failed: list[dict[str, Any]]):
+        self.failed = failed
+        super().__init__(f"{len(failed)} video(s) failed: " + "; ".join(e["reason"] for e in failed))
 
 
 def write_contact_sheet(store: Path, path: Path, frames_per_video: int = 3, max_videos: int = 4) -> Path | None:
@@ -451,13 +479,13 @@ def convert(
     ``synthetic_videos`` artifact ``videos``.
     """
     registry = registry or ArtifactRegistry()
-    psi3d_art = stages.resolve(registry, psi3d, "psi3d")
-    me_art = stages.resolve(registry, motion_encoder, "motion_encoder")
+    psi3d_art = stages.resolve(registry, psi3d, "psi3d", cfg.preset)
+    me_art = stages.resolve(registry, motion_encoder, "motion_encoder", cfg.preset)
     parents = [psi3d_art, me_art]
     if cfg.pseudo_mv.videos:
         inputs = user_video_inputs(cfg.pseudo_mv.videos)
     else:
-        vid_art = stages.resolve(registry, videos or "synthetic_videos@latest", "synthetic_videos")
+        vid_art = stages.resolve(registry, videos or "synthetic_videos@latest", "synthetic_videos", cfg.preset)
         parents.append(vid_art)
         inputs = synthetic_video_inputs(vid_art)
     if not inputs:
@@ -468,9 +496,13 @@ def convert(
         store = w.path / STORE
         pm.open_or_create(store, {"video_source": cfg.pseudo_mv.videos or "synthetic_videos"})
         previous = {e["video_id"]: e for e in pm.read_index(store)} if (store / "zarr.json").exists() else {}
-        shard_fn = lambda items: convert_videos(cfg, items, store, psi3d_art, me_art, cache_dir, progress)  # noqa: E731
+
+        def shard_fn(items: list[VideoInput], raise_failures: bool = False) -> ConversionStats:
+            return convert_videos(cfg, items, store, psi3d_art, me_art, cache_dir, progress, raise_failures)
+
         parts = shards(inputs, cfg.pseudo_mv.shard_videos)
         results = map_shards(shard_fn, parts) if map_shards else [shard_fn(p) for p in parts]
+        shutil.rmtree(pm.claims_dir(store), ignore_errors=True)
         index = _final_index(store, inputs, previous, results)
         pm.set_index(store, index)
         converted = [e for e in index if e["status"] == "converted"]
@@ -489,6 +521,16 @@ def convert(
                 "views_per_frame": cfg.pseudo_mv.views_per_frame,
             }
         )
+        w.extra["shards"] = [
+            {
+                "videos": len(r.converted),
+                "frames": r.frames,
+                "seconds": round(r.seconds, 2),
+                "worker": r.worker,
+                "device": r.device,
+            }
+            for r in results
+        ]
         if frames and secs > 0:
             w.metrics.update(
                 {"frames_per_s": frames / secs, "views_per_s": frames * cfg.pseudo_mv.views_per_frame / secs}
@@ -543,16 +585,38 @@ SPEC = StageSpec(
 )
 
 
-def _run_shard(shard_fn: Callable[[list[VideoInput]], ConversionStats], items: list[VideoInput]) -> ConversionStats:
-    return shard_fn(items)
+def _run_shard(shard_fn: Callable[..., ConversionStats], items: list[VideoInput], retries: int = 0) -> ConversionStats:
+    """One shard as a Prefect task: while retries are left, a failed video fails the task (Prefect retries it,
+    and the retry converts only what is not finished); the last attempt records it as ``failed`` instead."""
+    from prefect.runtime import task_run
+
+    attempt = int(task_run.run_count or 1)
+    return shard_fn(items, raise_failures=attempt <= retries)
 
 
-convert_shard_task = stage_task(_run_shard, "convert-video-shard")
+convert_shard_task = stage_task(_run_shard, "convert-video-shard", retry_condition_fn=transient_failure)
 
 
-def prefect_map_shards(shard_fn, parts: list[list[VideoInput]]) -> list[ConversionStats]:
-    """Run each shard of videos as a mapped Prefect task (inside a flow run) and wait for all."""
+def prefect_map_shards(shard_fn, parts: list[list[VideoInput]], executor=None, runner=None) -> list[ConversionStats]:
+    """Run each shard of videos as a mapped Prefect task (inside a flow run) and wait for all: on ``runner`` (a
+    started Prefect task runner: threads, Dask) or the flow's own; ``executor`` (``pseudo_mv.executor``) sets the
+    retries, their delay and the shard timeout."""
     from prefect import unmapped
 
-    futures = convert_shard_task.map(unmapped(shard_fn), parts)
-    return [f.result() for f in futures]
+    retries = executor.retries if executor is not None else 0
+    task = convert_shard_task.with_options(
+        retries=retries,
+        retry_delay_seconds=executor.retry_delay_s if executor is not None else 0,
+        timeout_seconds=executor.shard_timeout_s if executor is not None else None,
+    )
+    if runner is None:
+        futures = task.map(unmapped(shard_fn), parts, unmapped(retries))
+    else:
+        futures = runner.map(task, {"shard_fn": unmapped(shard_fn), "items": parts, "retries": unmapped(retries)})
+    progress = RunProgress("pseudo-mv-videos", "stage 3: videos of finished shards", sum(len(p) for p in parts))
+    results, done = [], 0
+    for f, items in zip(futures, parts):
+        results.append(f.result())
+        done += len(items)
+        progress.update(done, f"{results[-1].frames} frames on {results[-1].worker or 'this process'}")
+    return results

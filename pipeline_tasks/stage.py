@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from storage_schemas.artifacts import Artifact, ArtifactRegistry, ArtifactWriter
+from storage_schemas.artifacts import Artifact, ArtifactCompleted, ArtifactError, ArtifactRegistry, ArtifactWriter
 from storage_schemas.code_hash import PROJECT_PACKAGES, stage_code_hash
 
 log = logging.getLogger("portrait4d")
@@ -56,12 +56,16 @@ def run_once(
             sum(t.bytes for t in abandoned) / 2**20,
         )
     t0 = time.time()
-    with registry.writer(kind, config, parents, schema_version, version=version, code_hash=code) as w:
-        if w.resumed:
-            log.info("%s@%s: resuming from %s", kind, version, w.path)
-        build(w)
-        w.extra.setdefault("stage_seconds", round(time.time() - t0, 2))
-        return w.commit()
+    try:
+        with registry.writer(kind, config, parents, schema_version, version=version, code_hash=code) as w:
+            if w.resumed:
+                log.info("%s@%s: resuming from %s", kind, version, w.path)
+            build(w)
+            w.extra.setdefault("stage_seconds", round(time.time() - t0, 2))
+            return w.commit()
+    except ArtifactCompleted:  # another pipeline on this root built it while this one waited for the lock
+        log.info("%s@%s was completed by another process: using it", kind, version)
+        return registry.resolve(f"{kind}@{version}")
 
 
 @dataclass(frozen=True)
@@ -100,14 +104,59 @@ class StageSpec:
         return _task_of(self)
 
 
+# A stage task that fails on a transient fault (out of memory, a lost device or connection, a full disk) is run
+# again once after a pause; the rerun resumes (run_once adopts the temporary folder, a trainer its checkpoint).
+STAGE_RETRIES = 1
+STAGE_RETRY_DELAY_S = 30.0
+
+
+def transient_failure(task, task_run, state) -> bool:
+    """Prefect's ``retry_condition_fn``: retry faults of the machine, never bad input, bad config or a stop asked
+    for (a retry would fail the same way, later)."""
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None or isinstance(
+        exc,
+        (ArtifactError, InterruptedError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError),
+    ):
+        return False
+    return isinstance(exc, (RuntimeError, MemoryError, OSError))
+
+
 @functools.cache
 def _task_of(spec: StageSpec):
-    return stage_task(spec.build, spec.task_name)
+    return stage_task(
+        spec.build,
+        spec.task_name,
+        retries=STAGE_RETRIES,
+        retry_delay_seconds=STAGE_RETRY_DELAY_S,
+        retry_condition_fn=transient_failure,
+    )
 
 
-def stage_task(fn: Callable, name: str):
-    """``fn`` as a Prefect task; caching off, because versions and resumption are the registry's job."""
+def stage_task(fn: Callable, name: str, **options: Any):
+    """``fn`` as a Prefect task; caching off, because versions and resumption are the registry's job. Wherever a
+    stage task can run, the project's log lines reach Prefect (:func:`route_logs_to_prefect`)."""
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
-    return task(name=name, log_prints=True, cache_policy=NO_CACHE)(fn)
+    route_logs_to_prefect()
+    return task(name=name, log_prints=True, cache_policy=NO_CACHE, **options)(fn)
+
+
+@functools.cache
+def route_logs_to_prefect() -> None:
+    """The ``portrait4d`` logger ("skipping the stage", "resuming from …", "waiting for …") at INFO: to the terminal
+    through the console handler Prefect gives the root logger, and to the Prefect UI as logs of the flow or task run
+    it happens in (Prefect's API handler, used only inside a run: outside one, e.g. a stage called from Python, its
+    lines go to the terminal alone)."""
+    from prefect.context import FlowRunContext, TaskRunContext
+    from prefect.logging.handlers import APILogHandler
+
+    class RunLogHandler(APILogHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+                super().emit(record)
+
+    log.setLevel(logging.INFO)
+    if not any(isinstance(h, APILogHandler) for h in log.handlers):
+        log.addHandler(RunLogHandler())

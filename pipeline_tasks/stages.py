@@ -46,11 +46,13 @@ def specs() -> list[StageSpec]:
     return [spec(k) for k in STAGES]
 
 
-def resolve(registry: ArtifactRegistry, ref: Artifact | str, kind: str | tuple[str, ...]) -> Artifact:
+def resolve(
+    registry: ArtifactRegistry, ref: Artifact | str, kind: str | tuple[str, ...], preset: str | None = None
+) -> Artifact:
     """``ref`` as a complete artifact of ``kind`` (or of one of several kinds) whose schema version is the one
-    its stage writes today."""
+    its stage writes today; ``kind@latest`` is the newest one made with ``preset`` (when given)."""
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    art = registry.resolve(ref)
+    art = registry.resolve(ref, preset=preset)
     if art.kind not in kinds:
         raise ArtifactError(f"expected a {' or '.join(repr(k) for k in kinds)} artifact, got {art.ref} ({art.path})")
     return registry.resolve(art, schema_version=spec(art.kind).schema_version)

@@ -296,7 +296,7 @@ def train_motion_encoder(
     if me.backend != "synthetic":
         raise ValueError(f"motion_encoder.backend={me.backend!r}; use 'synthetic' or 'pdfgc'")
     # its own store (stage 1b: several expressions per identity) or, as the tests do, stage 1's
-    samples = stages.resolve(registry, samples_artifact, ("analyser_samples", "genhead_samples"))
+    samples = stages.resolve(registry, samples_artifact, ("analyser_samples", "genhead_samples"), cfg.preset)
     gs.validate(samples.path / "store.zarr")
     return run_once(
         registry, KIND, stage_config(cfg), [samples], SCHEMA_VERSION, lambda w: _train(cfg, samples, w, stop_after)

@@ -121,9 +121,9 @@ def train_psi(
 ) -> Artifact:
     """Train (or reuse, or resume) the ``psi`` artifact."""
     registry = registry or ArtifactRegistry()
-    pmv = stages.resolve(registry, pseudo_mv, "pseudo_mv")
-    p3 = stages.resolve(registry, psi3d, "psi3d")
-    me = stages.resolve(registry, motion_encoder, "motion_encoder")
+    pmv = stages.resolve(registry, pseudo_mv, "pseudo_mv", cfg.preset)
+    p3 = stages.resolve(registry, psi3d, "psi3d", cfg.preset)
+    me = stages.resolve(registry, motion_encoder, "motion_encoder", cfg.preset)
     pm.validate(pmv.path / "store.zarr")
     return run_once(
         registry,
@@ -133,7 +133,7 @@ def train_psi(
         SCHEMA_VERSION,
         lambda w: (
             launch(KIND, cfg, [pmv, p3, me], w, stop_after, cfg.psi.nproc_per_node)
-            if cfg.psi.nproc_per_node > 1
+            if cfg.psi.nproc_per_node > 1 or cfg.distributed.nnodes > 1
             else _train(cfg, pmv, p3, me, w, stop_after)
         ),
     )

@@ -57,7 +57,7 @@ def train_psi3d(
 ) -> Artifact:
     """Train (or reuse) the ``psi3d`` artifact for ``samples`` (a ``genhead_samples`` artifact or ref)."""
     registry = registry or ArtifactRegistry()
-    samples = stages.resolve(registry, samples, "genhead_samples")
+    samples = stages.resolve(registry, samples, "genhead_samples", cfg.preset)
     gs.validate(samples.path / "store.zarr")
     return run_once(
         registry,
@@ -67,7 +67,7 @@ def train_psi3d(
         SCHEMA_VERSION,
         lambda w: (
             launch(KIND, cfg, [samples], w, stop_after, cfg.psi3d.nproc_per_node)
-            if cfg.psi3d.nproc_per_node > 1
+            if cfg.psi3d.nproc_per_node > 1 or cfg.distributed.nnodes > 1
             else _train(cfg, samples, w, stop_after)
         ),
     )

@@ -26,6 +26,7 @@ import datetime as _dt
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -36,6 +37,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+log = logging.getLogger("portrait4d")
 
 MANIFEST = "manifest.json"
 STATUS_COMPLETE = "complete"
@@ -262,6 +265,34 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+class ArtifactCompleted(ArtifactError):
+    """The version asked to be written was completed by another process while this one waited for its lock."""
+
+
+def _acquire(lock, lock_path: Path, what: str, wait_s: float | None) -> None:
+    """Exclusive ``flock`` on ``lock``; while another process holds it, say so once and wait (``wait_s``)."""
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        if wait_s == 0:
+            raise ArtifactError(
+                f"another process is writing {what} (lock {lock_path} is held); wait for it to finish"
+            ) from None
+    log.warning("another process is writing %s (lock %s): waiting for it", what, lock_path)
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if deadline is not None and time.monotonic() > deadline:
+                raise ArtifactError(
+                    f"another process is still writing {what} after {wait_s:.0f} s (lock {lock_path} is held)"
+                ) from None
+            time.sleep(0.5)
+
+
 class ArtifactRegistry:
     """All artifacts under one root."""
 
@@ -363,13 +394,22 @@ class ArtifactRegistry:
             self.write_catalog()
         return removed
 
-    def resolve(self, spec: str | Artifact, schema_version: int | None = None) -> Artifact:
-        """``kind@latest`` / ``kind@<version>`` → a complete artifact, or a clear ArtifactError."""
+    def resolve(self, spec: str | Artifact, schema_version: int | None = None, preset: str | None = None) -> Artifact:
+        """``kind@latest`` / ``kind@<version>`` → a complete artifact, or a clear ArtifactError. With ``preset``,
+        ``kind@latest`` is the newest one made with that preset (another preset's is never picked by accident)."""
         if isinstance(spec, Artifact):
             spec = spec.ref
         kind, version = parse_ref(spec)
         if version == "latest":
             found = self.list(kind)
+            if preset is not None:
+                others = sorted({str(a.config.get("preset")) for a in found} - {preset})
+                found = [a for a in found if a.config.get("preset") == preset]
+                if not found and others:
+                    raise ArtifactError(
+                        f"no complete '{kind}' artifact of preset '{preset}' under {self.root} (there are some of "
+                        f"{', '.join(others)}); run its stage with preset '{preset}' or name one ({kind}@<version>)"
+                    )
             if not found:
                 leftovers = self.incomplete(kind)
                 hint = f" ({len(leftovers)} incomplete run(s) under {self.root / kind})" if leftovers else ""
@@ -405,11 +445,14 @@ class ArtifactRegistry:
         schema_version: int = 1,
         version: str | None = None,
         code_hash: str | None = None,
+        wait_s: float | None = None,
     ) -> Iterator[ArtifactWriter]:
         """Build ``kind@version`` under a lock; resume a killed writer's folder if one is left.
 
-        The body must call ``commit()``; if it raises or returns without committing, the
-        temporary folder is kept for the next run to resume.
+        While another process writes the same version, wait for it (``wait_s`` seconds at most, None = as long as
+        it takes, 0 = refuse at once); if it completed the version meanwhile, raise :class:`ArtifactCompleted`
+        (``run_once`` returns that artifact). The body must call ``commit()``; if it raises or returns without
+        committing, the temporary folder is kept for the next run to resume.
         """
         parents = list(parents)
         version = version or self.version_for(kind, config, parents, schema_version, code_hash)
@@ -419,15 +462,10 @@ class ArtifactRegistry:
         kind_dir.mkdir(parents=True, exist_ok=True)
         lock_path = kind_dir / f".lock-{version}"
         with open(lock_path, "a+") as lock:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ArtifactError(
-                    f"another process is writing {kind}@{version} (lock {lock_path} is held); wait for it to finish"
-                ) from None
+            _acquire(lock, lock_path, f"{kind}@{version}", wait_s)
             try:
                 if self.find(kind, version) is not None:  # finished by the previous lock holder
-                    raise ArtifactError(f"{kind}@{version} was completed by another process")
+                    raise ArtifactCompleted(f"{kind}@{version} was completed by another process")
                 leftovers = sorted(kind_dir.glob(f".tmp-{version}-*"), key=lambda p: p.stat().st_mtime)
                 resumed = bool(leftovers)
                 if leftovers:

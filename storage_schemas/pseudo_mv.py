@@ -16,6 +16,8 @@ and reason).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
@@ -54,6 +56,8 @@ __all__ = [
     "append_frames",
     "finish_video",
     "completed_videos",
+    "is_complete",
+    "video_claim",
     "set_index",
     "read_index",
     "open_read",
@@ -80,6 +84,32 @@ def completed_videos(store_path: str | Path) -> list[str]:
         return []
     root = open_group(store_path, mode="r+")
     return sorted(name for name, g in root.groups() if g.attrs.get("complete") is True)
+
+
+def is_complete(store_path: str | Path, video_id: str) -> bool:
+    """Whether ``video_id``'s group is written whole."""
+    root = open_group(store_path, mode="r")
+    return video_id in root.group_keys() and root[video_id].attrs.get("complete") is True
+
+
+def claims_dir(store_path: str | Path) -> Path:
+    """Beside the store (never in it): one lock file per video being written."""
+    return Path(f"{store_path}.claims")
+
+
+@contextlib.contextmanager
+def video_claim(store_path: str | Path, video_id: str):
+    """Hold the right to write ``video_id``'s group: an exclusive ``flock`` (waits while another process holds it;
+    the kernel releases it when its holder dies). A task run twice at once (Dask runs a task again when it believes
+    its worker lost) then writes each video once: the second writer waits, and finds the group complete."""
+    d = claims_dir(store_path)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"{video_id}.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def begin_video(

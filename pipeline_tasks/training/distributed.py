@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -48,6 +49,7 @@ from pipeline_tasks.training.device import resolve_device
 SPEC = "ddp_spec.json"
 RESULT = "ddp_result.json"
 LOG = "torchrun.log"
+OTHER_NODES = "torchrun-other-nodes.txt"  # the commands nodes 1..N-1 run (distributed.nnodes > 1)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -133,21 +135,22 @@ def launch(stage: str, cfg, parents: list, w, stop_after: int | None, nproc: int
     }
     (w.path / SPEC).write_text(json.dumps(spec, indent=2))
     (w.path / RESULT).unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "pipeline_tasks.training.distributed",
-        stage,
-        "--workdir",
-        str(w.path),
-    ]
+    d = cfg.distributed
+    cmd = torchrun_command(stage, w.path, nproc, d.nnodes, 0, d.rdzv_endpoint, d.rdzv_backend, d.rdzv_id)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     log_path = w.path / LOG
+    if d.nnodes > 1:  # every other node runs its own torchrun on this folder (shared storage)
+        lines = [
+            shlex.join(torchrun_command(stage, w.path, nproc, d.nnodes, r, d.rdzv_endpoint, d.rdzv_backend, d.rdzv_id))
+            for r in range(1, d.nnodes)
+        ]
+        (w.path / OTHER_NODES).write_text("\n".join(lines) + "\n")
+        print(
+            f"{stage}: waiting for {d.nnodes - 1} other node(s) at {d.rdzv_endpoint}; on node r run line r of "
+            f"{w.path / OTHER_NODES}:\n" + "\n".join(lines),
+            flush=True,
+        )
     with open(log_path, "a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
         log.flush()
@@ -158,11 +161,53 @@ def launch(stage: str, cfg, parents: list, w, stop_after: int | None, nproc: int
     result = json.loads(result_path.read_text())
     result_path.unlink()
     (w.path / SPEC).unlink(missing_ok=True)
+    (w.path / OTHER_NODES).unlink(missing_ok=True)
     if "interrupted" in result:
         raise InterruptedError(result["interrupted"])
     w.metrics.update(result["metrics"])
     w.counts.update(result["counts"])
     w.extra.update(result["extra"])
+
+
+def torchrun_command(
+    stage: str,
+    workdir: Path,
+    nproc: int,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
+    rdzv_backend: str = "static",
+    rdzv_id: str = "portrait4d",
+) -> list[str]:
+    """The torchrun command of one node: ``--standalone`` on one node, else the usual rendezvous flags
+    (``--nnodes --node_rank --rdzv_backend --rdzv_endpoint --rdzv_id``)."""
+    if nnodes == 1:
+        where = ["--standalone"]
+    else:
+        if not rdzv_endpoint:
+            raise ValueError(
+                f"distributed.nnodes={nnodes} needs distributed.rdzv_endpoint=<host:port of node 0, reachable from "
+                "every node>"
+            )
+        where = [
+            f"--nnodes={nnodes}",
+            f"--node_rank={node_rank}",
+            f"--rdzv_backend={rdzv_backend}",
+            f"--rdzv_endpoint={rdzv_endpoint}",
+            f"--rdzv_id={rdzv_id}",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *where,
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "pipeline_tasks.training.distributed",
+        stage,
+        "--workdir",
+        str(workdir),
+    ]
 
 
 # The stages a worker can run: their ``StageSpec.train``, found through the stage registry by kind.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline_tasks.config import TrainConfig
+from pipeline_tasks.run_progress import RunProgress
 from pipeline_tasks.training.checkpoint import TrainingState
 from pipeline_tasks.training.logs import TrainingLogger, progress_bar
 
@@ -47,6 +48,7 @@ def run_loop(
             step_fn(step)
         return end, []
     logger = TrainingLogger(logger_dir, resume_step=start)
+    progress = RunProgress(f"{desc}-training", f"{desc} training steps", total)
     done_here = 0
     with logger, progress_bar(total, initial=start, desc=desc) as bar:
         for step in range(start, total):
@@ -62,6 +64,7 @@ def run_loop(
             if _due(n, train_cfg.checkpoint_every, total):
                 state.save(ckpt_dir, n, keep=train_cfg.keep_checkpoints)
             bar.update(1)
+            progress.update(n)
             done_here += 1
             if stop_after is not None and done_here >= stop_after:
                 logger.flush()

@@ -99,3 +99,56 @@ def test_every_flow_runs_in_process(prefect_api, registry):
     runs = asyncio.run(_flow_names())
     assert STAGE_FLOWS | {"portrait4d-pipeline", "portrait4d-ablation"} <= set(runs), sorted(runs)
     assert all(state == "Completed" for states in runs.values() for state in states), runs
+    # what a user sees in the UI: progress of training and conversion, and the project's own log lines
+    progress, messages = asyncio.run(_progress_and_logs())
+    assert {"psi3d-training", "motion-encoder-training", "psi-training", "pseudo-mv-videos"} <= set(progress), progress
+    assert all(value == 100.0 for value in progress.values()), progress
+    assert any("is complete: skipping the stage" in m for m in messages)  # the ablation reuses the pipeline's stages
+
+
+async def _progress_and_logs() -> tuple[dict[str, float], list[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+
+    async with get_client() as client:
+        arts = await client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"])))
+        logs, offset = [], 0
+        while batch := await client.read_logs(limit=200, offset=offset):
+            logs += batch
+            offset += len(batch)
+    return {a.key: float(a.data) for a in arts if a.key}, [entry.message for entry in logs]
+
+
+def test_a_stage_task_retries_a_transient_fault_and_resumes_and_never_retries_bad_input(prefect_api, registry):
+    """The options every stage task gets (pipeline_tasks/stage.py): a RuntimeError (e.g. out of memory) fails the
+    first attempt after part of the payload is written; Prefect runs the task again and the rerun resumes from
+    that part (run_once adopts the temporary folder). A ValueError (bad input/config) is not retried."""
+    from prefect import flow
+
+    from pipeline_tasks import stage
+
+    calls = []
+
+    def build(w):
+        calls.append(w.resumed)
+        part = w.path / "part1"
+        if not part.exists():
+            part.write_text("done")
+            raise RuntimeError("CUDA out of memory (injected)")
+        (w.path / "part2").write_text("done")
+
+    def make(config):
+        return stage.run_once(registry, "retried", config, [], 1, build, "pipeline_tasks.stage")
+
+    options = dict(retries=stage.STAGE_RETRIES, retry_delay_seconds=0, retry_condition_fn=stage.transient_failure)
+    task = stage.stage_task(make, "retried-stage", **options)
+    art = flow(task)({"a": 1})
+    assert calls == [False, True] and (art.path / "part1").exists() and (art.path / "part2").exists()
+
+    def bad(config):
+        calls.append("bad")
+        raise ValueError("no such preset")
+
+    with pytest.raises(ValueError):
+        flow(stage.stage_task(bad, "bad-stage", **options))({"a": 2})
+    assert calls.count("bad") == 1

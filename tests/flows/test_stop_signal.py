@@ -30,7 +30,8 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGINT (Ctrl-C) takes the same path through flows/supervise.py; it runs with the slow tests (time budget)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_a_signal_stops_the_pipeline_within_seconds_and_leaves_it_resumable(tmp_path, signum):
     root = tmp_path / "artifacts"
     env = {

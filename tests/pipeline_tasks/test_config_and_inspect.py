@@ -80,3 +80,21 @@ def test_inspect_cli_catalog_json_and_lineage(registry, capsys):
     assert inspect_cli.main(["--root", str(registry.root), "--lineage", p.ref]) == 0
     assert g.ref in capsys.readouterr().out
     assert inspect_cli.main(["--root", str(registry.root), "--lineage", "psi@latest"]) == 2
+
+
+def test_the_preset_type_names_exactly_the_preset_files_and_flows_refuse_others():
+    """Every flow's ``preset`` parameter is ``Preset``: Prefect validates it before a run starts."""
+    import typing
+
+    from pipeline_tasks.config import CONFIG_DIR, Preset
+
+    assert set(typing.get_args(Preset)) == {p.stem for p in CONFIG_DIR.glob("*.yaml")}
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.evaluate import evaluate_flow
+    from flows.pipeline import pipeline_flow
+
+    for f in (pipeline_flow, evaluate_flow):
+        assert f.validate_parameters({"preset": "small"})["preset"] == "small"
+        with pytest.raises(ParameterTypeError, match="preset"):
+            f.validate_parameters({"preset": "huge"})

@@ -147,11 +147,45 @@ def test_killed_writer_leaves_nothing_complete_and_rerun_resumes(registry, mode)
     assert registry.incomplete() == []
 
 
-def test_concurrent_writer_is_refused(registry):
+def test_concurrent_writer_is_refused_when_it_must_not_wait(registry):
     with registry.writer("stage", {"a": 2}):
         with pytest.raises(ArtifactError, match="another process is writing"):
-            with ArtifactRegistry(registry.root).writer("stage", {"a": 2}):
+            with ArtifactRegistry(registry.root).writer("stage", {"a": 2}, wait_s=0):
                 pass
+        with pytest.raises(ArtifactError, match="still writing"):
+            with ArtifactRegistry(registry.root).writer("stage", {"a": 2}, wait_s=0.6):
+                pass
+
+
+def test_a_second_run_of_a_stage_waits_for_the_first_and_reuses_its_artifact(registry):
+    """Two pipelines on one root (here two threads): the second waits for the first's lock, then returns the
+    artifact the first built, built once."""
+    import threading
+    import time
+
+    from pipeline_tasks.stage import run_once
+
+    builds = []
+
+    def build(w):
+        builds.append(threading.get_ident())
+        time.sleep(1.0)
+        (w.path / "payload").write_text("x")
+
+    results = {}
+
+    def run(name):
+        results[name] = run_once(
+            ArtifactRegistry(registry.root), "shared", {"a": 3}, [], 1, build, "pipeline_tasks.stage"
+        )
+
+    first = threading.Thread(target=run, args=("first",))
+    first.start()
+    time.sleep(0.3)
+    run("second")
+    first.join(10)
+    assert len(builds) == 1
+    assert results["first"].ref == results["second"].ref and (results["second"].path / "payload").exists()
 
 
 def test_catalog_lists_incomplete_rows(registry):
@@ -186,3 +220,13 @@ def test_abandoned_temporaries_are_told_from_running_ones_and_removed_on_request
         assert [t.kind for t in registry.temporaries()] == ["live"] and live.path.is_dir()  # the running one stays
         live.commit()
     assert registry.temporaries() == []
+
+
+def test_latest_is_scoped_to_the_preset_when_one_is_given(registry):
+    tiny = make(registry, "stage", {"preset": "tiny", "a": 1})
+    small = make(registry, "stage", {"preset": "small", "a": 1})  # newer
+    assert registry.resolve("stage@latest").ref == small.ref  # unscoped: the newest of any preset
+    assert registry.resolve("stage@latest", preset="tiny").ref == tiny.ref
+    assert registry.resolve(f"stage@{small.version}", preset="tiny").ref == small.ref  # a named version is as named
+    with pytest.raises(ArtifactError, match="no complete 'stage' artifact of preset 'paper'.*small, tiny"):
+        registry.resolve("stage@latest", preset="paper")

@@ -190,3 +190,48 @@ def test_pseudo_mv_rejects_unknown_camera_source(tmp_path):
     pm.create(path)
     with pytest.raises(ValueError, match="camera_source"):
         pm.write_video(path, "v0", video_arrays(), {**ATTRS, "camera_source": "guess"})
+
+
+def test_a_second_writer_of_a_video_waits_for_the_first_and_the_claim_dies_with_its_holder(tmp_path):
+    """``video_claim``: a second claim of the same video waits until the first is released (another video's does
+    not); a claim held by a process that is killed is free at once (the kernel drops the flock)."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    store = tmp_path / "store.zarr"
+    pm.create(store)
+    order = []
+    with pm.video_claim(store, "v0"):
+        with pm.video_claim(store, "v1"):  # another video: no wait
+            order.append("v1")
+
+        def second():
+            with pm.video_claim(store, "v0"):
+                order.append("second v0")
+
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first v0 done")
+    t.join(10)
+    assert order == ["v1", "first v0 done", "second v0"]
+    assert not (store / "v0").exists() and pm.claims_dir(store).parent == store.parent  # locks live beside the store
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from storage_schemas import pseudo_mv as pm\n"
+            "with pm.video_claim(sys.argv[1], 'v0'):\n    print('held', flush=True); time.sleep(60)",
+            str(store),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait(10)
+    done = threading.Event()
+    threading.Thread(target=lambda: (pm.video_claim(store, "v0").__enter__(), done.set()), daemon=True).start()
+    assert done.wait(10)

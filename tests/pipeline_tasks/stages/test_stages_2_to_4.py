@@ -549,24 +549,6 @@ def test_oracle_store_carries_the_true_labels_and_the_probe_reads_them(upstream,
     assert r2[0] > 0.99 and r2[1] > 0.99 and r2[2] is None
 
 
-def test_stage3_flow_converts_the_videos_it_is_given_not_the_newest(upstream, tmp_path, flow_in_subprocess):
-    """The pipeline hands stage 3 the videos artifact it built. With a newer ``synthetic_videos`` artifact in the
-    registry, ``pseudo_mv_flow(..., synthetic_videos=<the run's>)`` must still convert the run's videos: here it
-    finds that conversion complete and returns it (a real Prefect flow run, temporary API, in a subprocess)."""
-    reg = _copy_registry(upstream["reg"], tmp_path / "artifacts")
-    newer = run_videos_stage(load_config("tiny", FAST + ["videos.n_videos=2"]), reg, progress=False)
-    assert reg.resolve("synthetic_videos@latest").ref == newer.ref != upstream["videos"].ref
-    code = (
-        "import json, sys; from flows.pseudo_mv import pseudo_mv_flow;"
-        f"print('REF', pseudo_mv_flow('tiny', json.loads(sys.argv[1]), {upstream['psi3d'].ref!r}, "
-        f"{upstream['motion_encoder'].ref!r}, synthetic_videos={upstream['videos'].ref!r}))"
-    )
-    lines = flow_in_subprocess(code, json.dumps(FAST), {"P4D_HOME": str(reg.root)})
-    ref = next(line.split()[1] for line in lines if line.startswith("REF "))
-    assert ref == upstream["pseudo_mv"].ref
-    assert upstream["videos"].ref in reg.resolve(ref).parents and newer.ref not in reg.resolve(ref).parents
-
-
 def test_a_fault_in_one_video_fails_that_video_only(upstream, tmp_path, monkeypatch):
     """Any exception while converting one video (here the renderer runs out of memory halfway through the
     videos; a fault not otherwise causable here, so injected) is recorded in the index with its file, step and
@@ -732,3 +714,190 @@ def test_stage4_killed_while_writing_a_checkpoint_resumes_to_the_uninterrupted_w
     b = torch.load(resumed.path / "checkpoint.pt", weights_only=True)["state_dicts"]["psi"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not list(resumed.path.rglob("*.tmp"))  # the torn temporary is not part of the artifact
+
+
+def _store_contents(store: Path, registry_root: Path) -> dict:
+    """Every array and attribute of a pseudo_mv store, by path (source files relative to the artifact root)."""
+    root = pm.open_read(store)
+
+    def attrs(g) -> dict:
+        return json.loads(json.dumps(g.attrs.asdict()).replace(str(registry_root), "<root>"))
+
+    out = {"/": attrs(root)}
+    for name, g in root.groups():
+        out[name] = attrs(g)
+        out.update({f"{name}/{a}": arr[:] for a, arr in g.arrays()})
+    return out
+
+
+STAGE3_RUNS = """
+import functools, json, os, signal, sys
+from pathlib import Path
+
+from prefect import flow
+
+from flows.pseudo_mv import map_shards_on, pseudo_mv_flow
+from pipeline_tasks import pseudo_mv as pmv
+from pipeline_tasks.config import load_config
+from storage_schemas.artifacts import ArtifactRegistry
+
+a = json.loads(sys.argv[1])
+
+
+def faulty(shard_fn, fault, log, victim):
+    \"\"\"shard_fn, where the victim video's first chunk is followed by a fault, once: the worker process killed
+    (SIGKILL) or an exception as a transient device fault would raise. Every video begun is logged.\"\"\"
+
+    def run(items, raise_failures=False):
+        from storage_schemas import pseudo_mv as pm
+
+        # the originals, whichever shard of this worker process patches first
+        append = pm.__dict__.setdefault("_unpatched_append", pm.append_frames)
+        begin = pm.__dict__.setdefault("_unpatched_begin", pm.begin_video)
+
+        def logged_begin(store, video_id, *args, **kw):
+            with open(log, "a") as f:
+                f.write(video_id + "\\n")
+            return begin(store, video_id, *args, **kw)
+
+        def append_then_fault(group, arrays):
+            n = append(group, arrays)
+            marker = Path(log + ".fault")
+            if group.basename == victim and not marker.exists():
+                marker.touch()
+                if fault == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise RuntimeError("a transient fault")
+            return n
+
+        pm.append_frames, pm.begin_video = append_then_fault, logged_begin
+        return shard_fn(items, raise_failures=raise_failures)
+
+    return run
+
+
+@flow
+def faulty_stage3(overrides, fault, log):
+    cfg = load_config("tiny", overrides)
+    mapper = functools.partial(map_shards_on, cfg.pseudo_mv.executor)
+    art = pmv.convert(
+        cfg, a["psi3d"], a["me"], a["videos"], ArtifactRegistry(), progress=False,
+        map_shards=lambda fn, parts: mapper(faulty(fn, fault, log, "video_0001"), parts),
+    )
+    return art.ref
+
+
+for run, root in a["roots"].items():
+    os.environ["P4D_HOME"] = root
+    runner = "thread" if run in ("thread", "retried") else "dask"
+    ov = a["overrides"] + [f"pseudo_mv.executor.runner={runner}"]
+    if run in ("thread", "dask"):
+        ref = pseudo_mv_flow("tiny", ov, a["psi3d"], a["me"], synthetic_videos=a["videos"])
+    else:
+        ref = faulty_stage3(ov, "kill" if run == "killed" else "raise", root + "/begun.log")
+    print("REF", run, ref)
+"""
+
+
+def test_stage3_on_a_two_worker_dask_cluster_writes_the_single_process_store(upstream, tmp_path, flow_in_subprocess):
+    """``pseudo_mv.executor.runner=dask``: the stage-3 flow runs its shards on a local Dask cluster of 2 worker
+    processes (prefect-dask), each converting whole videos into its own groups. The store equals the one the
+    single-process (thread) runner writes, array by array and attribute by attribute; the manifest says which
+    workers converted what. Faults mid-video: a Dask worker killed (SIGKILL) while writing a video, and (thread
+    runner) a transient exception that fails the shard task until Prefect retries it; both finish with the same
+    store, every video converted once (the victim begun again, its partial group discarded). The flow converts the
+    videos artifact it is given, not the newest in the registry (a real Prefect flow run, temporary API, in a
+    subprocess)."""
+    runs = ("dask", "thread", "killed", "retried")
+    roots = {run: _copy_registry(upstream["reg"], tmp_path / run).root for run in runs}
+    # the pipeline hands stage 3 the videos artifact it built: a newer one in the registry must not be converted
+    newer = run_videos_stage(load_config("tiny", FAST + ["videos.n_videos=2"]), ArtifactRegistry(roots["thread"]))
+    assert ArtifactRegistry(roots["thread"]).resolve("synthetic_videos@latest").ref == newer.ref
+    arg = {
+        "roots": {k: str(v) for k, v in roots.items()},
+        "overrides": FAST
+        + [
+            "pseudo_mv.seed=3",
+            "pseudo_mv.chunk_frames=2",
+            "pseudo_mv.executor.dask_workers=2",
+            "pseudo_mv.executor.retry_delay_s=0",
+        ],
+        "psi3d": upstream["psi3d"].ref,
+        "me": upstream["motion_encoder"].ref,
+        "videos": upstream["videos"].ref,
+    }
+    lines = flow_in_subprocess(STAGE3_RUNS, json.dumps(arg), timeout=480)
+    refs = dict(line.split()[1:3] for line in lines if line.startswith("REF "))
+    assert len(set(refs.values())) == 1, refs  # where and how shards ran is not part of the version
+    arts = {run: ArtifactRegistry(root).resolve(refs[run]) for run, root in roots.items()}
+    assert upstream["videos"].ref in arts["thread"].parents and newer.ref not in arts["thread"].parents
+    shards = {run: a.manifest["extra"]["shards"] for run, a in arts.items()}
+    assert len(shards["dask"]) == 3 and sum(s["videos"] for s in shards["dask"]) == 3
+    assert {s["worker"].split()[-1] for s in shards["dask"]} == {"dask-0", "dask-1"}  # both workers converted videos
+    assert len({s["worker"] for s in shards["thread"]}) == 1 and "dask" not in shards["thread"][0]["worker"]
+    for run in ("killed", "retried"):
+        begun = (roots[run] / "begun.log").read_text().split()
+        assert sorted(begun) == ["video_0000", "video_0001", "video_0001", "video_0002"], (run, begun)
+    reference = _store_contents(arts["thread"].path / "store.zarr", roots["thread"])
+    assert len(reference) > 3
+    for run in ("dask", "killed", "retried"):
+        other = _store_contents(arts[run].path / "store.zarr", roots[run])
+        assert other.keys() == reference.keys(), run
+        for key, value in reference.items():
+            if isinstance(value, np.ndarray):
+                assert value.dtype == other[key].dtype and np.array_equal(value, other[key]), (run, key)
+            else:
+                assert value == other[key], (run, key)
+
+
+def test_torchrun_command_is_standalone_on_one_node_and_rendezvous_across_nodes():
+    from pipeline_tasks.training.distributed import torchrun_command
+
+    one = torchrun_command("psi", Path("/w"), 4)
+    assert "--standalone" in one and "--nproc_per_node=4" in one
+    two = torchrun_command("psi", Path("/w"), 8, nnodes=2, node_rank=1, rdzv_endpoint="node0:29400")
+    assert "--standalone" not in two
+    assert {"--nnodes=2", "--node_rank=1", "--rdzv_endpoint=node0:29400", "--rdzv_backend=static"} <= set(two)
+    with pytest.raises(ValueError, match="rdzv_endpoint"):
+        torchrun_command("psi", Path("/w"), 1, nnodes=2)
+
+
+@pytest.mark.slow
+def test_psi_trained_on_two_nodes_by_torchrun_rendezvous(upstream, tmp_path):
+    """Ψ (not only Ψ3d) by DDP on 2 gloo processes, as two nodes of one process each meeting at a rendezvous on
+    127.0.0.1: node 0 is the pipeline's own launch, node 1 runs the command it wrote for the other nodes. The
+    ranks check at the end that they hold identical weights (else the stage fails); the artifact is complete."""
+    import shlex
+    import socket
+    import subprocess
+    import threading
+
+    from pipeline_tasks.training.distributed import OTHER_NODES, REPO_ROOT
+
+    reg = _copy_registry(upstream["reg"], tmp_path / "ddp")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = load_config(
+        "tiny",
+        FAST + ["device=cpu", "psi.steps=2", "distributed.nnodes=2", f"distributed.rdzv_endpoint=127.0.0.1:{port}"],
+    )
+    node1 = {}
+
+    def run_node1():
+        import time
+
+        deadline = time.monotonic() + 300
+        while not (found := list((reg.root / "psi").glob(f".tmp-*/{OTHER_NODES}"))):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        (line,) = found[0].read_text().splitlines()
+        node1["proc"] = subprocess.run(shlex.split(line), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+    t = threading.Thread(target=run_node1)
+    t.start()
+    art = psi_stage.train_psi(cfg, upstream["pseudo_mv"], upstream["psi3d"], upstream["motion_encoder"], registry=reg)
+    t.join(600)
+    assert node1["proc"].returncode == 0, node1["proc"].stdout[-3000:]
+    assert art.manifest["extra"]["ddp_world_size"] == 2 and art.manifest["counts"]["steps"] == 2
+    assert not (art.path / OTHER_NODES).exists() and (art.path / "checkpoint.pt").exists()
