@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from storage_schemas.object_store import RemoteRoot, is_remote, local_path, mirror_for
+
 log = logging.getLogger("portrait4d")
 
 MANIFEST = "manifest.json"
@@ -251,6 +253,8 @@ class ArtifactWriter:
         _write_json_atomic(self.path / MANIFEST, manifest)
         os.replace(self.path, final)
         _fsync_dir(final.parent)
+        if self.registry.remote is not None:
+            self.registry.remote.push(final, self.kind, self.version)
         self.committed = Artifact(self.kind, self.version, final, manifest)
         self.registry.write_catalog()
         return self.committed
@@ -297,7 +301,22 @@ class ArtifactRegistry:
     """All artifacts under one root."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root if root is not None else os.environ.get("P4D_HOME", "./artifacts")).resolve()
+        """``root`` (default ``$P4D_HOME``): a folder, or an object-storage URL (``s3://bucket/prefix``, any fsspec
+        URL): then ``self.root`` is this machine's mirror of it and ``self.remote`` the bucket
+        (storage_schemas/object_store.py)."""
+        spec = root if root is not None else os.environ.get("P4D_HOME", "./artifacts")
+        self.remote: RemoteRoot | None = None
+        if is_remote(spec):
+            self.remote = RemoteRoot(str(spec))
+            self.root = mirror_for(self.remote.url)
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            self.root = local_path(spec).resolve()
+
+    @property
+    def location(self) -> str:
+        """The root as the user named it: the URL on object storage, else the folder."""
+        return self.remote.url if self.remote is not None else str(self.root)
 
     # ---- versions -------------------------------------------------------------------------
     def version_for(
@@ -332,7 +351,17 @@ class ArtifactRegistry:
         """The complete artifact ``kind@version``, or None."""
         path = self.root / kind / version
         manifest = self._read_manifest(path)
-        if manifest is None or manifest.get("status") != STATUS_COMPLETE:
+        complete = manifest is not None and manifest.get("status") == STATUS_COMPLETE
+        if self.remote is not None:
+            if complete:
+                self.remote.push(path, kind, version)  # no-op when published; finishes a publish cut off half-way
+            else:
+                published = self.remote.manifest(kind, version)
+                if published is None or published.get("status") != STATUS_COMPLETE:
+                    return None
+                path = self.remote.pull(kind, version, self.root)
+                manifest, complete = self._read_manifest(path), True
+        if not complete:
             return None
         return Artifact(kind, version, path, manifest)
 
@@ -345,10 +374,23 @@ class ArtifactRegistry:
         for k in kinds:
             for d in sorted((self.root / k).glob("*")):
                 if d.is_dir() and not d.name.startswith("."):
-                    a = self.find(k, d.name)
-                    if a is not None:
-                        out.append(a)
-        return sorted(out, key=lambda a: (a.manifest.get("created_at", ""), a.path.stat().st_mtime))
+                    manifest = self._read_manifest(d)
+                    if manifest is not None and manifest.get("status") == STATUS_COMPLETE:
+                        out.append(Artifact(k, d.name, d, manifest))
+        if self.remote is not None:  # published ones not in this mirror yet: manifests only (resolve downloads)
+            here = {a.ref for a in out}
+            out += [
+                Artifact(k, v, self.root / k / v, m)
+                for k, v, m in self.remote.manifests(kind)
+                if f"{k}@{v}" not in here and m.get("status") == STATUS_COMPLETE
+            ]
+
+        def mtime(a: Artifact) -> float:
+            with contextlib.suppress(OSError):
+                return a.path.stat().st_mtime
+            return 0.0
+
+        return sorted(out, key=lambda a: (a.manifest.get("created_at", ""), mtime(a)))
 
     def incomplete(self, kind: str | None = None) -> list[Path]:
         """Leftover temporary folders (killed or running writers)."""
@@ -416,7 +458,7 @@ class ArtifactRegistry:
                 raise ArtifactError(
                     f"no complete '{kind}' artifact under {self.root}{hint}; run the stage that produces it first"
                 )
-            art = found[-1]
+            art = self.find(found[-1].kind, found[-1].version) or found[-1]  # downloaded from object storage
         else:
             path = self.root / kind / version
             art = self.find(kind, version)
@@ -461,8 +503,14 @@ class ArtifactRegistry:
         kind_dir = self.root / kind
         kind_dir.mkdir(parents=True, exist_ok=True)
         lock_path = kind_dir / f".lock-{version}"
-        with open(lock_path, "a+") as lock:
+        with open(lock_path, "a+") as lock, contextlib.ExitStack() as remote_lease:
             _acquire(lock, lock_path, f"{kind}@{version}", wait_s)
+            if self.remote is not None:  # writers on other machines: a lease object beside the artifacts
+                try:
+                    remote_lease.enter_context(self.remote.lease(kind, version, wait_s))
+                except TimeoutError as exc:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+                    raise ArtifactError(str(exc)) from None
             try:
                 if self.find(kind, version) is not None:  # finished by the previous lock holder
                     raise ArtifactCompleted(f"{kind}@{version} was completed by another process")
@@ -555,7 +603,7 @@ class ArtifactRegistry:
                     "metrics": canonical_json(_headline(m.get("metrics", {}))),
                     "wall_time_s": m.get("wall_time_s"),
                     "bytes": _dir_bytes(a.path),
-                    "path": str(a.path),
+                    "path": self.remote.url_of(a.kind, a.version) if self.remote is not None else str(a.path),
                 }
             )
         for t in self.temporaries():
@@ -587,7 +635,10 @@ class ArtifactRegistry:
         """Rebuild ``catalog.parquet`` from the manifests (atomic replace)."""
         from storage_schemas.catalog import write_catalog
 
-        return write_catalog(self.catalog_rows(), self.catalog_path)
+        path = write_catalog(self.catalog_rows(), self.catalog_path)
+        if self.remote is not None:
+            self.remote.put(path, path.name)
+        return path
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

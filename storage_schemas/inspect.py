@@ -56,7 +56,7 @@ def _short_metrics(metrics_json: str, limit: int = 3) -> str:
 def catalog_table(registry: ArtifactRegistry) -> str:
     rows = registry.catalog_rows()
     if not rows:
-        return f"no artifacts under {registry.root}"
+        return f"no artifacts under {registry.location}"
     shown = [
         {
             "kind": r["kind"],
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             print(stale_report(registry))
             return 0
         if args.store:
-            report, ok = store_report(Path(args.store))
+            report, ok = store_report(args.store if "://" in args.store else Path(args.store))
             print(report)
             return 0 if ok else 1
         if args.lineage:
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(catalog_table(registry))
         if registry.catalog_path.exists():
-            print(f"\ncatalog: {registry.catalog_path}")
+            where = f" (published to {registry.location}/catalog.parquet)" if registry.remote is not None else ""
+            print(f"\ncatalog: {registry.catalog_path}{where}")
         return 0
     except (ArtifactError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

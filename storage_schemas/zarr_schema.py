@@ -184,7 +184,10 @@ class GroupSchema:
 
 def open_group(path: str | Path, mode: str = "r", consolidated: bool = True) -> zarr.Group:
     """Open a store; read-only by default. Consolidated metadata is used when present, unless
-    ``consolidated`` is False (validation: it must see what is on disk, not a snapshot of it)."""
+    ``consolidated`` is False (validation: it must see what is on disk, not a snapshot of it). An object-storage URL
+    (``s3://…/store.zarr``) is opened through zarr's fsspec store."""
+    if "://" in str(path) and not str(path).startswith("file://"):
+        return zarr.open_group(str(path), mode=mode, use_consolidated=None if mode == "r" and consolidated else False)
     path = Path(path)
     if not (path / "zarr.json").exists():
         raise FileNotFoundError(f"{path}: not a Zarr v3 store (no zarr.json)")

@@ -74,6 +74,7 @@ def _prefect(env, *args, timeout=300) -> str:
     return out.stdout
 
 
+@pytest.mark.slow  # ~40 s: in `make test-all` (the fast suite's 10-minute budget is spent)
 def test_a_stage_deployment_runs_to_completion_on_a_local_server(server, tmp_path):
     env = server
     _prefect(env, "work-pool", "create", POOL, "--type", "process")

@@ -799,20 +799,10 @@ for run, root in a["roots"].items():
 """
 
 
-def test_stage3_on_a_two_worker_dask_cluster_writes_the_single_process_store(upstream, tmp_path, flow_in_subprocess):
-    """``pseudo_mv.executor.runner=dask``: the stage-3 flow runs its shards on a local Dask cluster of 2 worker
-    processes (prefect-dask), each converting whole videos into its own groups. The store equals the one the
-    single-process (thread) runner writes, array by array and attribute by attribute; the manifest says which
-    workers converted what. Faults mid-video: a Dask worker killed (SIGKILL) while writing a video, and (thread
-    runner) a transient exception that fails the shard task until Prefect retries it; both finish with the same
-    store, every video converted once (the victim begun again, its partial group discarded). The flow converts the
-    videos artifact it is given, not the newest in the registry (a real Prefect flow run, temporary API, in a
-    subprocess)."""
-    runs = ("dask", "thread", "killed", "retried")
+def _stage3_runs(upstream, tmp_path, flow_in_subprocess, runs: tuple[str, ...]) -> tuple[dict, dict]:
+    """Stage 3 (pseudo_mv.seed=3) once per run named (``dask``, ``thread``, ``killed``, ``retried``: STAGE3_RUNS),
+    each on its own copy of the upstream registry, in one subprocess; (artifacts, roots) by run."""
     roots = {run: _copy_registry(upstream["reg"], tmp_path / run).root for run in runs}
-    # the pipeline hands stage 3 the videos artifact it built: a newer one in the registry must not be converted
-    newer = run_videos_stage(load_config("tiny", FAST + ["videos.n_videos=2"]), ArtifactRegistry(roots["thread"]))
-    assert ArtifactRegistry(roots["thread"]).resolve("synthetic_videos@latest").ref == newer.ref
     arg = {
         "roots": {k: str(v) for k, v in roots.items()},
         "overrides": FAST
@@ -826,21 +816,22 @@ def test_stage3_on_a_two_worker_dask_cluster_writes_the_single_process_store(ups
         "me": upstream["motion_encoder"].ref,
         "videos": upstream["videos"].ref,
     }
+    if "thread" in roots:  # the pipeline hands stage 3 the videos it built: a newer artifact must not be converted
+        newer = run_videos_stage(load_config("tiny", FAST + ["videos.n_videos=2"]), ArtifactRegistry(roots["thread"]))
+        assert ArtifactRegistry(roots["thread"]).resolve("synthetic_videos@latest").ref == newer.ref
     lines = flow_in_subprocess(STAGE3_RUNS, json.dumps(arg), timeout=480)
     refs = dict(line.split()[1:3] for line in lines if line.startswith("REF "))
     assert len(set(refs.values())) == 1, refs  # where and how shards ran is not part of the version
     arts = {run: ArtifactRegistry(root).resolve(refs[run]) for run, root in roots.items()}
-    assert upstream["videos"].ref in arts["thread"].parents and newer.ref not in arts["thread"].parents
-    shards = {run: a.manifest["extra"]["shards"] for run, a in arts.items()}
-    assert len(shards["dask"]) == 3 and sum(s["videos"] for s in shards["dask"]) == 3
-    assert {s["worker"].split()[-1] for s in shards["dask"]} == {"dask-0", "dask-1"}  # both workers converted videos
-    assert len({s["worker"] for s in shards["thread"]}) == 1 and "dask" not in shards["thread"][0]["worker"]
-    for run in ("killed", "retried"):
-        begun = (roots[run] / "begun.log").read_text().split()
-        assert sorted(begun) == ["video_0000", "video_0001", "video_0001", "video_0002"], (run, begun)
-    reference = _store_contents(arts["thread"].path / "store.zarr", roots["thread"])
+    if "thread" in roots:
+        assert upstream["videos"].ref in arts["thread"].parents and newer.ref not in arts["thread"].parents
+    return arts, roots
+
+
+def _assert_same_store(arts: dict, roots: dict, reference_run: str, runs: tuple[str, ...]) -> None:
+    reference = _store_contents(arts[reference_run].path / "store.zarr", roots[reference_run])
     assert len(reference) > 3
-    for run in ("dask", "killed", "retried"):
+    for run in runs:
         other = _store_contents(arts[run].path / "store.zarr", roots[run])
         assert other.keys() == reference.keys(), run
         for key, value in reference.items():
@@ -848,6 +839,35 @@ def test_stage3_on_a_two_worker_dask_cluster_writes_the_single_process_store(ups
                 assert value.dtype == other[key].dtype and np.array_equal(value, other[key]), (run, key)
             else:
                 assert value == other[key], (run, key)
+
+
+def test_stage3_on_a_two_worker_dask_cluster_writes_the_single_process_store(upstream, tmp_path, flow_in_subprocess):
+    """``pseudo_mv.executor.runner=dask``: the stage-3 flow runs its shards on a local Dask cluster of 2 worker
+    processes (prefect-dask), each converting whole videos into its own groups. The store equals the one the
+    single-process (thread) runner writes, array by array and attribute by attribute; the manifest says which
+    workers converted what. The flow converts the videos artifact it is given, not the newest in the registry
+    (real Prefect flow runs, temporary API, in a subprocess)."""
+    arts, roots = _stage3_runs(upstream, tmp_path, flow_in_subprocess, ("dask", "thread"))
+    shards = {run: a.manifest["extra"]["shards"] for run, a in arts.items()}
+    assert len(shards["dask"]) == 3 and sum(s["videos"] for s in shards["dask"]) == 3
+    assert {s["worker"].split()[-1] for s in shards["dask"]} == {"dask-0", "dask-1"}  # both workers converted videos
+    assert len({s["worker"] for s in shards["thread"]}) == 1 and "dask" not in shards["thread"][0]["worker"]
+    _assert_same_store(arts, roots, "thread", ("dask",))
+
+
+@pytest.mark.slow
+def test_stage3_finishes_every_video_once_after_a_worker_is_killed_or_a_shard_retried(
+    upstream, tmp_path, flow_in_subprocess
+):
+    """Faults mid-video: a Dask worker killed (SIGKILL) while writing a video (Dask runs its shard again on a live
+    worker), and (thread runner) a transient exception that fails the shard task until Prefect retries it. Both
+    finish with the store of an uninterrupted run, every video converted once: the victim begun again, its partial
+    group discarded, the others not touched."""
+    arts, roots = _stage3_runs(upstream, tmp_path, flow_in_subprocess, ("thread", "killed", "retried"))
+    for run in ("killed", "retried"):
+        begun = (roots[run] / "begun.log").read_text().split()
+        assert sorted(begun) == ["video_0000", "video_0001", "video_0001", "video_0002"], (run, begun)
+    _assert_same_store(arts, roots, "thread", ("killed", "retried"))
 
 
 def test_torchrun_command_is_standalone_on_one_node_and_rendezvous_across_nodes():
