@@ -160,3 +160,9 @@ def route_logs_to_prefect() -> None:
     log.setLevel(logging.INFO)
     if not any(isinstance(h, APILogHandler) for h in log.handlers):
         log.addHandler(RunLogHandler())
+    # the stage-3 shard timeout runs in a worker thread, where Prefect warns once per task that a blocking call
+    # cannot be interrupted: the shard's loop is Python between torch calls, so the timeout does stop it (it raises
+    # at the next bytecode); the warning would only repeat per shard
+    logging.getLogger("prefect.task_runs").addFilter(
+        lambda record: "running in a worker thread. Timeouts in worker threads" not in record.getMessage()
+    )
