@@ -37,6 +37,7 @@ from models.psi.network import Psi
 from pipeline_tasks import stages
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.data.images import to_model_images
+from pipeline_tasks.data.prefetch import prefetched
 from pipeline_tasks.data.video_sidecars import list_videos, read_ground_truth_maps, read_sidecar
 from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.face import make_segmenter
@@ -302,30 +303,32 @@ def _convert_one(
     """Render and write one video chunk by chunk; returns its frame count."""
     c = cfg.pseudo_mv
     group = None
-    for rows, frames, alpha in stream.chunks:
-        arrays = render_pseudo_views(
-            psi3d,
-            e_mot,
-            v.video_id,
-            frames,
-            stream.cameras[rows],
-            stream.frame_indices[rows],
-            c.views_per_frame,
-            c.seed,
-            c.frame_batch,
-            device,
-            alpha,
-            bar,
-        )
-        if group is None:
-            sizes = {
-                "height": frames.shape[1],
-                "width": frames.shape[2],
-                "motion": arrays["frame_motion"].shape[1],
-                "view": c.views_per_frame,
-            }
-            group = pm.begin_video(store_path, v.video_id, sizes, stream.attrs, shard_frames=c.shard_frames)
-        pm.append_frames(group, arrays)
+    # the next chunk is decoded, aligned and segmented in a thread while this one renders (closed on any exit)
+    with contextlib.closing(prefetched(stream.chunks, c.executor.prefetch_chunks)) as chunks:
+        for rows, frames, alpha in chunks:
+            arrays = render_pseudo_views(
+                psi3d,
+                e_mot,
+                v.video_id,
+                frames,
+                stream.cameras[rows],
+                stream.frame_indices[rows],
+                c.views_per_frame,
+                c.seed,
+                c.frame_batch,
+                device,
+                alpha,
+                bar,
+            )
+            if group is None:
+                sizes = {
+                    "height": frames.shape[1],
+                    "width": frames.shape[2],
+                    "motion": arrays["frame_motion"].shape[1],
+                    "view": c.views_per_frame,
+                }
+                group = pm.begin_video(store_path, v.video_id, sizes, stream.attrs, shard_frames=c.shard_frames)
+            pm.append_frames(group, arrays)
     if group is None:
         raise IngestionError(Path(v.path), "no frame to convert")
     return pm.finish_video(group, {"frame_indices": [int(i) for i in stream.frame_indices]})

@@ -57,3 +57,14 @@ def test_multi_view_render_matches_single_views():
                 assert torch.allclose(multi[key][b * 3 + k], single[key][0], atol=1e-5), key
     with pytest.raises(ValueError, match="batch"):
         r(planes, labels[:1])
+
+
+def test_the_renderers_mean_feature_is_the_mean_of_the_three_lookups_bit_for_bit_and_contiguous():
+    from models.rendering.triplane import mean_triplane_features
+
+    g = torch.Generator().manual_seed(3)
+    planes = torch.randn(2, 3, 5, 8, 8, generator=g)
+    pts = (torch.rand(2, 100, 3, generator=g) * 2 - 1) * BOX * 1.1  # some points outside the box (zero features)
+    got = mean_triplane_features(planes, pts, BOX)
+    assert got.is_contiguous() and got.shape == (2, 100, 5)
+    assert torch.equal(got, sample_triplane(planes, pts, BOX).mean(1))

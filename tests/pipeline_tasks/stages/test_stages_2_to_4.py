@@ -598,7 +598,8 @@ pseudo_mv.convert(load_config("tiny", overrides), refs["psi3d"], refs["motion_en
 
 
 @pytest.mark.parametrize(
-    "kill_at", [12, 21]
+    "kill_at",
+    [12, pytest.param(21, marks=pytest.mark.slow)],  # one kill point in the fast suite (time budget)
 )  # 8 arrays per chunk, 2 chunks per video: mid 2nd chunk of video 1 / of video 2's 1st
 def test_stage3_killed_mid_video_resumes_to_the_uninterrupted_store(upstream, tmp_path, kill_at):
     """Issue 12: a real process death while a video's chunks are being appended, then a rerun: nothing lost,
@@ -677,6 +678,7 @@ train_psi.train_psi(load_config("tiny", overrides), refs["pseudo_mv"], refs["psi
 """
 
 
+@pytest.mark.slow  # 48 s; the fast suite keeps test_psi_training_resume_equals_uninterrupted (time budget)
 def test_stage4_killed_while_writing_a_checkpoint_resumes_to_the_uninterrupted_weights(upstream, tmp_path):
     """Issue 12: Ψ training dies for real halfway through writing its step-4 checkpoint, then is rerun: it
     resumes from the last whole checkpoint (step 2) and ends with the uninterrupted run's weights, bit for bit.
