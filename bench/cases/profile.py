@@ -44,16 +44,16 @@ def _label(module: torch.nn.Module, name: str) -> None:
     module.register_forward_hook(lambda m, i, o: open_.pop().__exit__(None, None, None))
 
 
-def profile_step(preset: str = "tiny", steps: int = 3) -> dict[str, float]:
-    """Milliseconds per Ψ3d step by phase (the mean over ``steps`` profiled steps after one warm-up)."""
+def psi3d_step(preset: str = "tiny", batch: int | None = None, lr: float | None = None):
+    """``(psi, step)``: a fresh Ψ3d of ``preset`` and one training step of it on GenHead renders (forward, losses,
+    backward, the trainers' fused Adam), its losses, backward and optimiser labelled for the profiler. Shared with
+    bench/cases/scaling.py."""
     cfg = load_config(preset)
     torch.manual_seed(0)
     psi = build_psi(cfg.model, static=True).train()
-    for child, phase in PHASES.items():
-        _label(getattr(psi, child), f"phase/{phase}")
     objective = PsiObjective(cfg.model, cfg.psi3d.losses, lr=cfg.psi3d.lr)
-    opt = adam([p for p in psi.parameters() if p.requires_grad], lr=cfg.psi3d.lr)  # the trainers' (fused) Adam
-    b, res = cfg.psi3d.batch_size, cfg.model.psi.image_resolution
+    opt = adam([p for p in psi.parameters() if p.requires_grad], lr=cfg.psi3d.lr if lr is None else lr)
+    b, res = batch or cfg.psi3d.batch_size, cfg.model.psi.image_resolution
     gt = GroundTruth()
     ids = identity_ids(5, b)
     src = gt.render(ids, cam.orbit_label(torch.zeros(b), torch.zeros(b)), res).rgb
@@ -70,6 +70,15 @@ def profile_step(preset: str = "tiny", steps: int = 3) -> dict[str, float]:
             loss.backward()
         with record_function("phase/optimiser"):
             opt.step()
+
+    return psi, step
+
+
+def profile_step(preset: str = "tiny", steps: int = 3) -> dict[str, float]:
+    """Milliseconds per Ψ3d step by phase (the mean over ``steps`` profiled steps after one warm-up)."""
+    psi, step = psi3d_step(preset)
+    for child, phase in PHASES.items():
+        _label(getattr(psi, child), f"phase/{phase}")
 
     step()  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:

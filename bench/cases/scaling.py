@@ -95,37 +95,14 @@ def bench_stage3_scaling():
 
 
 def bench_training_throughput_vs_batch():
-    import torch
+    import importlib.util
 
-    from models import cameras as cam
-    from models.genhead.ground_truth import GroundTruth, identity_ids
-    from models.psi import build_psi
-    from pipeline_tasks.config import load_config
-    from pipeline_tasks.training.objective import PsiObjective
-    from pipeline_tasks.training.optim import adam
-
-    cfg = load_config("tiny")
-    res = cfg.model.psi.image_resolution
+    spec = importlib.util.spec_from_file_location("bench_cases_profile_step", Path(__file__).with_name("profile.py"))
+    prof = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prof)  # by path: `import profile` is the standard library's
     rows, pts = [], []
     for b in BATCHES:
-        torch.manual_seed(0)
-        psi = build_psi(cfg.model, static=True).train()
-        objective = PsiObjective(cfg.model, cfg.psi3d.losses, lr=cfg.psi3d.lr)
-        opt = adam([p for p in psi.parameters() if p.requires_grad], lr=cfg.psi3d.lr)
-        gt = GroundTruth()
-        ids = identity_ids(5, b)
-        src = gt.render(ids, cam.orbit_label(torch.zeros(b), torch.zeros(b)), res).rgb
-        cams = cam.orbit_label(torch.linspace(-0.6, 0.6, b), torch.zeros(b))
-        tgt = gt.render(ids, cams, res)
-        real = torch.ones(b, dtype=torch.bool)
-
-        def step():
-            out = psi.render(psi(src), cams)
-            loss, _ = objective.generator_loss(out, tgt.rgb, tgt.alpha, cams, real, step=0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
+        _, step = prof.psi3d_step("tiny", batch=b)
         step()  # warm-up
         n = max(3, 16 // b)
         t0 = time.perf_counter()

@@ -20,8 +20,8 @@ from models.rendering.volume import render_rays, to_image
 PLANE_AXES = ((0, 1), (1, 2), (2, 0))  # (x,y), (y,z), (z,x)
 
 
-def sample_triplane(planes: torch.Tensor, points: torch.Tensor, box_half: float) -> torch.Tensor:
-    """Bilinear features of ``points [B,M,3]`` on ``planes [B,3,C,R,R]`` → ``[B,3,M,C]`` (zero outside the box)."""
+def _lookups(planes: torch.Tensor, points: torch.Tensor, box_half: float) -> torch.Tensor:
+    """grid_sample of ``points [B,M,3]`` on each of ``planes [B,3,C,R,R]`` → ``[B,3,C,M]`` (its own layout)."""
     b, n_planes, c, h, w = planes.shape
     if n_planes != 3:
         raise ValueError(f"expected 3 planes, got planes of shape {tuple(planes.shape)}")
@@ -34,27 +34,20 @@ def sample_triplane(planes: torch.Tensor, points: torch.Tensor, box_half: float)
         padding_mode="zeros",
         align_corners=False,
     )  # [B*3, C, 1, M]
-    return out.reshape(b, 3, c, -1).transpose(2, 3)
+    return out.reshape(b, 3, c, -1)
+
+
+def sample_triplane(planes: torch.Tensor, points: torch.Tensor, box_half: float) -> torch.Tensor:
+    """Bilinear features of ``points [B,M,3]`` on ``planes [B,3,C,R,R]`` → ``[B,3,M,C]`` (zero outside the box)."""
+    return _lookups(planes, points, box_half).transpose(2, 3)
 
 
 def mean_triplane_features(planes: torch.Tensor, points: torch.Tensor, box_half: float) -> torch.Tensor:
     """The three planes' features of ``points [B,M,3]`` averaged → ``[B,M,C]``, contiguous: the same values as
     ``sample_triplane(...).mean(1)`` (same sum order), averaged in grid_sample's own ``[B,3,C,M]`` layout first so that
     neither the mean nor the decoder's first layer reads a strided tensor (issue 15: a tiny stage-3 render ~7% faster,
-    bench/cases/profile.py)."""
-    b, n_planes, c, h, w = planes.shape
-    if n_planes != 3:
-        raise ValueError(f"expected 3 planes, got planes of shape {tuple(planes.shape)}")
-    coords = points / box_half
-    grid = torch.stack([coords[..., list(ax)] for ax in PLANE_AXES], dim=1)  # [B,3,M,2]
-    out = F.grid_sample(
-        planes.reshape(b * 3, c, h, w),
-        grid.reshape(b * 3, 1, -1, 2).to(planes.dtype),
-        mode="bilinear",
-        padding_mode="zeros",
-        align_corners=False,
-    )  # [B*3, C, 1, M]
-    return out.reshape(b, 3, c, -1).mean(1).transpose(1, 2).contiguous()
+    README "Work and utilisation")."""
+    return _lookups(planes, points, box_half).mean(1).transpose(1, 2).contiguous()
 
 
 class OSGDecoder(nn.Module):
