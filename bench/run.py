@@ -1,7 +1,7 @@
-"""`make bench`: run every ``bench_*`` function in bench/cases/*.py, print a table, save JSON.
+"""`make bench`: run every ``bench_*`` function in bench/cases/*.py, print a table, save JSON and a Markdown summary.
 
 Figures belong to the machine they were measured on; the JSON records it (host, CPU, GPU, torch).
-Usage: python bench/run.py [--only SUBSTRING] [--out bench/]
+Usage: python bench/run.py [--only SUBSTRING[,SUBSTRING…]] [--out bench/]
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ def load_cases(only: str | None):
         for name in sorted(dir(mod)):
             if name.startswith("bench_") and callable(getattr(mod, name)):
                 full = f"{path.stem}.{name}"
-                if only is None or only in full:
+                if only is None or any(part and part in full for part in only.split(",")):
                     yield full, getattr(mod, name)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", help="run only cases whose name contains this")
+    ap.add_argument("--only", help="run only cases whose name contains this (several: comma-separated)")
     ap.add_argument("--out", default=str(HERE), help="folder for results-<host>-<date>.json")
     args = ap.parse_args(argv)
     results, failures = [], []
@@ -108,8 +108,35 @@ def main(argv=None) -> int:
             indent=2,
         )
     )
-    print(f"\nwritten {out}")
+    summary = out.with_suffix(".md")
+    summary.write_text(markdown_summary(info, results, failures))
+    print(f"\nwritten {out} and {summary.name}")
     return 1 if failures else 0
+
+
+def markdown_summary(info: dict, results: list[dict], failures: list[dict]) -> str:
+    """The results as a Markdown table under the machine and the date (committed beside the JSON)."""
+    gpu = info.get("gpu") or "no GPU"
+    lines = [
+        f"# Benchmarks on {info['host']}, {dt.datetime.now().isoformat(timespec='minutes')}",
+        "",
+        f"{info['cpu']} × {info['cpu_count']} (torch threads {info['torch_threads']}), {gpu}, torch {info['torch']}, "
+        f"{info['platform']}. Figures belong to this machine; ratios were measured within this run.",
+        "",
+        "| case | benchmark | value | unit | peak MiB | device | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        peak = r.get("peak_mem_mb")
+        note = str(r.get("note", "")).replace("|", "/")
+        name = r["name"].replace("|", "/")
+        lines.append(
+            f"| {r['case'].split('.')[0]} | {name} | {r['value']:.4g} | {r['unit']} | "
+            f"{'' if peak is None else f'{peak:.0f}'} | {r.get('device', '')} | {note} |"
+        )
+    for f in failures:
+        lines.append(f"\n**Failed** `{f['case']}`: {f['error']}")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -111,6 +111,11 @@ class TrainLoopConfig(_Strict):
     # the training step's arithmetic: "auto" = bf16 autocast (fp32 master weights, TF32 matmuls) on CUDA, fp32
     # elsewhere; "bf16" also on the CPU (tests, and CPUs with bf16 units); "fp32" everywhere, TF32 off
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # opt-in torch.compile of the network's forward (the renderer, which draws samples from the trainer's generator,
+    # stays eager); a graph that fails to compile runs eagerly, and on a CPU without a C++ compiler the inductor
+    # backend is skipped with a warning. Measured on the 2-core CPU at tiny: no gain (README "Work and utilisation")
+    compile: bool = False
+    compile_backend: str = "inductor"
 
 
 class TrainConfig(TrainLoopConfig):

@@ -166,9 +166,12 @@ def render_pseudo_views(
         cams = cams_k[sl].to(device)
         with _autocast(device):
             planes = psi3d(src)
-            # the K novel views and the frame's own camera in one batched render of each tri-plane
-            own = torch.from_numpy(frame_cameras[sl]).float().to(device)[:, None]
-            r = psi3d.render(planes, torch.cat([cams, own], dim=1), perturb=False)
+            # the K novel views, and the frame's own camera where its alpha is not given (segmentation off), in one
+            # batched render of each tri-plane
+            if frame_alpha is None:
+                own = torch.from_numpy(frame_cameras[sl]).float().to(device)[:, None]
+                cams = torch.cat([cams, own], dim=1)
+            r = psi3d.render(planes, cams, perturb=False)
             views = r["image"][:, :k].float().clamp(-1, 1)
             m_frames = e_mot.encode(src)
             m_views = e_mot.encode(views.reshape(b * k, *views.shape[2:])).reshape(b, k, -1)
@@ -176,12 +179,13 @@ def render_pseudo_views(
         out["view_alpha"].append(
             _to_u8_alpha(r["alpha"][:, :k].reshape(b * k, *r["alpha"].shape[2:]), res).reshape(b, k, res, res)
         )
-        out["alpha"].append(_to_u8_alpha(r["alpha"][:, k], res))
+        if frame_alpha is None:
+            out["alpha"].append(_to_u8_alpha(r["alpha"][:, k], res))
         out["frame_motion"].append(m_frames.float().cpu().numpy())
         out["view_motion"].append(m_views.float().cpu().numpy())
         if progress is not None:
             progress.update(b)
-    arrays = {n: np.concatenate(v) for n, v in out.items()}
+    arrays = {n: np.concatenate(v) for n, v in out.items() if v}
     if frame_alpha is not None:
         arrays["alpha"] = frame_alpha
     arrays.update(

@@ -82,6 +82,9 @@ def bench_flops_and_utilisation():
                 with amp:
                     s = _seconds(step, device, iters)
                 rows += _rows(f"{label} step ({preset}, batch {batch})", f, s, peak, device, "forward + backward")
+                rows.append({"name": f"{label} step ({preset}, batch {batch}): images/s", "value": round(batch / s, 2),
+                             "unit": "images/s", "device": device,
+                             "note": "bf16 autocast" if device == "cuda" else "fp32"})  # fmt: skip
             rows.append({"name": f"D step ({preset}, batch {cfg.psi.batch_size}): GFLOP", "device": device,
                          "value": round(discriminator_step_flops(m, cfg.psi.batch_size, device) / 1e9, 3),
                          "unit": "GFLOP", "note": "real + fake, backward, no R1"})  # fmt: skip

@@ -44,7 +44,7 @@ class TokenUpsampler(nn.Module):
     def forward(self, tokens: torch.Tensor, grid: int) -> torch.Tensor:
         b, n, d = tokens.shape
         x = tokens.transpose(1, 2).reshape(b, d, grid, grid)
-        return self.net(self.shuffle(x))
+        return self.net(self.shuffle(x).contiguous(memory_format=torch.channels_last)).contiguous()
 
 
 class TriplaneDecoder(nn.Module):
@@ -90,11 +90,11 @@ class TriplaneDecoder(nn.Module):
         self.triplane_channels = triplane_channels
 
     def forward(self, global_up: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
-        x = self.pre(torch.cat([global_up, detail], 1))
+        x = self.pre(torch.cat([global_up, detail], 1).contiguous(memory_format=torch.channels_last))
         t = self.patch_embed(x)  # [B, R/2, R/2, E]
         b, h, w, e = t.shape
         t = self.norm(self.block(t.reshape(b, h * w, e), (h, w)))
         x = self.shuffle(t.transpose(1, 2).reshape(b, e, h, w))
-        x = self.conv_last(self.post(torch.cat([x, global_up], 1)))
+        x = self.conv_last(self.post(torch.cat([x, global_up], 1).contiguous(memory_format=torch.channels_last)))
         r = x.shape[-1]
-        return x.reshape(b, 3, self.triplane_channels, r, r)
+        return x.contiguous().reshape(b, 3, self.triplane_channels, r, r)

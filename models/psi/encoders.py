@@ -88,4 +88,4 @@ class DetailEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x5: torch.Tensor) -> torch.Tensor:
-        return self.net(x5)
+        return self.net(x5.contiguous(memory_format=torch.channels_last)).contiguous()

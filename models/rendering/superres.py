@@ -50,10 +50,10 @@ class SuperResolution(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rgb = x[:, :3]
-        h = self.stem(x)
+        h = self.stem(x.contiguous(memory_format=torch.channels_last))
         if not self.stages:
             return rgb + self.to_rgb[0](h)
         for stage, to_rgb in zip(self.stages, self.to_rgb):
             h = stage(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False))
             rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False) + to_rgb(h)
-        return rgb
+        return rgb.contiguous()

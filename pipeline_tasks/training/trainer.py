@@ -17,6 +17,8 @@ uninterrupted one, and keeps results equal to those of the trainers before this 
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,20 @@ from pipeline_tasks.training.ema import EMA
 from pipeline_tasks.training.loop import run_loop
 from pipeline_tasks.training.optim import adam
 from pipeline_tasks.training.sampler import SeededSampler
+
+log = logging.getLogger("portrait4d.training")
+
+
+def compiled(net: nn.Module, backend: str, device: torch.device) -> nn.Module:
+    """``torch.compile(net, backend=backend)`` with a clean fallback: Dynamo's ``suppress_errors`` runs a graph that
+    fails to compile eagerly (logged by torch), and inductor on a CPU without a C++ compiler is not tried at all."""
+    if backend == "inductor" and device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        log.warning("compile: inductor needs a C++ compiler on the CPU and none is on PATH: training eagerly")
+        return net
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    return torch.compile(net, backend=backend)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -127,6 +143,8 @@ class Trainer:
         torch.manual_seed(tc.seed)
         self.model = self.build_model()
         self.net = ddp.wrap(self.model) if self.uses_ddp else self.model  # forwards go through DDP
+        if tc.compile:
+            self.net = compiled(self.net, tc.compile_backend, self.device)
         self.objective = self.build_objective()
         self.opt = adam(self.optimizer_params(), lr=tc.lr, betas=tuple(tc.betas), eps=tc.adam_eps)
         self.ema = EMA(self.model, tc.ema_halflife_steps, tc.ema_rampup)

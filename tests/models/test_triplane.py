@@ -68,3 +68,57 @@ def test_the_renderers_mean_feature_is_the_mean_of_the_three_lookups_bit_for_bit
     got = mean_triplane_features(planes, pts, BOX)
     assert got.is_contiguous() and got.shape == (2, 100, 5)
     assert torch.equal(got, sample_triplane(planes, pts, BOX).mean(1))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fused_decoder_equals_the_layers_values_and_gradients(bf16):
+    """OSGDecoder's one-node MLP (hand-written backward) against the same parameters run as plain layers by autograd:
+    equal outputs and equal gradients of the input and of every parameter (under CPU bf16 autocast: to bf16
+    rounding), the parameters' grads in fp32."""
+    from models.rendering.triplane import OSGDecoder
+
+    torch.manual_seed(0)
+    dec = OSGDecoder(6, hidden=16, out_channels=5)
+    torch.nn.init.normal_(dec.sigma.weight)
+    torch.nn.init.normal_(dec.sigma.bias)
+    x0 = torch.randn(2, 300, 6) * 3  # some pre-activations past softplus's linear threshold too
+    weights = torch.linspace(-1, 1, 5)
+
+    def grads(fn):
+        dec.zero_grad(set_to_none=True)
+        x = x0.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            sigma, feat = fn(x)
+        assert sigma.shape == (2, 300, 1) and feat.shape == (2, 300, 5)
+        (sigma.float().square().sum() + (feat.float() * weights).sum()).backward()
+        return [sigma.float(), feat.float(), x.grad] + [p.grad for p in dec.parameters()]
+
+    fused, ref = grads(dec), grads(dec.reference)
+    tol = 2e-2 if bf16 else 1e-5
+    for a, b in zip(fused, ref):
+        assert a.dtype == b.dtype
+        assert (a - b).abs().max() <= tol * (1 + b.abs().max()), (a - b).abs().max()
+    assert all(p.grad.dtype == torch.float32 for p in dec.parameters())
+    assert fused[1].min() >= -0.001 and fused[1].max() <= 1.001  # sigmoid·1.002 − 0.001
+
+
+def test_cpu_inference_renders_in_chunks_with_the_same_images(monkeypatch):
+    """Deterministic CPU inference renders a few tri-planes per call (``CPU_CHUNK_SAMPLES``): the same images as one
+    call over the whole batch, in the same order."""
+    import models.rendering.triplane as tp
+
+    cfg = RenderConfig(neural_resolution=8, n_coarse=6, n_fine=6, feature_channels=5, decoder_hidden=8)
+    r = TriplaneRenderer(cfg, triplane_channels=4).eval()
+    torch.nn.init.normal_(r.decoder.sigma.weight)
+    planes = torch.randn(5, 3, 4, 16, 16)
+    labels = cams.sample_cameras(10, torch.Generator().manual_seed(2))[0].reshape(5, 2, 25)
+    whole = r(planes, labels, perturb=False)  # grad enabled: one call
+    calls, render_rays = [], tp.render_rays
+    monkeypatch.setattr(tp, "render_rays", lambda *a, **k: calls.append(a[1].shape[0]) or render_rays(*a, **k))
+    monkeypatch.setattr(tp, "CPU_CHUNK_SAMPLES", 2 * 2 * 8 * 8 * 12)  # two tri-planes (2 views each) per call
+    with torch.no_grad():
+        chunked = r(planes, labels, perturb=False)
+    assert calls == [2, 2, 1]
+    for key in ("features", "alpha", "transmittance", "depth"):
+        assert chunked[key].shape == whole[key].shape
+        assert torch.allclose(chunked[key], whole[key].detach(), atol=1e-6), key

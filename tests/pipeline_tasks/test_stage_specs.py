@@ -17,10 +17,10 @@ TINY_PINS = {
     "genhead_samples": ("b58e58b01eeea2f9", 2),
     "analyser_samples": ("1ece63ba89d45fba", 2),
     "synthetic_videos": ("667cbd9eae3a9fd0", 2),
-    "psi3d": ("8d881967ede44266", 2),  # 2026-12-05: losses.region_l1 (weight 0) added
-    "motion_encoder": ("dca535833d5518a9", 1),
+    "psi3d": ("9669bf4a9162523d", 2),  # 2026-12-06: compile / compile_backend (off) added
+    "motion_encoder": ("d95fb849beab093f", 1),  # 2026-12-06: compile / compile_backend (off) added
     "pseudo_mv": ("5444128b34b5a2b8", 1),
-    "psi": ("d37a2258f6f33f34", 1),  # 2026-12-05: losses.region_l1 (weight 0) added
+    "psi": ("634ac845f28badb9", 1),  # 2026-12-06: compile / compile_backend (off) added
     "eval": ("1381d118d85ca54e", 4),
 }
 
