@@ -3,8 +3,8 @@ revision and with this working tree, alternated in fresh processes within one ru
 
 The base is exported by ``git archive`` into a temporary folder (``BASE_REV``, default the last commit before issue
 15's first change; set ``P4D_BENCH_BASE`` for another). The same harness (this tree's profile.py) runs against both
-trees: only the imported ``models``/``pipeline_tasks`` differ. Each side runs ``ROUNDS`` times, ABAB, so a drift of
-the shared machine hits both; a phase's figure is its median over the rounds. Run:
+trees: only the imported ``models``/``pipeline_tasks`` differ. Each side runs ``ROUNDS`` times, ABBA, so a drift of
+the shared machine hits both; a phase's figure is the median of its per-round ratios, with their range. Run:
 ``python bench/run.py --only speedup`` (~2 min on 2 cores).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).resolve().parent / "profile.py"
 BASE_REV = os.environ.get("P4D_BENCH_BASE", "09ee15a")  # main before issue 15 (training precision, 2026-12-05)
-ROUNDS, STEPS = 3, 4
+ROUNDS, STEPS = 5, 4
 _RUN_HARNESS = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
@@ -57,17 +57,20 @@ def profile_in(tree: Path, preset: str = "tiny", steps: int = STEPS) -> dict[str
 
 
 def compare(base: Path, head: Path, rounds: int = ROUNDS) -> dict[str, dict[str, float]]:
-    """Per phase: the base's and the head's median milliseconds and base/head (> 1: the head is faster)."""
+    """Per phase: the base's and the head's median milliseconds and the median over rounds of base/head within the
+    round (> 1: the head is faster; pairing the two processes of a round cancels the machine's drift between
+    rounds)."""
     runs: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
-    for _ in range(rounds):
-        for side, tree in (("base", base), ("head", head)):
+    for i in range(rounds):  # ABBA…: neither side always runs first in its round
+        for side, tree in (("base", base), ("head", head))[:: 1 if i % 2 == 0 else -1]:
             runs[side].append(profile_in(tree))
     phases = sorted(set(runs["base"][0]) & set(runs["head"][0]))
     out = {}
     for phase in phases:
         b = statistics.median(r[phase] for r in runs["base"])
         h = statistics.median(r[phase] for r in runs["head"])
-        out[phase] = {"base_ms": b, "head_ms": h, "speedup": b / h if h else float("nan")}
+        pairs = [rb[phase] / rh[phase] for rb, rh in zip(runs["base"], runs["head"]) if rh[phase]]
+        out[phase] = {"base_ms": b, "head_ms": h, "speedup": statistics.median(pairs), "round_ratios": pairs}
     return out
 
 
@@ -85,7 +88,8 @@ def bench_phase_speedup_vs_base():
                 "unit": "× faster",
                 "device": "cpu",
                 "note": f"{r['base_ms']:.1f} → {r['head_ms']:.1f} ms ({100 * r['base_ms'] / whole:.0f}% of the base "
-                f"step); medians of {ROUNDS} alternated processes × {STEPS} profiled steps",
+                f"step); medians of {ROUNDS} alternated processes × {STEPS} profiled steps; per-round ratios "
+                f"{min(r['round_ratios']):.2f}–{max(r['round_ratios']):.2f}",
             }
         )
     return rows

@@ -98,7 +98,7 @@ def phases_ms_per_frame(r: dict) -> dict[str, float]:
         "pass 2: decode + crop": r["pass2"] - r["segmentation"],
         "pass 2: segmentation": r["segmentation"],
         "Ψ3d encoder": r["psi3d"],
-        "renders (K views + the frame's own)": r["render"],
+        "renders (K views; the frame's own too without segmentation)": r["render"],
         "E_mot": r["e_mot"],
         "conversion loop, rest": r["convert"] - r["psi3d"] - r["render"] - r["e_mot"],
         "Zarr write": r["write"],

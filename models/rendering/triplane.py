@@ -9,13 +9,12 @@ first 3 channels are RGB; ``models.rendering.volume.render_rays`` does the rest 
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from models import cameras as cams
+from models.amp import compute_dtype, no_autocast
 from models.config import RenderConfig
 from models.rendering.volume import render_rays, to_image
 
@@ -60,18 +59,6 @@ def mean_triplane_features(planes: torch.Tensor, points: torch.Tensor, box_half:
 FEATURE_SCALE, FEATURE_SHIFT = 1 + 2 * 0.001, 0.001  # EG3D: sigmoid(·)·1.002 − 0.001
 
 
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype autocast would give a matmul of ``x`` here (the autocast dtype inside autocast, else x's)."""
-    kind = x.device.type
-    if torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind):
-        return torch.get_autocast_dtype(kind)
-    return x.dtype
-
-
-def _no_autocast(kind: str):
-    return torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else contextlib.nullcontext()
-
-
 class _DecoderMLP(torch.autograd.Function):
     """``OSGDecoder``'s whole MLP as one autograd node: the same arithmetic as Linear → Softplus → two Linear heads
     → sigmoid·1.002−0.001, with both heads in one matmul and a hand-written backward that makes one pass per tensor
@@ -80,10 +67,10 @@ class _DecoderMLP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w1, b1, w_head, b_head):
-        dtype = _compute_dtype(x)
+        dtype = compute_dtype(x)
         ctx.input_dtypes = tuple(t.dtype for t in (x, w1, b1, w_head, b_head))
         x, w1, b1, w_head, b_head = (t.to(dtype) for t in (x, w1, b1, w_head, b_head))
-        with _no_autocast(x.device.type):
+        with no_autocast(x.device.type):
             pre = torch.addmm(b1, x, w1.t())
             h = F.softplus(pre)
             z = torch.addmm(b_head, h, w_head.t())

@@ -138,3 +138,37 @@ def test_plane_aligned_psi_runs_and_differs(micro_cfg):
     with torch.no_grad():
         ta, tb = a(x).triplanes, b(x).triplanes
     assert ta.shape == tb.shape and not torch.allclose(ta, tb)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_dilated_convolutions_backward_equals_the_library_convolution(bf16):
+    """The global encoder's dilation ≥ 4 convolutions compute their weight gradient from gathered taps on the CPU:
+    the same output, input gradient and weight gradient as ``F.conv2d`` under autograd (bf16 autocast: to bf16
+    rounding), and the swap leaves names, weights and other convolutions alone."""
+    from models.psi.encoders import DilatedConv2d, GlobalEncoder, use_taps_weight_grad
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=4, dilation=4, bias=False)
+    plain = torch.nn.Conv2d(6, 5, 3, padding=1, bias=False)
+    seq = use_taps_weight_grad(torch.nn.Sequential(conv, plain))
+    assert type(seq[0]) is DilatedConv2d and type(seq[1]) is torch.nn.Conv2d
+    x0 = torch.randn(2, 6, 8, 8)
+    weights = torch.randn(2, 5, 8, 8)
+
+    def grads(fn):
+        conv.weight.grad = None
+        x = x0.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = fn(x)
+        (y.float() * weights).sum().backward()
+        return y.float(), x.grad, conv.weight.grad
+
+    ours = grads(seq[0])
+    ref = grads(lambda x: torch.nn.functional.conv2d(x, conv.weight, None, 1, 4, 4))
+    tol = 2e-2 if bf16 else 1e-5
+    for a, b in zip(ours, ref):
+        assert a.dtype == b.dtype and (a - b).abs().max() <= tol * (1 + b.abs().max())
+    enc = GlobalEncoder(16, (2, 4, 6), 0.0, backbone="resnet18")
+    swapped = {n for n, m in enc.named_modules() if isinstance(m, DilatedConv2d)}
+    assert swapped and all(max(enc.get_submodule(n).dilation) >= 4 for n in swapped)
+    assert "backbone.layer4.1.conv2.weight" in enc.state_dict()

@@ -378,10 +378,17 @@ def test_stage3_streams_a_video_in_chunks_and_writes_the_same_store(upstream, tm
         assert sizes == ([5, 5, 2] if chunk == 5 else [12]), sizes
     a, b = pm.open_read(stores[5]), pm.open_read(stores[64])
     (vid,) = [name for name, _ in a.groups()]
-    for spec in pm.VIDEO_SCHEMA.arrays:  # pixels and cameras exactly; embeddings up to batch-size round-off
+    # the frames, their alpha and the cameras exactly; what the networks compute up to batch-size round-off (a frame
+    # is in a batch of 5 in one store and of 8 in the other, and CPU kernels need not give the last bit alike):
+    # embeddings to 1e-5, rendered views and their alpha to one grey level in at most 0.01 % of the pixels (measured:
+    # 1 pixel of 294 912 after the ResNet's weight gradient changed its arithmetic, 2026-12-06)
+    for spec in pm.VIDEO_SCHEMA.arrays:
         x, y = a[vid][spec.name][:], b[vid][spec.name][:]
         if spec.name.endswith("motion"):
             np.testing.assert_allclose(x, y, atol=1e-5, err_msg=spec.name)
+        elif spec.name in ("views", "view_alpha"):
+            diff = np.abs(x.astype(np.int16) - y.astype(np.int16))
+            assert diff.max() <= 1 and (diff > 0).mean() <= 1e-4, (spec.name, diff.max(), (diff > 0).sum())
         else:
             np.testing.assert_array_equal(x, y, err_msg=spec.name)
     assert a[vid].attrs["frames"] == 12 and a[vid].attrs["frame_indices"] == list(range(12))
