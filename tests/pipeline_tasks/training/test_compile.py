@@ -4,17 +4,13 @@ fails leaves training running eagerly with the same results, and inductor withou
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 import torch._dynamo
-from torch import nn
 
-from pipeline_tasks.config import TrainLoopConfig
 from pipeline_tasks.training import trainer as trainer_mod
-from pipeline_tasks.training.trainer import Trainer
+from tests.pipeline_tasks.training.mlp_trainer import MLPTrainer, run_mlp
 
 _backend_calls: list[str] = []
 
@@ -25,33 +21,18 @@ def _failing_backend(gm, example_inputs):
     raise RuntimeError("this backend cannot compile anything")
 
 
-class Regression(Trainer):
-    """Three steps of a small MLP; records the losses and the kind of ``self.net``."""
-
-    kind = "regression"
-    validates = False
-
-    def build_model(self) -> nn.Module:
-        return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
-
-    def sampler_items(self) -> np.ndarray:
-        return np.arange(16)
+class Regression(MLPTrainer):
+    """Regresses the sum of the inputs; logs each step's loss."""
 
     def train_step(self, step: int) -> dict[str, float]:
-        x = torch.randn(4, 8, generator=self.gen)
+        x = self.inputs()
         loss = ((self.net(x) - x.sum(1, keepdim=True)) ** 2).mean()
         self.optimise(loss, step)
         return {"loss": float(loss.detach())}
 
-    def finish(self, rows) -> None:
-        self.losses = [r["loss"] for r in rows if "loss" in r]
-
 
 def _run(tmp_path, name, **overrides) -> Regression:
-    cfg = TrainLoopConfig(steps=3, batch_size=4, checkpoint_every=10, log_every=1, **overrides)
-    t = Regression(SimpleNamespace(device="cpu"), cfg, SimpleNamespace(path=tmp_path / name), None)
-    t.run()
-    return t
+    return run_mlp(Regression, tmp_path / name, steps=3, **overrides)
 
 
 @pytest.fixture

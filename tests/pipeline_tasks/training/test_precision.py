@@ -3,19 +3,16 @@ default, fp32 on the CPU; the bf16 path is exercised here on the CPU (``torch.au
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from models import cameras as cam
 from models.genhead.ground_truth import GroundTruth, identity_ids
 from models.psi import build_psi
-from pipeline_tasks.config import TrainLoopConfig, load_config
+from pipeline_tasks.config import load_config
 from pipeline_tasks.training.objective import PsiObjective
-from pipeline_tasks.training.trainer import Trainer, autocast_dtype
+from pipeline_tasks.training.trainer import autocast_dtype
+from tests.pipeline_tasks.training.mlp_trainer import MLPTrainer, run_mlp
 
 
 def test_auto_is_bf16_on_cuda_and_fp32_elsewhere():
@@ -27,37 +24,21 @@ def test_auto_is_bf16_on_cuda_and_fp32_elsewhere():
     assert load_config("tiny").psi3d.precision == "auto"
 
 
-class Probe(Trainer):
+class Probe(MLPTrainer):
     """Records what one step sees: the dtype of a layer's output, and the weights' and gradients' dtypes."""
 
-    kind = "probe"
-
-    def build_model(self) -> nn.Module:
-        return nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
-
-    def sampler_items(self) -> np.ndarray:
-        return np.arange(16)
-
     def train_step(self, step: int) -> dict[str, float]:
-        x = torch.randn(4, 8, generator=self.gen)
-        y = self.net(x)
+        y = self.net(self.inputs())
         self.seen = {"activation": y.dtype, "autocast": torch.is_autocast_enabled("cpu")}
         self.optimise((y.float() ** 2).mean(), step)
         self.seen["weight"] = self.model[0].weight.dtype
         self.seen["grad"] = self.model[0].weight.grad.dtype
         return {"loss": 0.0}
 
-    validates = False
-
-    def finish(self, rows) -> None:
-        pass
-
 
 @pytest.mark.parametrize("precision, activation", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
 def test_the_trainer_steps_under_its_precision_with_fp32_weights(tmp_path, precision, activation):
-    cfg = TrainLoopConfig(steps=2, batch_size=4, checkpoint_every=10, log_every=1, precision=precision)
-    t = Probe(SimpleNamespace(device="cpu"), cfg, SimpleNamespace(path=tmp_path), None)
-    t.run()
+    t = run_mlp(Probe, tmp_path, steps=2, precision=precision)
     assert t.seen["activation"] is activation and t.seen["autocast"] is (precision == "bf16")
     assert t.seen["weight"] is torch.float32 and t.seen["grad"] is torch.float32
     assert not torch.is_autocast_enabled("cpu")  # nothing leaks out of the step
