@@ -195,6 +195,8 @@ class Stage3Executor(_Strict):
     retry_delay_s: float = Field(10.0, ge=0)
     # chunks of a video decoded, aligned and segmented ahead, in a thread, while one is rendered (0: in sequence)
     prefetch_chunks: int = Field(1, ge=0)
+    # rendered chunks written to Zarr in a thread while the next one renders (0: in sequence)
+    write_behind_chunks: int = Field(1, ge=0)
     # a shard task running longer fails with a timeout (then is retried, resuming); None: no limit
     shard_timeout_s: float | None = Field(6 * 3600.0, gt=0)
 

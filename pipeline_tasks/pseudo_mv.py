@@ -37,7 +37,7 @@ from models.psi.network import Psi
 from pipeline_tasks import stages
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.data.images import to_model_images
-from pipeline_tasks.data.prefetch import prefetched
+from pipeline_tasks.data.overlap import WriteBehind, prefetched
 from pipeline_tasks.data.video_sidecars import list_videos, read_ground_truth_maps, read_sidecar
 from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.face import make_segmenter
@@ -304,11 +304,18 @@ def _convert_one(
     device: torch.device,
     bar: tqdm,
 ) -> int:
-    """Render and write one video chunk by chunk; returns its frame count."""
+    """Render and write one video chunk by chunk; returns its frame count.
+
+    Three phases overlap: the next chunk is decoded, aligned and segmented in one thread and the previous one
+    written in another while this one renders (bounded: ``executor.prefetch_chunks``/``write_behind_chunks``
+    chunks each). Any exit waits for the writer, so a failed video's partial group is discarded after its last
+    write, and ``finish_video`` marks a group complete only after every chunk is in."""
     c = cfg.pseudo_mv
     group = None
-    # the next chunk is decoded, aligned and segmented in a thread while this one renders (closed on any exit)
-    with contextlib.closing(prefetched(stream.chunks, c.executor.prefetch_chunks)) as chunks:
+    with (
+        contextlib.closing(prefetched(stream.chunks, c.executor.prefetch_chunks)) as chunks,
+        WriteBehind(lambda job: pm.append_frames(*job), c.executor.write_behind_chunks) as writer,
+    ):
         for rows, frames, alpha in chunks:
             arrays = render_pseudo_views(
                 psi3d,
@@ -332,7 +339,7 @@ def _convert_one(
                     "view": c.views_per_frame,
                 }
                 group = pm.begin_video(store_path, v.video_id, sizes, stream.attrs, shard_frames=c.shard_frames)
-            pm.append_frames(group, arrays)
+            writer.put((group, arrays))
     if group is None:
         raise IngestionError(Path(v.path), "no frame to convert")
     return pm.finish_video(group, {"frame_indices": [int(i) for i in stream.frame_indices]})

@@ -7,7 +7,13 @@ pass 1 = decode + face detection and 478-point mesh (one call of the face analys
 crop + segmentation; then Ψ3d (the encoder forward), the renders (K views and the frame's own view), E_mot, the
 rest of the conversion loop, and the Zarr write. Decode is what remains of each pass once its face-model calls are
 taken out. The networks are the tiny preset's after two training steps (time does not depend on the weights); the
-clip is bench/clips.py's animated astronaut. Run: ``python bench/run.py --only stage3_phases`` (~1.5 min).
+clip is bench/clips.py's animated astronaut.
+
+Then the same clip through ``convert_videos`` itself (what a shard runs), once with its phases in sequence and once
+with ingestion ahead of rendering and the Zarr write behind it (``pseudo_mv.executor.prefetch_chunks`` and
+``write_behind_chunks``), and with ingestion ahead only, in chunks of ``OVERLAP_CHUNK`` frames: one process,
+models loaded once, one warm-up run, then the modes alternated A B C C B A twice; frames/s of each (median of its
+runs) and the ratio to the sequence. Run: ``python bench/run.py --only stage3_phases`` (~4 min).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -89,6 +96,55 @@ print(json.dumps({"frames": int(len(pos)), **t}))
 """.replace("FPS", str(FPS))
 
 
+# (name, prefetch_chunks, write_behind_chunks)
+# chunks of 16 frames: a 100-frame clip is 7 chunks, closer to a long video's steady state than the default 64's 2
+OVERLAP_CHUNK = 16
+MODES = [("in sequence", 0, 0), ("ingestion ahead", 1, 0), ("ingestion ahead + write behind", 1, 1)]
+
+_OVERLAP_CODE = """
+import json, sys, tempfile, time
+from pathlib import Path
+from pipeline_tasks import pseudo_mv as pmv
+from pipeline_tasks.config import load_config
+from storage_schemas import pseudo_mv as pm
+from storage_schemas.artifacts import ArtifactRegistry
+
+refs, clip, modes = json.loads(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+reg = ArtifactRegistry()
+p3, me = reg.resolve(refs["psi3d"]), reg.resolve(refs["motion_encoder"])
+video = pmv.VideoInput(video_id="v", path=str(clip))
+times = {m[0]: [] for m in modes}
+for i, (name, ahead, behind) in enumerate([modes[-1]] + (modes + modes[::-1]) * 2):
+    cfg = load_config("tiny", [f"pseudo_mv.videos={clip.parent}", f"pseudo_mv.executor.prefetch_chunks={ahead}",
+                               f"pseudo_mv.executor.write_behind_chunks={behind}", f"pseudo_mv.chunk_frames={CHUNK}"])
+    store = Path(tempfile.mkdtemp()) / "s.zarr"
+    pm.create(store)
+    t0 = time.perf_counter()
+    stats = pmv.convert_videos(cfg, [video], store, p3, me, cache_dir=None, progress=False, raise_failures=True)
+    if i:  # the first run warms caches and allocators up, and is not counted
+        times[name].append(time.perf_counter() - t0)
+print(json.dumps({"frames": stats.frames, "seconds": times}))
+""".replace("CHUNK", str(OVERLAP_CHUNK))
+
+
+def overlap_rows(r: dict) -> list[dict]:
+    """frames/s per executor mode (median of its runs) and its ratio to the phases in sequence."""
+    fps = {name: r["frames"] / statistics.median(secs) for name, secs in r["seconds"].items()}
+    base = fps[MODES[0][0]]
+    return [
+        {
+            "name": f"stage 3 (tiny, one {SIZE}² clip) through convert_videos: {name}",
+            "value": round(v, 2),
+            "unit": "frames/s",
+            "device": "cpu",
+            "note": f"{v / base:.2f}× the phases in sequence; prefetch_chunks={a}, write_behind_chunks={b}; "
+            f"runs {', '.join(f'{s:.1f}' for s in r['seconds'][name])} s for {r['frames']} frames (models loaded "
+            f"once, pass 1 not cached, chunks of {OVERLAP_CHUNK} frames)",
+        }
+        for (name, a, b), v in zip(MODES, fps.values())
+    ]
+
+
 def phases_ms_per_frame(r: dict) -> dict[str, float]:
     """The measured seconds split into the named phases, in milliseconds per converted frame."""
     n = r["frames"]
@@ -116,6 +172,7 @@ def bench_stage3_phases():
         clip.parent.mkdir()
         write_astronaut_clip(clip, FRAMES, SIZE, FPS)
         r = _child(_PHASES_CODE, env, json.dumps(refs), str(clip))
+        overlap = _child(_OVERLAP_CODE, env, json.dumps(refs), str(clip), json.dumps(MODES))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ms = phases_ms_per_frame(r)
@@ -139,4 +196,4 @@ def bench_stage3_phases():
             "note": f"{r['frames']} frames, {total:.1f} ms/frame, phases in sequence (target 25 frames/s)",
         }
     )
-    return rows
+    return rows + overlap_rows(overlap)

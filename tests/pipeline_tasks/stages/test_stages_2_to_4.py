@@ -349,8 +349,9 @@ def test_user_videos_convert_with_estimated_cameras_and_bad_one_is_skipped(upstr
 
 def test_stage3_streams_a_video_in_chunks_and_writes_the_same_store(upstream, tmp_path, monkeypatch):
     """Issue 12: a video goes through stage 3 ``chunk_frames`` frames at a time (never more in memory for
-    rendering), and the store equals the one written from a single chunk, frame for frame. The ingest cache
-    keeps the analysis only (no pixels), compressed."""
+    rendering), and the store equals the one written from a single chunk, frame for frame; the chunked run also
+    overlaps ingestion, rendering and Zarr writes (two chunks ahead, two behind), the single chunk runs them in
+    sequence. The ingest cache keeps the analysis only (no pixels), compressed."""
     from tests.pipeline_tasks.ingest.clips import animate_astronaut
 
     folder = tmp_path / "videos"
@@ -368,7 +369,8 @@ def test_stage3_streams_a_video_in_chunks_and_writes_the_same_store(upstream, tm
         cfg = load_config(
             "tiny",
             FAST
-            + [f"pseudo_mv.videos={folder}", "pseudo_mv.ingest.min_usable_frames=4", f"pseudo_mv.chunk_frames={chunk}"],
+            + [f"pseudo_mv.videos={folder}", "pseudo_mv.ingest.min_usable_frames=4", f"pseudo_mv.chunk_frames={chunk}"]
+            + [f"pseudo_mv.executor.{k}={2 if chunk == 5 else 0}" for k in ("prefetch_chunks", "write_behind_chunks")],
         )
         sizes.clear()
         art = pmv_stage.convert(
