@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--render", type=int, default=256, help="samples rendered for the resolution ceiling (0: skip)")
+    ap.add_argument("--resolution", type=int, default=None, help="render at this size (default: the store's)")
+    ap.add_argument("--skip-geometry", action="store_true", help="only the resolution ceiling")
     ap.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
     args = ap.parse_args(argv)
     a = load_config(args.preset).analyser_samples
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "p_neutral": a.p_neutral,
         "p_single": a.p_single,
     }
-    for name, known in (("one image", False), ("identity known", True)):
+    for name, known in () if args.skip_geometry else (("one image", False), ("identity known", True)):
         t = time.time()
         r2 = fit_r2(features(tr, known), tr["expression"], features(te, known), te["expression"], args.steps, args.seed)
         out[name] = dict(zip(P.EXPRESSION_NAMES, r2))
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.render:
         t = time.time()
-        res = stage_resolution(load_config(args.preset))
+        res = args.resolution or stage_resolution(load_config(args.preset))
         print(f"[at {res}², {args.render} rendered samples]", flush=True)
         out[f"seen at {res}"] = resolution_ceiling(args.render, res, args.seed, a.p_neutral, a.p_single)
         print(f"  {time.time() - t:.0f} s", flush=True)
