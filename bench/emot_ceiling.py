@@ -17,13 +17,11 @@ Two readouts, the same MLP and budget:
   a coefficient moves G at all). What separates the two is what identity hides.
 
 G cannot see resolution: a cue that is there but under a pixel (the mouth cavity's height grows by 0.012 head
-units with ``mouth_wide``) counts as read. So, third, **at the preset's resolution**: ``--render`` samples drawn
-like the store's (expression, head pose, gaze, camera), each rendered as drawn and once more with each coefficient
-set to 0, at the store's resolution; a sample's coefficient is *seen* when that changes at least
-``VISIBLE_MIN_PIXELS`` pixels by more than ``VISIBLE_DELTA`` (stage 1b's thresholds, which it applies to the mean
-over identities at strength 1 only). The R² that knowing every seen coefficient exactly and nothing of an unseen
-one allows (an unseen one predicted by the mean of the unseen ones) is ``1 − SS_unseen / SS_total``: an estimate of
-the resolution ceiling, beside the share of the coefficient's samples it did not see.
+units with ``mouth_wide``) counts as read. So, third, **at the preset's resolution**: stage 1b's own visibility
+measurement (``pipeline_tasks.analyser_samples.pixels_changed_per_sample``: the store's first ``--render`` samples,
+each rendered as drawn and once more with each coefficient set to 0), with the *seen* threshold at 4, 8 and 16
+pixels (stage 1b uses ``SEEN_MIN_PIXELS``) to show how much the estimate depends on it. The R² that knowing every
+seen coefficient exactly and nothing of an unseen one allows is ``1 − SS_unseen / SS_total``.
 """
 
 from __future__ import annotations
@@ -40,11 +38,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import cameras as cam  # noqa: E402
 from models.genhead import params as P  # noqa: E402
-from models.genhead.ground_truth import GroundTruth, identity_ids  # noqa: E402
 from models.genhead.procedural import derive  # noqa: E402
-from pipeline_tasks.analyser_samples import VISIBLE_DELTA, VISIBLE_MIN_PIXELS  # noqa: E402
+from pipeline_tasks.analyser_samples import SEEN_MIN_PIXELS, pixels_changed_per_sample, r2_ceiling  # noqa: E402
 from pipeline_tasks.config import load_config  # noqa: E402
 from pipeline_tasks.data.genhead_render import stage_resolution  # noqa: E402
 from pipeline_tasks.train_motion_encoder import r2_scores  # noqa: E402
@@ -103,47 +99,25 @@ def fit_r2(x_tr, y_tr, x_te, y_te, steps: int, seed: int) -> list[float | None]:
     return r2_scores(pred.numpy(), y_te.numpy())
 
 
-def resolution_ceiling(n: int, resolution: int, seed: int, p_neutral: float, p_single: float) -> dict[str, dict]:
-    """Per coefficient: the share of samples (with the coefficient > 0) whose coefficient is not seen at
-    ``resolution`` and the R² ceiling that leaves (module docstring)."""
-    g = torch.Generator().manual_seed(seed + 3)
-    ids = identity_ids(9_000 + seed, n)  # a base seed of no stage's
-    e = P.sample_expression(n, g, p_neutral, p_single)
-    pose, gaze = P.sample_pose(n, g), P.sample_gaze(n, g)
-    cams, _ = cam.sample_cameras(n, g)
-    gt = GroundTruth()
-
-    def render(expr: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [
-                gt.render(
-                    ids[i : i + 32], cams[i : i + 32], resolution, expr[i : i + 32], pose[i : i + 32], gaze[i : i + 32]
-                ).rgb
-                for i in range(0, n, 32)
-            ]
-        )
-
-    drawn = render(e)
+def resolution_ceiling(cfg, n: int) -> dict[str, dict]:
+    """Per coefficient: the share of the store's first ``n`` samples (with the coefficient > 0) that do not show
+    it at the stage's resolution, and the R² ceiling that leaves, at three *seen* thresholds."""
+    expr, px, _ = pixels_changed_per_sample(cfg, n, progress=True)
     out = {}
+    thresholds = sorted({4.0, SEEN_MIN_PIXELS, 8.0, 16.0})
     for k, name in enumerate(P.EXPRESSION_NAMES):
-        e0 = e.clone()
-        e0[:, k] = 0
-        changed = (((render(e0) - drawn).abs() / 2).amax(1) > VISIBLE_DELTA).float().sum((1, 2))
-        y, active = e[:, k].numpy(), e[:, k].numpy() > 0
-        ss_total = float(((y - y.mean()) ** 2).sum())
-        row = {"median_pixels_changed_when_active": float(np.median(changed.numpy()[active]))}
-        for px in (4, VISIBLE_MIN_PIXELS, 16):  # the threshold's own effect on the estimate
-            seen = (changed >= px).numpy()
-            unseen = y[~seen]
-            ss_unseen = float(((unseen - unseen.mean()) ** 2).sum()) if len(unseen) else 0.0
-            row[f"r2_ceiling_{px:g}px"] = 1 - ss_unseen / ss_total
-            row[f"unseen_share_of_active_{px:g}px"] = float((active & ~seen).sum() / max(active.sum(), 1))
+        y, active = expr[:, k], expr[:, k] > 0
+        row = {"median_pixels_changed_when_active": float(np.median(px[active, k])) if active.any() else 0.0}
+        for t in thresholds:
+            seen = px[:, k] >= t
+            row[f"r2_ceiling_{t:g}px"] = r2_ceiling(y, seen)
+            row[f"unseen_share_of_active_{t:g}px"] = float((active & ~seen).sum() / max(int(active.sum()), 1))
         out[name] = row
         print(
             f"  {name}: median {row['median_pixels_changed_when_active']:.1f} px when active; ceiling / unseen "
             + ", ".join(
-                f"{px:g} px {row[f'r2_ceiling_{px:g}px']:.3f} / {row[f'unseen_share_of_active_{px:g}px']:.2f}"
-                for px in (4, VISIBLE_MIN_PIXELS, 16)
+                f"{t:g} px {row[f'r2_ceiling_{t:g}px'] or 0:.3f} / {row[f'unseen_share_of_active_{t:g}px']:.2f}"
+                for t in thresholds
             ),
             flush=True,
         )
@@ -182,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.render:
         t = time.time()
-        res = args.resolution or stage_resolution(load_config(args.preset))
-        print(f"[at {res}², {args.render} rendered samples]", flush=True)
-        out[f"seen at {res}"] = resolution_ceiling(args.render, res, args.seed, a.p_neutral, a.p_single)
+        cfg = load_config(args.preset, [f"genhead.resolution={args.resolution}"] if args.resolution else [])
+        res = stage_resolution(cfg)
+        print(f"[at {res}², the store's first {args.render} samples]", flush=True)
+        out[f"seen at {res}"] = resolution_ceiling(cfg, args.render)
         print(f"  {time.time() - t:.0f} s", flush=True)
     if args.out:
         args.out.write_text(json.dumps(out, indent=2))

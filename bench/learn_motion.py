@@ -166,18 +166,20 @@ def report(res: dict) -> str:
         "",
         "## E_mot (stage 2b, held-out identities of the analyser store)",
         "",
-        f"{em.get('n_val_identities')} held-out identities; visible at this resolution: "
-        f"{', '.join(em.get('visible_expressions') or []) or 'not measured'}.",
+        f"{em.get('n_val_identities')} held-out identities; visible at this resolution (stage 1b: one image allows "
+        f"R² ≥ 0.8): {', '.join(em.get('visible_expressions') or []) or 'not measured'}.",
         "",
-        "| expression | R² | 95% interval |",
-        "|---|---|---|",
+        "| expression | R² | 95% interval | ceiling |",
+        "|---|---|---|---|",
     ]
     for k, v in (em.get("r2") or {}).items():
         ci = (em.get("r2_ci95") or {}).get(k)
+        top = (em.get("r2_ceiling") or {}).get(k)
+        top = "–" if top is None else f"{top:.2f}"
         lines.append(
-            f"| {k} | {v:.3f} | {'–' if not ci else f'{ci[0]:.2f}…{ci[1]:.2f}'} |"
+            f"| {k} | {v:.3f} | {'–' if not ci else f'{ci[0]:.2f}…{ci[1]:.2f}'} | {top} |"
             if v is not None
-            else f"| {k} | – | – |"
+            else f"| {k} | – | – | {top} |"
         )
     lines += [
         "",
@@ -304,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 "r2",
                 "r2_ci95",
                 "visible_expressions",
+                "r2_ceiling",
                 "r2_visible_min",
                 "n_val_identities",
                 "motion_identity_retrieval_top1",

@@ -62,7 +62,7 @@ class AnalyserSamplesConfig(_Strict):
     p_neutral: float = 0.1  # expression sampling: neutral / one strong expression / mixture
     p_single: float = 0.4
     render_batch: int = 16  # samples per generator call (× views images)
-    visibility_identities: int = 16  # identities × 1 camera each in the expression-visibility measurement
+    visibility_samples: int = 64  # the store's first samples the expression-visibility measurement renders 10× each
 
 
 class VideosConfig(_Strict):
@@ -159,6 +159,7 @@ class MotionEncoderConfig(TrainLoopConfig):
     ema_halflife_steps: float = 20.0
     input_size: int = 64  # analyser input resolution (any image size is resized to it)
     width: int = 32  # base conv width of the analyser
+    stem_convs: int = 1  # analyser convolutions at the input's resolution before the first stride
     crop_fraction: float = Field(
         1.0, ge=0.25, le=1.0
     )  # centred crop before the resize (the face, not hair and background)

@@ -412,6 +412,7 @@ class MotionEncoderTrainer(Trainer):
             expression_names=data.expression_names,
             gaze_names=data.gaze_names,
             crop_fraction=me.crop_fraction,
+            stem_convs=me.stem_convs,
         )
         labels = np.concatenate([data.expression, data.gaze], 1)[self.train_ids]
         model.set_target_stats(torch.from_numpy(labels.mean(0)), torch.from_numpy(labels.std(0)))
@@ -502,6 +503,9 @@ class MotionEncoderTrainer(Trainer):
         final = self.ema.module.eval()
         metrics = evaluate_motion_encoder(final, data, train_ids, val_eval_ids, device, visible=visible)
         metrics.update({"steps": me.steps, "embedding_dim": final.embedding_dim, "backend": "synthetic"})
+        ceilings = {n: samples.manifest.get("metrics", {}).get(f"r2_ceiling_{n}") for n in data.expression_names}
+        if any(v is not None for v in ceilings.values()):  # stage 1b's: what one image at this resolution allows
+            metrics["r2_ceiling"] = ceilings
         save_motion_encoder(w.path / CHECKPOINT_NAME, final.cpu(), extra={"samples": samples.ref, "steps": me.steps})
         final.to(device)
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -592,14 +596,17 @@ def _interval(ci: list[float] | None) -> str:
 
 
 def r2_table(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows ``{parameter, r2_head, r2_ci95, r2_probe, visible}`` for a Prefect table artifact (None where undefined)."""
+    """Rows ``{parameter, r2_head, r2_ci95, r2_ceiling, r2_probe, visible}`` for a Prefect table artifact (None
+    where undefined; the ceiling is stage 1b's R² ceiling of one image at the store's resolution)."""
     head, probe, ci = metrics.get("r2", {}), metrics.get("probe_r2", {}), metrics.get("r2_ci95", {})
+    ceiling = metrics.get("r2_ceiling") or {}
     vis = metrics.get("visible_expressions")
     return [
         {
             "parameter": k,
             "r2_head": head.get(k),
             "r2_ci95": ci.get(k),
+            "r2_ceiling": ceiling.get(k),
             "r2_probe": probe.get(k),
             "visible": None if vis is None or k not in metrics.get("r2", {}) or k.startswith("eye_") else k in vis,
         }
@@ -634,16 +641,17 @@ def summary_markdown(art: Artifact) -> str:
             f"explained by pose {_fmt(m.get('motion_variance_by_pose'))}, by the expression/gaze labels "
             f"{_fmt(m.get('motion_variance_by_expression'))}",
             "",
-            "| parameter | visible | R² (head) | 95% interval | R² (probe) |",
-            "|---|---|---:|---|---:|",
+            "| parameter | visible | R² (head) | 95% interval | ceiling | R² (probe) |",
+            "|---|---|---:|---|---:|---:|",
             *(
                 f"| {r['parameter']} | {_fmt(r['visible'])} | {_fmt(r['r2_head'])} | {_interval(r['r2_ci95'])} "
-                f"| {_fmt(r['r2_probe'])} |"
+                f"| {_fmt(r['r2_ceiling'])} | {_fmt(r['r2_probe'])} |"
                 for r in r2_table(m)
             ),
             "",
             "R² is undefined (–) for parameters that are constant in the held-out data; "
-            "the interval resamples held-out identities.",
+            "the interval resamples held-out identities. Ceiling: the R² one image at the store's resolution allows "
+            "(stage 1b's visibility measurement); visible: ceiling ≥ 0.8.",
         ]
     return "\n".join(lines)
 

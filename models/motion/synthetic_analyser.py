@@ -84,8 +84,12 @@ class SyntheticAnalyser(MotionEncoder):
         expression_names: Sequence[str] = DEFAULT_EXPRESSION_NAMES,
         gaze_names: Sequence[str] = DEFAULT_GAZE_NAMES,
         crop_fraction: float = 1.0,
+        stem_convs: int = 1,
     ):
         super().__init__()
+        if stem_convs < 1:
+            raise ValueError(f"analyser stem_convs must be ≥ 1, got {stem_convs}")
+        self.stem_convs = int(stem_convs)
         if not 0.25 <= crop_fraction <= 1.0:
             raise ValueError(f"analyser crop_fraction must be in [0.25, 1], got {crop_fraction}")
         self.crop_fraction = float(crop_fraction)
@@ -99,7 +103,11 @@ class SyntheticAnalyser(MotionEncoder):
         self.gaze_names = list(gaze_names)
         n_out = len(self.expression_names) + len(self.gaze_names)
 
-        self.stem = nn.Sequential(nn.Conv2d(5, width, 3, padding=1), nn.GroupNorm(_groups(width), width), nn.SiLU())
+        stem: list[nn.Module] = []
+        for i in range(self.stem_convs):  # at the input's resolution, before the first stride
+            cin = 5 if i == 0 else width
+            stem += [nn.Conv2d(cin, width, 3, padding=1), nn.GroupNorm(_groups(width), width), nn.SiLU()]
+        self.stem = nn.Sequential(*stem)
         blocks, c = [], width
         for i in range(int(math.log2(input_size // 4))):  # down to 4×4
             cout = min(width * 2 ** (i + 1), width * 8)
@@ -124,6 +132,7 @@ class SyntheticAnalyser(MotionEncoder):
             "expression_names": list(self.expression_names),
             "gaze_names": list(self.gaze_names),
             "crop_fraction": self.crop_fraction,
+            "stem_convs": self.stem_convs,
         }
 
     @torch.no_grad()

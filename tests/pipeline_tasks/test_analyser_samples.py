@@ -14,6 +14,7 @@ from pipeline_tasks.analyser_samples import (
     STORE,
     VISIBILITY,
     expression_visibility,
+    r2_ceiling,
     run_analyser_samples_stage,
     sample_row,
     write_samples,
@@ -26,7 +27,7 @@ SMALL = [
     "analyser_samples.views=2",
     "analyser_samples.shard_size=2",
     "analyser_samples.render_batch=2",
-    "analyser_samples.visibility_identities=2",
+    "analyser_samples.visibility_samples=4",
     "genhead.resolution=32",
 ]
 
@@ -86,15 +87,40 @@ def test_resume_after_a_kill_equals_one_run(tmp_path):
         assert np.array_equal(np.asarray(a[k]), np.asarray(b[k])), k
 
 
-def test_visibility_is_measured_at_the_resolution():
-    high = expression_visibility(48, n_identities=2, seed=3)
-    low = expression_visibility(8, n_identities=2, seed=3)
-    assert "jaw_open" in high["visible"] and "blink_left" in high["visible"]
-    assert "blink_left" not in low["visible"]  # an eyelid is sub-pixel at 8²
+def test_visibility_is_measured_at_the_resolution_on_the_stores_own_samples():
+    def at(res: int) -> dict:
+        return expression_visibility(load_config("tiny", [f"genhead.resolution={res}"]), n_samples=24)
+
+    high, low = at(48), at(8)
+    assert high["resolution"] == 48 and high["samples"] == 24
+    assert "jaw_open" in high["visible"] and high["per_expression"]["jaw_open"]["r2_ceiling"] > 0.9
+    # an eyelid is sub-pixel at 8²: no sample shows a blink, so nothing of it can be read from one image
+    for side in ("blink_left", "blink_right"):
+        row = low["per_expression"][side]
+        assert row["active_samples"] > 0 and row["unseen_share_of_active"] == 1.0
+        assert row["r2_ceiling"] == pytest.approx(0.0, abs=1e-9) and side not in low["visible"]  # 1 − SS/SS
     assert (
         low["per_expression"]["jaw_open"]["pixels_changed_full"]
         < high["per_expression"]["jaw_open"]["pixels_changed_full"]
     )
+
+
+def test_a_coefficient_that_never_varies_has_no_ceiling_and_is_not_visible():
+    cfg = load_config(
+        "tiny", ["genhead.resolution=16", "analyser_samples.p_neutral=1.0", "analyser_samples.p_single=0.0"]
+    )  # every sample neutral
+    vis = expression_visibility(cfg, n_samples=4)
+    assert vis["visible"] == []
+    assert all(r["r2_ceiling"] is None and r["active_samples"] == 0 for r in vis["per_expression"].values())
+
+
+def test_the_ceiling_is_the_variance_left_outside_the_unseen_samples():
+    y = np.array([0.0, 0.0, 0.2, 0.4, 0.8, 1.0])
+    assert r2_ceiling(y, np.ones(6, bool)) == 1.0  # every value seen
+    assert r2_ceiling(y, np.zeros(6, bool)) == pytest.approx(0.0)  # none: the mean is the best guess
+    seen = np.array([True, True, False, False, True, True])  # the two weak ones unseen: they are guessed as 0.3
+    assert r2_ceiling(y, seen) == pytest.approx(1 - 0.02 / float(((y - y.mean()) ** 2).sum()))
+    assert r2_ceiling(np.zeros(4), np.ones(4, bool)) is None  # never varies: undefined, not 1
 
 
 def test_analyser_identities_must_be_disjoint_from_the_others(registry):

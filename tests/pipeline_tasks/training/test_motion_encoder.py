@@ -66,6 +66,32 @@ def test_analyser_crop_sees_only_the_centre_and_survives_a_checkpoint(tmp_path):
         build_motion_encoder("synthetic", crop_fraction=0.1)
 
 
+def test_analyser_stem_convs_are_saved_with_the_weights(tmp_path):
+    """``stem_convs`` 2: a second convolution at the input's resolution (more weights, same outputs' shapes),
+    rebuilt from the checkpoint; 1 keeps the layout of analysers saved before the option existed."""
+    from models.motion import save_motion_encoder
+
+    torch.manual_seed(0)
+    kw = dict(motion_dim=12, identity_dim=5, input_size=16, width=4)
+    one, two = (
+        build_motion_encoder("synthetic", **kw).eval(),
+        build_motion_encoder("synthetic", stem_convs=2, **kw).eval(),
+    )
+    assert sum(p.numel() for p in two.parameters()) - sum(p.numel() for p in one.parameters()) == 4 * 4 * 9 + 4 + 2 * 4
+    assert [k for k in one.state_dict() if k.startswith("stem.")] == [
+        "stem.0.weight",
+        "stem.0.bias",
+        "stem.1.weight",
+        "stem.1.bias",
+    ]
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        loaded = load_from_path(save_motion_encoder(tmp_path / "e.pt", two))
+        assert loaded.stem_convs == 2 and torch.allclose(loaded.encode(x), two.encode(x))
+    with pytest.raises(ValueError, match="stem_convs"):
+        build_motion_encoder("synthetic", stem_convs=0)
+
+
 def test_pdfgc_missing_weights_error_names_the_path(tmp_path):
     missing = tmp_path / "nowhere" / "motion_model.pth"
     with pytest.raises(FileNotFoundError, match="motion_model.pth do not exist.*pdfgc_weights"):
