@@ -15,10 +15,10 @@ from storage_schemas.artifacts import ArtifactError, ArtifactRegistry, config_ha
 # a stage runs also enters its version, through storage_schemas/code_hash.py; that is not pinned here.)
 TINY_PINS = {
     "genhead_samples": ("b58e58b01eeea2f9", 2),
-    "analyser_samples": ("1ece63ba89d45fba", 2),
+    "analyser_samples": ("92db8908d2d067c1", 2),  # 2026-12-06: visibility_samples (was visibility_identities)
     "synthetic_videos": ("667cbd9eae3a9fd0", 2),
     "psi3d": ("9669bf4a9162523d", 2),  # 2026-12-06: compile / compile_backend (off) added
-    "motion_encoder": ("d95fb849beab093f", 1),  # 2026-12-06: compile / compile_backend (off) added
+    "motion_encoder": ("a12efa1e9decd462", 1),  # 2026-12-06: compile / compile_backend (off), stem_convs (1) added
     "pseudo_mv": ("5444128b34b5a2b8", 1),
     "psi": ("634ac845f28badb9", 1),  # 2026-12-06: compile / compile_backend (off) added
     "eval": ("1381d118d85ca54e", 4),
