@@ -73,8 +73,9 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# --durations: the slowest tests, to keep the fast suite within its 10-minute budget on 2 cores
 test: lint
-	$(WITH_ARGS) PYTEST_ARGS $(PY) -m pytest -q -m "not slow"
+	$(WITH_ARGS) PYTEST_ARGS $(PY) -m pytest -q -m "not slow" --durations=15
 
 test-all: lint
 	$(WITH_ARGS) PYTEST_ARGS $(PY) -m pytest -q

@@ -121,6 +121,14 @@ def _first_rows(cfg: PipelineConfig, n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in ids for j in range(a.expressions_per_identity)][:n]
 
 
+def held_out_rows(cfg: PipelineConfig, identities: int) -> list[tuple[int, int]]:
+    """The (identity, sample) rows of the store's last ``identities`` identities: E_mot's held-out samples
+    (``LabelledViews.split``), in store order."""
+    a = cfg.analyser_samples
+    ids = identity_ids(a.seed, a.n_identities)[-max(1, min(int(identities), a.n_identities - 1)) :]
+    return [(i, j) for i in ids for j in range(a.expressions_per_identity)]
+
+
 def r2_ceiling(values: np.ndarray, seen: np.ndarray) -> float | None:
     """R² of a reader that knows ``values`` exactly where ``seen`` and nothing (their mean) elsewhere:
     1 − SS(unseen)/SS(total); None where the values never vary."""
@@ -134,14 +142,21 @@ def r2_ceiling(values: np.ndarray, seen: np.ndarray) -> float | None:
 
 @torch.no_grad()
 def pixels_changed_per_sample(
-    cfg: PipelineConfig, n: int, described: int = 0, progress: bool = False
+    cfg: PipelineConfig,
+    n: int,
+    described: int = 0,
+    progress: bool = False,
+    rows: list[tuple[int, int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The store's first ``n`` samples at the stage's resolution: their expressions ``[n, E]``, the pixels
-    (> ``VISIBLE_DELTA``) each changes when coefficient k is set to 0 ``[n, E]``, and, on the first
-    ``described`` of them, the pixels coefficient k alone at strength 1 changes against neutral ``[E]`` (mean)."""
+    """The store's first ``n`` samples (or its ``rows``, (identity, sample) pairs, e.g. :func:`held_out_rows`) at
+    the stage's resolution: their expressions ``[n, E]``, the pixels (> ``VISIBLE_DELTA``) each changes when
+    coefficient k is set to 0 ``[n, E]``, and, on the first ``described`` of them, the pixels coefficient k alone
+    at strength 1 changes against neutral ``[E]`` (mean)."""
     a = cfg.analyser_samples
     res, gen = stage_resolution(cfg), make_generator(cfg)
-    rows = [sample_row(i, j, 1, a.p_neutral, a.p_single) for i, j in _first_rows(cfg, n)]
+    pairs = _first_rows(cfg, n) if rows is None else list(rows)
+    n = len(pairs)
+    rows = [sample_row(i, j, 1, a.p_neutral, a.p_single) for i, j in pairs]
     cat = {k: torch.cat([r[k] for r in rows]) for k in rows[0]}
     cat["cameras"] = cat["cameras"][:, 0]
     expr, e_dim, m = cat["expression"], cat["expression"].shape[1], min(described, n)

@@ -14,6 +14,8 @@ from pipeline_tasks.analyser_samples import (
     STORE,
     VISIBILITY,
     expression_visibility,
+    held_out_rows,
+    pixels_changed_per_sample,
     r2_ceiling,
     run_analyser_samples_stage,
     sample_row,
@@ -66,6 +68,11 @@ def test_identities_repeat_with_independent_expressions_pose_and_cameras(registr
     assert art.manifest["extra"]["visible_expressions"] == vis["visible"]
     assert (art.path / CONTACT_SHEET).stat().st_size > 500
     assert run_analyser_samples_stage(cfg, registry, progress=False).version == art.version
+    # E_mot's held-out samples (the last identity here) re-drawn for the visibility measurement are the stored ones
+    rows = held_out_rows(cfg, 1)
+    assert [i for i, _ in rows] == [int(ident[6])] * 3 and [j for _, j in rows] == [0, 1, 2]
+    again_expr, px, _ = pixels_changed_per_sample(cfg, 0, rows=rows)
+    assert np.allclose(again_expr, expr[6:9]) and px.shape == (3, len(P.EXPRESSION_NAMES))
 
 
 def test_a_sample_does_not_depend_on_what_else_is_drawn():

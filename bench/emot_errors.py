@@ -1,0 +1,123 @@
+"""Where a trained E_mot's held-out error comes from, per expression coefficient.
+
+    python bench/emot_errors.py ENCODER STORE [--preset learn] [--set "analyser_samples.n_identities=8704"]
+        [--val-identities 64] [--out report.json]
+
+ENCODER is a ``motion_encoder`` artifact folder (or its checkpoint), STORE the ``analyser_samples`` store it was
+trained on (``…/store.zarr``); ``--preset``/``--set`` must give that store's config (its samples are re-rendered
+and checked against the stored labels). Held out: the store's last ``--val-identities`` identities, as stage 2b
+splits them. For each coefficient:
+
+* held-out R² and the same on as many training samples (a gap is generalisation, no gap is what the model reads);
+* the **ceiling of these very samples** (stage 1b's measurement, ``pixels_changed_per_sample`` on the held-out
+  rows: each rendered as drawn and with the coefficient set to 0, seen at ≥ ``SEEN_MIN_PIXELS`` px);
+* the residual sum of squares split by where it falls, as a share of SS_total (they add to 1 − R²): samples where
+  the coefficient is 0 (false readings), active but unseen (< 4 px), faint (4–8 px), clear (≥ 8 px);
+* the mean error on the active samples (negative: read too weak), held out and in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.motion import load_motion_encoder  # noqa: E402
+from pipeline_tasks.analyser_samples import SEEN_MIN_PIXELS, pixels_changed_per_sample, r2_ceiling  # noqa: E402
+from pipeline_tasks.config import load_config  # noqa: E402
+from pipeline_tasks.data.images import to_model_images  # noqa: E402
+from pipeline_tasks.data.labelled_views import LabelledViews  # noqa: E402
+
+FAINT_MAX_PIXELS = 8.0
+
+
+def store_rows(data: LabelledViews, ids: np.ndarray) -> list[tuple[int, int]]:
+    """(identity seed, sample index within the identity) of store rows ``ids``: what ``sample_row`` draws from."""
+    first = {}
+    for i, ident in enumerate(data.identity):
+        first.setdefault(int(ident), i)
+    return [(int(data.identity[i]), int(i - first[int(data.identity[i])])) for i in ids]
+
+
+@torch.no_grad()
+def predict(encoder, data: LabelledViews, ids: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Expression read from the first view of each sample ``[len(ids), E]``."""
+    out = []
+    for s in range(0, len(ids), batch):
+        imgs = to_model_images(data.get_images(ids[s : s + batch]))[:, 0]
+        out.append(encoder.predict(imgs)["expression"].numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def r2(y: np.ndarray, p: np.ndarray) -> float:
+    return float(1 - ((y - p) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("encoder")
+    ap.add_argument("store")
+    ap.add_argument("--preset", default="learn")
+    ap.add_argument("--set", default="", help="the store's config overrides (space-separated section.field=value)")
+    ap.add_argument("--val-identities", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0, help="of the training subset")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.manual_seed(args.seed)
+    cfg = load_config(args.preset, [s for s in args.set.split() if s])
+    data = LabelledViews(args.store)
+    train_ids, val_ids = data.split(args.val_identities)
+    sub = np.sort(np.random.default_rng(args.seed).choice(train_ids, len(val_ids), replace=False))
+    expr, px, _ = pixels_changed_per_sample(cfg, 0, rows=store_rows(data, val_ids), progress=True)
+    if not np.allclose(expr, data.expression[val_ids], atol=1e-5):
+        raise SystemExit(f"{args.store}: re-drawn samples differ from its labels: --preset/--set are not its config")
+    enc = load_motion_encoder(args.encoder)
+    p_val, p_tr = predict(enc, data, val_ids), predict(enc, data, sub)
+    y_tr = data.expression[sub].astype(np.float64)
+    out: dict = {"encoder": str(args.encoder), "store": str(args.store), "held_out_samples": len(val_ids), "per": {}}
+    print(
+        "| coefficient | R² held out | R² train | ceiling (these samples) | false readings | unseen | faint "
+        "| clear | bias active (held out / train) |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    for k, name in enumerate(data.expression_names):
+        y, p = expr[:, k], p_val[:, k]
+        sst = float(((y - y.mean()) ** 2).sum())
+        res = (y - p) ** 2
+        active = y > 0
+        groups = {
+            "zero": ~active,
+            "unseen": active & (px[:, k] < SEEN_MIN_PIXELS),
+            "faint": active & (px[:, k] >= SEEN_MIN_PIXELS) & (px[:, k] < FAINT_MAX_PIXELS),
+            "clear": active & (px[:, k] >= FAINT_MAX_PIXELS),
+        }
+        a_tr = y_tr[:, k] > 0
+        row = {
+            "r2_held_out": r2(y, p),
+            "r2_train": r2(y_tr[:, k], p_tr[:, k]),
+            "r2_ceiling": r2_ceiling(y, px[:, k] >= SEEN_MIN_PIXELS),
+            "residual_share": {g: float(res[m].sum() / sst) for g, m in groups.items()},
+            "samples": {g: int(m.sum()) for g, m in groups.items()},
+            "bias_active_held_out": float((p[active] - y[active]).mean()) if active.any() else None,
+            "bias_active_train": float((p_tr[a_tr, k] - y_tr[a_tr, k]).mean()) if a_tr.any() else None,
+        }
+        out["per"][name] = row
+        s, n = row["residual_share"], row["samples"]
+        print(
+            f"| {name} | {row['r2_held_out']:.2f} | {row['r2_train']:.2f} | {row['r2_ceiling'] or 0:.2f} "
+            + " ".join(f"| {s[g]:.3f} ({n[g]})" for g in groups)
+            + f" | {row['bias_active_held_out'] or 0:+.3f} / {row['bias_active_train'] or 0:+.3f} |",
+            flush=True,
+        )
+    if args.out:
+        args.out.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
