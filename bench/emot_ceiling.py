@@ -1,6 +1,6 @@
 """How much of each expression coefficient one image can tell at all: the single-image ceiling of E_mot.
 
-    python bench/emot_ceiling.py [--preset learn] [--train 100000] [--steps 4000] [--render 256]
+    python bench/emot_ceiling.py [--preset learn] [--train 100000] [--steps 4000] [--render 256] [--brow-lids-only]
 
 Stage 1b calls a coefficient *visible* when it changes pixels against the same identity's neutral face. E_mot never
 sees that neutral face: it reads a coefficient from one image, where an identity's proportions can look like an
@@ -27,6 +27,7 @@ seen coefficient exactly and nothing of an unseen one allows is ``1 − SS_unsee
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -124,6 +125,28 @@ def resolution_ceiling(cfg, n: int) -> dict[str, dict]:
     return out
 
 
+@contextlib.contextmanager
+def brows_fixed_by_identity():
+    """Render as if brow raise did not move the brows (only the upper lids): GenHead's brow height is
+    ``0.045 + 0.082·brow_height + 0.05·brow_raise − …`` with ``brow_height`` an identity factor of spread 0.30, so
+    the brows' position mostly says who; what brow raise shows apart from identity is left in these renders."""
+    from models.genhead import procedural
+
+    derive_all = procedural.derive
+
+    def derive_lids_only(shape, expression, gaze, z):
+        geometry, colours = derive_all(shape, expression, gaze, z)
+        raise_ = expression.clamp(*P.EXPRESSION_RANGE)[:, P.EXPRESSION_NAMES.index("brow_raise")]
+        geometry["bw_y"] = geometry["bw_y"] - 0.05 * raise_
+        return geometry, colours
+
+    procedural.derive = derive_lids_only
+    try:
+        yield
+    finally:
+        procedural.derive = derive_all
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="learn")
@@ -134,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render", type=int, default=256, help="samples rendered for the resolution ceiling (0: skip)")
     ap.add_argument("--resolution", type=int, default=None, help="render at this size (default: the store's)")
     ap.add_argument("--skip-geometry", action="store_true", help="only the resolution ceiling")
+    ap.add_argument(
+        "--brow-lids-only", action="store_true", help="also the resolution ceiling with brow raise moving the lids only"
+    )
     ap.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
     args = ap.parse_args(argv)
     a = load_config(args.preset).analyser_samples
@@ -160,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         res = stage_resolution(cfg)
         print(f"[at {res}², the store's first {args.render} samples]", flush=True)
         out[f"seen at {res}"] = resolution_ceiling(cfg, args.render)
+        if args.brow_lids_only:
+            print("[brow raise moving the upper lids only, not the brows]", flush=True)
+            with brows_fixed_by_identity():
+                out[f"seen at {res}, brow raise on the lids only"] = resolution_ceiling(cfg, args.render)
         print(f"  {time.time() - t:.0f} s", flush=True)
     if args.out:
         args.out.write_text(json.dumps(out, indent=2))
