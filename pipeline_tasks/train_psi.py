@@ -183,6 +183,7 @@ class PsiTrainer(Trainer):
     def after_setup(self) -> None:
         cfg, ddp, device = self.cfg, self.ddp, self.device
         self.vplan = validation_plan(self.val)
+        self.last_step_scores: dict[str, float] | None = None
         self.pairs = held_out_pairs(self.val, self.vplan, cfg.genhead.sharpness) if ddp.is_main else None
         self.base = (
             baseline_scores(self.pairs, stages.load(self.p3, model_cfg=cfg.model, device=device), device)
@@ -228,7 +229,10 @@ class PsiTrainer(Trainer):
         return {"loss": log.pop("total"), **log}
 
     def validate(self, step: int) -> dict[str, float]:
-        return self._scores(self.ema.module)
+        scores = self._scores(self.ema.module)
+        # the loop validates at the last step: finish() reuses it rather than scoring the same weights again
+        self.last_step_scores = scores if step == self.tc.steps else None
+        return scores
 
     @torch.no_grad()
     def sample(self, step: int) -> None:
@@ -260,7 +264,7 @@ class PsiTrainer(Trainer):
     def finish(self, rows: list[dict[str, float]]) -> None:
         cfg, tc, w, base, pairs, step0 = self.cfg, self.tc, self.w, self.base, self.pairs, self.step0
         train_ids, val_ids, not_copied = self.train_ids, self.val_ids, self.not_copied
-        final = self._scores(self.ema.module)
+        final = self.last_step_scores or self._scores(self.ema.module)
         metrics = {
             "val_reenactment_loss_step0": step0["reenactment_loss"],
             "val_psnr_step0": step0["psnr"],

@@ -295,6 +295,7 @@ class Psi3dTrainer(Trainer):
     def after_setup(self) -> None:
         tc = self.tc
         self.use_depth = tc.losses.depth.weight > 0
+        self.last_step_bins: dict[str, list[float]] | None = None
         draw_views(
             np.random.default_rng(0), 1, self.data.views, tc.targets_per_source
         )  # fails early on an impossible K
@@ -335,6 +336,8 @@ class Psi3dTrainer(Trainer):
 
     def validate(self, step: int) -> dict[str, float]:
         m = validate_views(self.ema.module, self.views, self.device, self.objective.lpips)
+        # the loop validates at the last step: finish() reuses it rather than rendering the same views again
+        self.last_step_bins = m if step == self.tc.steps else None
         return summarise(m, self.base, self.yaw_bins)
 
     @torch.no_grad()
@@ -375,7 +378,9 @@ class Psi3dTrainer(Trainer):
     def finish(self, rows: list[dict[str, float]]) -> None:
         cfg, tc, w, base, yaw_bins = self.cfg, self.tc, self.w, self.base, self.yaw_bins
         train_ids, val_ids = self.train_ids, self.val_ids
-        final_bins = validate_views(self.ema.module, self.views, self.device, self.objective.lpips)
+        final_bins = self.last_step_bins or validate_views(
+            self.ema.module, self.views, self.device, self.objective.lpips
+        )
         final = summarise(final_bins, self.base, self.yaw_bins)
         history = [
             {"step": r["step"], **{k: [r[f"val_{k}_yaw{b:+g}"] for b in yaw_bins] for k in final_bins}}

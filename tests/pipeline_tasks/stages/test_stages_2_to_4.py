@@ -277,6 +277,10 @@ def test_psi_training_resume_equals_uninterrupted_and_emot_stays_frozen(upstream
         assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
     m = whole.manifest["metrics"]
     assert {"val_reenactment_loss_step0", "val_reenactment_loss"} <= set(m)
+    # the final metrics are the last step's validation (reused, not recomputed), the same after a resume
+    last = [r for r in read_log(whole.path / "logs" / "scalars.jsonl") if "val_psnr" in r][-1]
+    assert last["step"] == cfg.psi.steps and last["val_psnr"] == pytest.approx(m["val_psnr"], abs=1e-9)
+    assert resumed.manifest["metrics"]["val_psnr"] == pytest.approx(m["val_psnr"], abs=1e-6)
     assert whole.manifest["counts"]["params_not_copied_from_psi3d"] > 0
 
 
