@@ -37,7 +37,7 @@ from pipeline_tasks.analyser_samples import SEEN_MIN_PIXELS, pixels_changed_per_
 from pipeline_tasks.config import load_config  # noqa: E402
 from pipeline_tasks.data.images import to_model_images  # noqa: E402
 from pipeline_tasks.data.labelled_views import LabelledViews  # noqa: E402
-from pipeline_tasks.train_motion_encoder import bootstrap_r2_ci  # noqa: E402
+from pipeline_tasks.train_motion_encoder import bootstrap_r2_ci, group_resamples  # noqa: E402
 
 FAINT_MAX_PIXELS = 8.0
 
@@ -68,12 +68,8 @@ def paired_r2_difference(
     y: np.ndarray, p: np.ndarray, q: np.ndarray, groups: np.ndarray, reps: int = 1000, seed: int = 0
 ) -> tuple[float, float, float]:
     """R²(q) − R²(p) on the same rows, and its 95% interval resampling whole groups (identities)."""
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
-    rng = np.random.default_rng(seed)
     draws = []
-    for _ in range(reps):
-        rows = np.concatenate([members[k] for k in rng.integers(0, len(uniq), len(uniq))])
+    for rows in group_resamples(groups, reps, seed):
         if np.ptp(y[rows]) > 0:
             draws.append(r2(y[rows], q[rows]) - r2(y[rows], p[rows]))
     lo, hi = np.percentile(draws, [2.5, 97.5])

@@ -39,7 +39,7 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -140,16 +140,21 @@ def pose_features(cameras: np.ndarray) -> torch.Tensor:
     return c2w[:, :3, :4].reshape(-1, 12)
 
 
+def group_resamples(groups: np.ndarray, reps: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Row indices of ``reps`` bootstrap draws, each resampling whole groups (identities) with replacement."""
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    for _ in range(reps):
+        yield np.concatenate([members[k] for k in rng.integers(0, len(uniq), len(uniq))])
+
+
 def bootstrap_r2_ci(
     pred: np.ndarray, true: np.ndarray, groups: np.ndarray, reps: int = 200, seed: int = 0
 ) -> list[list[float] | None]:
     """95% interval of each column's R², resampling whole groups (identities) with replacement."""
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == k) for k in range(len(uniq))]
-    rng = np.random.default_rng(seed)
     draws = []
-    for _ in range(reps):
-        rows = np.concatenate([members[k] for k in rng.integers(0, len(uniq), len(uniq))])
+    for rows in group_resamples(groups, reps, seed):
         draws.append([np.nan if v is None else v for v in r2_scores(pred[rows], true[rows])])
     arr = np.asarray(draws, float)
     out: list[list[float] | None] = []
