@@ -856,6 +856,7 @@ def _assert_same_store(arts: dict, roots: dict, reference_run: str, runs: tuple[
                 assert value == other[key], (run, key)
 
 
+@pytest.mark.slow  # 46–54 s (two worker processes): in `make test-all`; the fast suite was over its 10 minutes (10:25)
 def test_stage3_on_a_two_worker_dask_cluster_writes_the_single_process_store(upstream, tmp_path, flow_in_subprocess):
     """``pseudo_mv.executor.runner=dask``: the stage-3 flow runs its shards on a local Dask cluster of 2 worker
     processes (prefect-dask), each converting whole videos into its own groups. The store equals the one the
