@@ -105,12 +105,12 @@ learn-bench: setup
 # Ψ learns motion: stages 1b, 2b, videos, 3, 4 and 5 for Ψ on the `learn` preset, reusing learn-bench's Ψ3d
 # → bench/learn/learn-motion-<host>-<date>.md
 learn-bench-motion: setup
-	$(WITH_ARGS) ARGS $(PY) bench/learn_motion.py $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"} $${ANALYSER:+--analyser-samples "$$ANALYSER"}
+	$(WITH_ARGS) ARGS $(PY) bench/learn_motion.py $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"} $${ANALYSER:+--analyser-samples "$$ANALYSER"} $${EMOT:+--motion-encoder "$$EMOT"} $${EVAL_ANALYSER:+--eval-analyser "$$EVAL_ANALYSER"}
 
 # The v2 ablation on the learn preset, on learn-bench-motion's upstream (reusing PSI3D / ANALYSER like it)
 # → bench/learn/ablation-<host>-<date>.md
 learn-ablation: setup
-	$(WITH_ARGS) ARGS $(PY) bench/learn_ablation.py --seeds "$$SEEDS" $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"} $${ANALYSER:+--analyser-samples "$$ANALYSER"}
+	$(WITH_ARGS) ARGS $(PY) bench/learn_ablation.py --seeds "$$SEEDS" $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"} $${ANALYSER:+--analyser-samples "$$ANALYSER"} $${EMOT:+--motion-encoder "$$EMOT"} $${EVAL_ANALYSER:+--eval-analyser "$$EVAL_ANALYSER"}
 
 param-counts: setup
 	$(PY) -m models.param_counts

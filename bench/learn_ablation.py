@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"psi_{name}_{i}", train_psi, c, up["pseudo_mv"], up["psi3d"], up["motion_encoder"], registry
             )
             # every Ψ on one benchmark: stage 5 with the base config, not the variant's
-            evals.append(clock.run(f"eval_{name}_{i}", evaluate, cfg, psi, registry))
+            evals.append(clock.run(f"eval_{name}_{i}", evaluate, cfg, psi, registry, analyser=up["eval_analyser"]))
             print(f"seed {i} {name}: {psi.ref} → {evals[-1].ref}", flush=True)
     art = compare_evals(cfg, method, baseline, registry)
 

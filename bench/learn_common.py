@@ -30,6 +30,17 @@ def parse_args(
             help="reuse this analyser store (e.g. analyser_samples@751a02b21311) when its config equals the "
             "preset's, whatever code rendered it: a code change elsewhere does not cost its 12 min again",
         )
+        ap.add_argument(
+            "--motion-encoder",
+            default="",
+            help="reuse this E_mot (e.g. motion_encoder@5ebd46229c94) when its config and analyser store equal the "
+            "preset's, whatever code trained it: a code change elsewhere does not cost its hour again",
+        )
+        ap.add_argument(
+            "--eval-analyser",
+            default="",
+            help="reuse this evaluation analyser (eval_analyser@<version>) for stage 5 on the same terms",
+        )
     if seeds is not None:
         ap.add_argument("--seeds", type=int, default=seeds, help="training seeds per variant (paired by position)")
     ap.add_argument("--out", default=str(OUT_DIR))
@@ -87,23 +98,50 @@ def emit_row(row: dict, log: str | None) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def reuse_finished(registry, ref: str, schema_version: int, want_config: dict, parents=()):
+    """The finished artifact ``ref`` when the config its version hashes equals ``want_config`` and its parents are
+    ``parents``: the same recipe on the same inputs, whatever code made it (a code change elsewhere in the
+    project changes every version; these artifacts take 40–90 min each on 2 cores)."""
+    art = registry.resolve(ref, schema_version=schema_version)
+    have = art.manifest.get("config", {})
+    if have != want_config:
+        diff = sorted(k for k in set(want_config) | set(have) if want_config.get(k) != have.get(k))
+        raise SystemExit(f"{art.ref} was made with another config than this preset's (differs in {diff})")
+    want_parents = sorted(p.ref for p in parents)
+    have_parents = sorted(f"{p['kind']}@{p['version']}" for p in art.manifest.get("parents", []))
+    if have_parents != want_parents:
+        raise SystemExit(f"{art.ref} was made from {have_parents}, not {want_parents}")
+    print(f"reusing {art.ref} ({art.path})", flush=True)
+    return art
+
+
 def reuse_analyser_samples(cfg, registry, ref: str):
     """A finished analyser store whose config (what its version hashes from the preset) equals ``cfg``'s: the
     same samples, whatever code rendered them."""
     from pipeline_tasks.analyser_samples import SCHEMA_VERSION, artifact_config
 
-    art = registry.resolve(ref, schema_version=SCHEMA_VERSION)
-    want, have = artifact_config(cfg), art.manifest.get("config", {})
-    if have != want:
-        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        raise SystemExit(f"{art.ref} was rendered with another config than preset {cfg.preset!r} (differs in {diff})")
-    return art
+    return reuse_finished(registry, ref, SCHEMA_VERSION, artifact_config(cfg))
+
+
+def reuse_motion_encoder(cfg, registry, ref: str, samples):
+    """A finished E_mot trained with ``cfg``'s recipe on ``samples``."""
+    from pipeline_tasks.train_motion_encoder import SCHEMA_VERSION, stage_config
+
+    return reuse_finished(registry, ref, SCHEMA_VERSION, stage_config(cfg), [samples])
+
+
+def reuse_eval_analyser(cfg, registry, ref: str, samples):
+    """A finished evaluation analyser (stage 5's instrument) trained with ``cfg``'s recipe on ``samples``."""
+    from pipeline_tasks.evaluate import ANALYSER_SCHEMA_VERSION, analyser_stage_config
+
+    return reuse_finished(registry, ref, ANALYSER_SCHEMA_VERSION, analyser_stage_config(cfg), [samples])
 
 
 def motion_upstream(cfg, registry, args, clock: StageClock) -> dict:
     """Stages 1–3 for Ψ: Ψ3d (or the finished one ``args.psi3d`` names, whatever code made it: a code change
-    does not cost 80 min again), the analyser store (or ``args.analyser_samples``), E_mot, the synthetic videos
-    and the pseudo multi-view store. Every stage already complete for these inputs is reused."""
+    does not cost 80 min again), the analyser store (or ``args.analyser_samples``), E_mot (or
+    ``args.motion_encoder``), the synthetic videos and the pseudo multi-view store; and the evaluation analyser
+    ``args.eval_analyser`` names, if any. Every stage already complete for these inputs is reused."""
     from pipeline_tasks import pseudo_mv as pmv_stage
     from pipeline_tasks.analyser_samples import run_analyser_samples_stage
     from pipeline_tasks.genhead_samples import run_genhead_stage
@@ -126,10 +164,21 @@ def motion_upstream(cfg, registry, args, clock: StageClock) -> dict:
         an = reuse_analyser_samples(cfg, registry, args.analyser_samples)
     else:
         an = timed("analyser_samples", run_analyser_samples_stage, cfg, registry)
-    me = timed("motion_encoder", train_motion_encoder, cfg, an, registry)
+    if getattr(args, "motion_encoder", ""):
+        me = reuse_motion_encoder(cfg, registry, args.motion_encoder, an)
+    else:
+        me = timed("motion_encoder", train_motion_encoder, cfg, an, registry)
+    ea = reuse_eval_analyser(cfg, registry, args.eval_analyser, an) if getattr(args, "eval_analyser", "") else None
     vids = timed("synthetic_videos", run_videos_stage, cfg, registry)
     pmv = timed("pseudo_mv", pmv_stage.convert, cfg, psi3d, me, vids, registry)
-    return {"psi3d": psi3d, "analyser_samples": an, "motion_encoder": me, "synthetic_videos": vids, "pseudo_mv": pmv}
+    return {
+        "psi3d": psi3d,
+        "analyser_samples": an,
+        "motion_encoder": me,
+        "eval_analyser": ea,  # None: stage 5 resolves (or trains) it from the current code
+        "synthetic_videos": vids,
+        "pseudo_mv": pmv,
+    }
 
 
 def reuse_command(make_target: str, args) -> str:
@@ -139,5 +188,7 @@ def reuse_command(make_target: str, args) -> str:
         + (f" SET='{args.set}'" if args.set else "")
         + (f" PSI3D={args.psi3d}" if getattr(args, "psi3d", "") else "")
         + (f" ANALYSER={args.analyser_samples}" if getattr(args, "analyser_samples", "") else "")
+        + (f" EMOT={args.motion_encoder}" if getattr(args, "motion_encoder", "") else "")
+        + (f" EVAL_ANALYSER={args.eval_analyser}" if getattr(args, "eval_analyser", "") else "")
         + (f" SEEDS={args.seeds}" if getattr(args, "seeds", None) else "")
     )

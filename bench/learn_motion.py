@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     # with p = 1 − psi.p_driving_real)
     probe = timed("store_probe", store_motion_probe, pmv.path / "store.zarr", PROBE_VAL_VIDEOS)
     psi = timed("psi", train_psi, cfg, pmv, psi3d, me, registry)
-    ev = timed("eval", evaluate, cfg, psi, registry)
+    ev = timed("eval", evaluate, cfg, psi, registry, analyser=up["eval_analyser"])
     times, wall = clock.seconds, clock.wall
 
     eval_metrics = json.loads((ev.path / "metrics.json").read_text())

@@ -160,15 +160,26 @@ def stage_config(cfg: PipelineConfig, kind: str, bench: BenchmarkSet) -> dict[st
 
 
 # ---------------------------------------------------------------- the stage
-def evaluate(cfg: PipelineConfig, model: Artifact | str, registry: ArtifactRegistry | None = None) -> Artifact:
-    """Evaluate (or reuse the evaluation of) a ``psi3d`` or ``psi`` artifact → an ``eval`` artifact."""
+def evaluate(
+    cfg: PipelineConfig,
+    model: Artifact | str,
+    registry: ArtifactRegistry | None = None,
+    analyser: Artifact | None = None,
+) -> Artifact:
+    """Evaluate (or reuse the evaluation of) a ``psi3d`` or ``psi`` artifact → an ``eval`` artifact.
+
+    ``analyser``: a finished ``eval_analyser`` to score with (the learning benchmarks reuse one whose config
+    matches, made by earlier code); by default the one this code and preset resolve to, trained if needed."""
     registry = registry or ArtifactRegistry()
     art = resolve_model(registry, model, cfg.preset)
     device = resolve_device(cfg.device)
     net = load_model_for_eval(art, cfg, device)  # refuse a wrong preset before anything is built
     samples = _ancestor(registry, art, "genhead_samples")
-    analyser_samples = stages.spec("analyser_samples").build(cfg, registry, progress=False)
-    analyser = train_eval_analyser(cfg, analyser_samples, registry)
+    if analyser is None:
+        analyser_samples = stages.spec("analyser_samples").build(cfg, registry, progress=False)
+        analyser = train_eval_analyser(cfg, analyser_samples, registry)
+    elif analyser.kind != ANALYSER_KIND:
+        raise EvaluationError(f"stage 5 scores with an '{ANALYSER_KIND}' artifact, not {analyser.ref}")
     parents = [art, analyser]
     e_mot = None
     if art.kind == "psi":

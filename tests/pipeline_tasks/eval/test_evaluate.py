@@ -176,6 +176,24 @@ def test_evaluation_refuses_other_kinds_and_a_shared_analyser_seed(world):
         analyser_config(same)
 
 
+def test_evaluation_scores_with_a_given_analyser_and_refuses_another_kind(world):
+    """The learning benchmarks hand stage 5 an evaluation analyser trained before (an hour at learn): that one is
+    the evaluation's parent, not the one the current config resolves to; an E_mot is not an instrument."""
+    from pipeline_tasks.evaluate import train_eval_analyser
+
+    registry, cfg, _, p3, ps = world
+    samples = run_analyser_samples_stage(cfg, registry, progress=False)
+    own = train_eval_analyser(cfg, samples, registry)
+    given = train_eval_analyser(load_config("tiny", SMALL + ["eval.analyser_steps=2"]), samples, registry)
+    assert given.version != own.version
+    art = evaluate(cfg, p3.ref, registry, analyser=given)
+    assert given.ref in art.parents and own.ref not in art.parents
+    assert evaluate(cfg, p3.ref, registry).version != art.version  # another instrument, another evaluation
+    e_mot = next(registry.resolve(p) for p in ps.parents if p.startswith("motion_encoder@"))
+    with pytest.raises(EvaluationError, match="eval_analyser"):
+        evaluate(cfg, p3.ref, registry, analyser=e_mot)
+
+
 def test_ablation_report_compares_two_evaluations_per_yaw_bin(world):
     from pipeline_tasks.ablation import compare, compare_evals
 
