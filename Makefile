@@ -100,7 +100,7 @@ bench-gpu: setup
 
 # Ψ3d learns 3D: stages 1, 2a and 5 on the `learn` preset (≤ 90 min on 2 cores) → bench/learn/learn-<host>-<date>.md
 learn-bench: setup
-	$(WITH_ARGS) ARGS $(PY) bench/learn_bench.py $${SET:+--set "$$SET"}
+	$(WITH_ARGS) ARGS $(PY) bench/learn_bench.py $${SET:+--set "$$SET"} $${PSI3D:+--psi3d "$$PSI3D"}
 
 # Ψ learns motion: stages 1b, 2b, videos, 3, 4 and 5 for Ψ on the `learn` preset, reusing learn-bench's Ψ3d
 # → bench/learn/learn-motion-<host>-<date>.md

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from learn_common import StageClock, free_stem, parse_args  # noqa: E402
+from learn_common import StageClock, free_stem, parse_args, reuse_command, reuse_psi3d  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py: host, CPU, torch)
 
 TARGET_MARGIN_DB = {30.0: 6.0, 45.0: 6.0}  # |yaw| → required margin over copy-input
@@ -161,7 +161,7 @@ def report(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, "psi3d.steps=100", argv)
+    args = parse_args(__doc__, "psi3d.steps=100", argv, reuse_psi3d=True, reuse_upstream=False)
 
     import models  # noqa: F401  (torchvision shim first)
     from pipeline_tasks.config import load_config
@@ -173,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.preset, args.set or None)
     registry = ArtifactRegistry()
     clock = StageClock()
-    samples = clock.run("genhead_samples", run_genhead_stage, cfg, registry)
-    psi3d = clock.run("psi3d", train_psi3d, cfg, samples, registry)
+    if args.psi3d:  # trained by earlier code: stage 5 and the report only
+        psi3d = reuse_psi3d(cfg, registry, args.psi3d)
+        samples = next(a for a in registry.ancestors(psi3d) if a.kind == "genhead_samples")
+    else:
+        samples = clock.run("genhead_samples", run_genhead_stage, cfg, registry)
+        psi3d = clock.run("psi3d", train_psi3d, cfg, samples, registry)
     ev = clock.run("eval", evaluate, cfg, psi3d, registry)
     times, wall = clock.seconds, clock.wall
 
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": date,
         "preset": cfg.preset,
         "machine": machine(),
-        "command": "make learn-bench" + (f" SET='{args.set}'" if args.set else ""),
+        "command": reuse_command("learn-bench", args),
         "wall_seconds": round(wall, 1),
         "stage_seconds": {k: round(v, 1) for k, v in times.items()},
         "artifacts": {"genhead_samples": samples.ref, "psi3d": psi3d.ref, "eval": ev.ref},

@@ -12,8 +12,15 @@ OUT_DIR = Path(__file__).resolve().parent / "learn"
 
 
 def parse_args(
-    doc: str, set_example: str, argv: list[str] | None = None, reuse_psi3d: bool = False, seeds: int | None = None
+    doc: str,
+    set_example: str,
+    argv: list[str] | None = None,
+    reuse_psi3d: bool = False,
+    seeds: int | None = None,
+    reuse_upstream: bool | None = None,
 ) -> argparse.Namespace:
+    """``reuse_psi3d``: the ``--psi3d`` option; ``reuse_upstream`` (default: as ``reuse_psi3d``): the options that
+    reuse what Ψ needs besides (analyser store, E_mot, evaluation analyser)."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--preset", default="learn")
     ap.add_argument("--set", default="", help=f"dotted overrides, e.g. '{set_example}'")
@@ -24,6 +31,7 @@ def parse_args(
             help="reuse this Ψ3d artifact (e.g. psi3d@7da23204122c, the one `make "
             "learn-bench` made) instead of resolving stages 1 and 2a from the current code",
         )
+    if reuse_psi3d if reuse_upstream is None else reuse_upstream:
         ap.add_argument(
             "--analyser-samples",
             default="",
@@ -115,6 +123,19 @@ def reuse_finished(registry, ref: str, schema_version: int, want_config: dict, p
     return art
 
 
+def reuse_psi3d(cfg, registry, ref: str):
+    """A finished Ψ3d trained on ``cfg``'s preset, whatever code made it (≈ 2 h on 2 cores), and the stage-1
+    store it was trained on."""
+    from pipeline_tasks.train_psi3d import SCHEMA_VERSION
+
+    psi3d = registry.resolve(ref, schema_version=SCHEMA_VERSION)
+    if psi3d.manifest.get("config", {}).get("preset", cfg.preset) != cfg.preset:
+        trained_on = psi3d.manifest["config"]["preset"]
+        raise SystemExit(f"{psi3d.ref} was trained on preset {trained_on!r}, not {cfg.preset!r}")
+    print(f"reusing {psi3d.ref} ({psi3d.path})", flush=True)
+    return psi3d
+
+
 def reuse_analyser_samples(cfg, registry, ref: str):
     """A finished analyser store whose config (what its version hashes from the preset) equals ``cfg``'s: the
     same samples, whatever code rendered them."""
@@ -147,16 +168,11 @@ def motion_upstream(cfg, registry, args, clock: StageClock) -> dict:
     from pipeline_tasks.genhead_samples import run_genhead_stage
     from pipeline_tasks.synthetic_videos import run_videos_stage
     from pipeline_tasks.train_motion_encoder import train_motion_encoder
-    from pipeline_tasks.train_psi3d import SCHEMA_VERSION as PSI3D_SCHEMA
     from pipeline_tasks.train_psi3d import train_psi3d
 
     timed = clock.run
     if args.psi3d:
-        psi3d = registry.resolve(args.psi3d, schema_version=PSI3D_SCHEMA)
-        if psi3d.manifest.get("config", {}).get("preset", cfg.preset) != cfg.preset:
-            raise SystemExit(
-                f"{psi3d.ref} was trained on preset {psi3d.manifest['config']['preset']!r}, not {cfg.preset!r}"
-            )
+        psi3d = reuse_psi3d(cfg, registry, args.psi3d)
     else:
         samples = timed("genhead_samples", run_genhead_stage, cfg, registry)
         psi3d = timed("psi3d", train_psi3d, cfg, samples, registry)
