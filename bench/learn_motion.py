@@ -218,7 +218,12 @@ def report(res: dict) -> str:
         "",
         f"Instrument floors (the evaluation analyser on the true renders): expression error "
         f"{ev['floors'].get('expression_error', float('nan')):.3f}, "
-        f"pose {ev['floors'].get('pose_error_deg', float('nan')):.1f}°.",
+        f"pose {ev['floors'].get('pose_error_deg', float('nan')):.1f}°; on the truth blurred by 1 / 2 px "
+        f"{ev['floors'].get('expression_error_truth_blurred_1px', float('nan')):.3f} / "
+        f"{ev['floors'].get('expression_error_truth_blurred_2px', float('nan')):.3f}. "
+        f"Change-correlation ceiling of a perfect model blurred by 1 / 2 px: "
+        f"{ev.get('ceilings', {}).get('change_correlation_truth_blurred_1px', float('nan')):.3f} / "
+        f"{ev.get('ceilings', {}).get('change_correlation_truth_blurred_2px', float('nan')):.3f}.",
         "",
         f"![cross-identity]({res['files']['grid']})",
         "",
@@ -316,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "psi_final": {k: pm[k] for k in final_keys if k in pm},
         "store_probe": {"held_out_videos": PROBE_VAL_VIDEOS, "labels": LABEL_NAMES, **probe},
         "verdicts": verdicts(emot, eval_metrics),
-        "eval": {k: eval_metrics[k] for k in ("benchmark", "floors", "instruments")}
+        "eval": {k: eval_metrics[k] for k in ("benchmark", "floors", "ceilings", "instruments") if k in eval_metrics}
         | {"tasks": {k: {kk: v[kk] for kk in ("bins", "by_bin", "mean")} for k, v in eval_metrics["tasks"].items()}},
     }
     (out / f"{stem}.json").write_text(json.dumps(res, indent=1))

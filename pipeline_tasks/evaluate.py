@@ -52,6 +52,7 @@ from pipeline_tasks.eval.pseudo_view_check import pseudo_view_fidelity
 from pipeline_tasks.eval.report import report_markdown, save_grid, summary_line
 from pipeline_tasks.eval.results import EvaluationError, plot_vs_yaw
 from pipeline_tasks.eval.scoring import (
+    blurred_change_ceilings,
     blurred_expression_floors,
     headline_metrics,
     instrument_floors,
@@ -384,7 +385,7 @@ def _evaluate(
     ancestors: dict[str, Artifact] = {}
     for a in registry.ancestors(art) if registry is not None else []:
         ancestors.setdefault(a.kind, a)  # the nearest of each kind
-    pseudo_views = None
+    pseudo_views, ceilings = None, {}
     if art.kind == "psi3d":
         tasks, floors, grids = _novel_view_tasks(run, samples)
     else:
@@ -394,6 +395,7 @@ def _evaluate(
             tasks.update(reenact.baselines(ancestors.get("psi3d")))
         floors = instrument_floors(reenact.truth_read, *reenact.known_bins)
         floors.update(blurred_expression_floors(scorer, reenact.truth_bins, reenact.known_bins[0]))
+        ceilings = blurred_change_ceilings(reenact.truth_bins, reenact.truth_source_expr)
         if "pseudo_mv" in ancestors:
             pseudo_views = pseudo_view_fidelity(ancestors["pseudo_mv"].path / "store.zarr")
     result = {
@@ -416,6 +418,8 @@ def _evaluate(
         "floors": floors,
         "tasks": tasks,
     }
+    if ceilings:
+        result["ceilings"] = ceilings
     if pseudo_views is not None:
         result["pseudo_views"] = pseudo_views
     _write_outputs(w, run, art, result, grids)

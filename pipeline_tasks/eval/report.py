@@ -123,6 +123,12 @@ def report_markdown(result: dict, art: Artifact | None = None) -> str:
         + ", ".join(f"{k} {v:.3f}" for k, v in result["floors"].items()),
         "",
     ]
+    if result.get("ceilings"):
+        lines += [
+            "Ceilings (a perfect model blurred by σ px, scored against the sharp truth): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in result["ceilings"].items()),
+            "",
+        ]
     if result["model_kind"] == "psi3d":
         lines += (
             [

@@ -51,14 +51,32 @@ def blurred_expression_floors(scorer, truth: torch.Tensor, expression: torch.Ten
     """The expression floor on the truth blurred by σ px (``BLUR_SIGMAS_PX``): how much of an expression error is
     the instrument misreading a soft render, not a wrong expression. A sharp copy of the source with the wrong
     expression can score better than a soft render with the right one when these floors are high."""
-    from torchvision.transforms.functional import gaussian_blur
-
     out = {}
     for sigma in BLUR_SIGMAS_PX:
-        k = 2 * int(math.ceil(3 * sigma)) + 1
-        read = scorer.analyse(gaussian_blur(truth.float(), [k, k], [sigma, sigma]))
+        read = scorer.analyse(_blur(truth, sigma))
         out[f"expression_error_truth_blurred_{sigma:g}px"] = float((read["expression"] - expression).abs().mean())
     return out
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    from torchvision.transforms.functional import gaussian_blur
+
+    k = 2 * int(math.ceil(3 * sigma)) + 1
+    return gaussian_blur(x.float(), [k, k], [sigma, sigma])
+
+
+def blurred_change_ceilings(truth_changed: torch.Tensor, truth_base: torch.Tensor) -> dict[str, float]:
+    """The change correlation a perfect but soft model reaches: both truths blurred by σ px (``BLUR_SIGMAS_PX``),
+    scored against the sharp ones. Ψ renders at a fraction of the image resolution, so its change score is bounded
+    by its sharpness as well as by its motion: this puts the 0.5 target in scale."""
+    from pipeline_tasks.eval.metrics import change_correlation
+
+    return {
+        f"change_correlation_truth_blurred_{sigma:g}px": float(
+            change_correlation(_blur(truth_changed, sigma), _blur(truth_base, sigma), truth_changed, truth_base).mean()
+        )
+        for sigma in BLUR_SIGMAS_PX
+    }
 
 
 PREFIX = {

@@ -8,7 +8,7 @@ import torch
 
 from pipeline_tasks.ablation import compare, paired_difference
 from pipeline_tasks.eval.instruments import PoseProbe
-from pipeline_tasks.eval.metrics import psnr, ssim
+from pipeline_tasks.eval.metrics import change_correlation, psnr, ssim
 
 
 def _grey(b=4, res=48, level=0.0):
@@ -289,3 +289,28 @@ def test_the_blurred_truth_floors_read_the_blurred_images():
     as_prediction = scorer.score(blurred, truth, expression, torch.zeros(3, 2), yp)["expression_error"]
     assert floors["expression_error_truth_blurred_1px"] == pytest.approx(float(as_prediction.mean()), rel=1e-5)
     assert floors["expression_error_truth_blurred_1px"] != pytest.approx(sharp, rel=1e-4)
+
+
+def test_change_ceiling_is_a_blurred_perfect_model_and_falls_with_blur():
+    """The ceiling is the change correlation of the truth pair blurred by σ px against the sharp pair: below 1 for
+    a jaw that opens (its change is a few pixels wide), lower at 2 px than at 1 px, and equal to scoring the blurred
+    truths as a prediction through ``change_correlation`` itself."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    from models import cameras as cam
+    from models.genhead import params as P
+    from models.genhead.ground_truth import GroundTruth, identity_ids
+    from pipeline_tasks.eval.scoring import BLUR_SIGMAS_PX, blurred_change_ceilings
+
+    ids = identity_ids(12, 2)
+    cams = cam.orbit_label(torch.tensor([-0.3, 0.3]), torch.zeros(2))
+    gt = GroundTruth()
+    base = gt.render(ids, cams, 32, expression=P.expression_vector(2)).rgb
+    changed = gt.render(ids, cams, 32, expression=P.expression_vector(2, jaw_open=0.9)).rgb
+    ceilings = blurred_change_ceilings(changed, base)
+    assert list(ceilings) == [f"change_correlation_truth_blurred_{s:g}px" for s in BLUR_SIGMAS_PX]
+    one, two = ceilings["change_correlation_truth_blurred_1px"], ceilings["change_correlation_truth_blurred_2px"]
+    assert 0.0 < two < one < 0.99
+    blur = lambda x: gaussian_blur(x, [7, 7], [1.0, 1.0])  # noqa: E731
+    assert one == pytest.approx(float(change_correlation(blur(changed), blur(base), changed, base).mean()), rel=1e-5)
+    assert float(change_correlation(changed, base, changed, base).mean()) == pytest.approx(1.0, abs=1e-5)
