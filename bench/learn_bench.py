@@ -105,9 +105,14 @@ def report(res: dict) -> str:
         f"Machine: {res['machine']['cpu']} ({res['machine']['cpu_count']} cores), torch {res['machine']['torch']}, "
         f"host `{res['machine']['host']}`, CUDA: {res['machine']['cuda']}.",
         "",
-        f"Command: `{res['command']}`. Wall time {res['wall_seconds'] / 60:.1f} min "
-        f"(stage 1 {res['stage_seconds']['genhead_samples']:.0f} s, Ψ3d {res['stage_seconds']['psi3d']:.0f} s, "
-        f"stage 5 {res['stage_seconds']['eval']:.0f} s).",
+        f"Command: `{res['command']}`. Wall time {res['wall_seconds'] / 60:.1f} min ("
+        + ", ".join(f"{STAGE_NAMES[k]} {v:.0f} s" for k, v in res["stage_seconds"].items())
+        + (
+            "; Ψ3d reused, trained by an earlier run: its training time is in its manifest"
+            if "psi3d" not in res["stage_seconds"]
+            else ""
+        )
+        + ").",
         "",
         f"Artifacts: `{res['artifacts']['psi3d']}` (from `{res['artifacts']['genhead_samples']}`), evaluated as "
         f"`{res['artifacts']['eval']}` on benchmark v{ev['benchmark']['version']} `{ev['benchmark']['digest']}`: "
@@ -158,6 +163,9 @@ def report(res: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+STAGE_NAMES = {"genhead_samples": "stage 1", "psi3d": "Ψ3d", "eval": "stage 5"}
 
 
 def main(argv: list[str] | None = None) -> int:
