@@ -57,19 +57,17 @@ def verdicts(emot: dict, ev: dict) -> dict[str, dict]:
     # the target in scale: what the truth itself scores once blurred by 1 / 2 px (Ψ renders at 32² and upsamples)
     floors, ceilings = ev.get("floors", {}), ev.get("ceilings", {})
     nm_err = nm.get("expression_error")
-    blurred_ratio = (
-        ""
-        if not nm_err
-        else " / ".join(
-            f"{floors[f'expression_error_truth_blurred_{px}px'] / nm_err:.2f}"
-            for px in (1, 2)
-            if f"expression_error_truth_blurred_{px}px" in floors
-        )
-    )
+    # the sharp truth's reading is the instrument's floor; Ψ's own no-motion error is the denominator, so the better Ψ
+    # renders, the nearer the floor's ratio comes to (or passes) the 0.4 target
+    ratio_keys = ("expression_error", "expression_error_truth_blurred_1px", "expression_error_truth_blurred_2px")
+    blurred_ratio = "" if not nm_err else " / ".join(f"{floors[k] / nm_err:.2f}" for k in ratio_keys if k in floors)
     blurred_change = " / ".join(
-        f"{ceilings[f'change_correlation_truth_blurred_{px}px']:.2f}"
-        for px in (1, 2)
-        if f"change_correlation_truth_blurred_{px}px" in ceilings
+        ["1.00"]
+        + [
+            f"{ceilings[f'change_correlation_truth_blurred_{px}px']:.2f}"
+            for px in (1, 2)
+            if f"change_correlation_truth_blurred_{px}px" in ceilings
+        ]
     )
 
     r2 = emot.get("r2_visible_min")
@@ -101,6 +99,19 @@ def verdicts(emot: dict, ev: dict) -> dict[str, dict]:
         ),
         "cross_id_mouth_psnr_minus_psi3d_source": row(mouth, ">= 0 dB", mouth is not None and mouth >= 0),
     }
+
+
+def floor_corrected_expression_ratio(ev: dict) -> float | None:
+    """(Ψ − floor) / (no motion − floor) of the cross-identity expression error: the share of no-motion's error
+    above what the instrument reads on the truth itself that Ψ leaves. None when not measured."""
+    t, floor = ev.get("tasks", {}), ev.get("floors", {}).get("expression_error")
+    try:
+        psi, nm = t["cross_identity"]["mean"]["expression_error"], t["no_motion"]["mean"]["expression_error"]
+    except KeyError:
+        return None
+    if floor is None or nm <= floor:
+        return None
+    return (psi - floor) / (nm - floor)
 
 
 def plot_validation(rows: list[dict], base: dict, path: Path, title: str) -> None:
@@ -179,12 +190,19 @@ def report(res: dict) -> str:
         "",
         "## Targets",
         "",
-        "| target | measured | required | | the truth blurred by 1 / 2 px |",
+        "| target | measured | required | | the truth: sharp / blurred by 1 / 2 px |",
         "|---|---|---|---|---|",
     ]
     for name, v in res["verdicts"].items():
         mark = "not measured" if v["pass"] is None else ("pass" if v["pass"] else "**FAIL**")
         lines.append(f"| {name} | {v['value']} | {v['target']} | {mark} | {v.get('perfect_blurred') or '–'} |")
+    corrected = floor_corrected_expression_ratio(res.get("eval", {}))
+    if corrected is not None:
+        lines += [
+            "",
+            f"Expression error above the instrument's floor, Ψ's over no motion's (cross-identity; not a target of the "
+            f"issue, which counts the floor in both): **{corrected:.2f}** (0 = as the truth reads, 1 = no motion).",
+        ]
     lines += [
         "",
         "## E_mot (stage 2b, held-out identities of the analyser store)",
