@@ -208,3 +208,57 @@ def reuse_command(make_target: str, args) -> str:
         + (f" EVAL_ANALYSER={args.eval_analyser}" if getattr(args, "eval_analyser", "") else "")
         + (f" SEEDS={args.seeds}" if getattr(args, "seeds", None) else "")
     )
+
+
+def stage5_reenactment(psi_ref: str, analyser_ref: str, preset: str = "learn"):
+    """Stage 5's cross-identity reenactment set-up for one Ψ, as the per-coefficient and sharpness diagnostics read
+    it: ``cfg``, the ``scorer`` (evaluation analyser ``analyser_ref`` + pose probe), the benchmark ``run`` and its
+    reenactment ``re`` (truths, motions, cameras), ``keep`` (the non-0° rows of ``run.flat`` images) and the Ψ3d
+    that Ψ started from (``psi3d``). CPU; the registry is ``P4D_HOME``'s."""
+    import os
+    from types import SimpleNamespace
+
+    import torch
+
+    import models  # noqa: F401  (the torchvision shim before torchvision)
+    from pipeline_tasks import stages
+    from pipeline_tasks.config import load_config
+    from pipeline_tasks.eval.instruments import Scorer, fit_pose_probe, get_benchmark
+    from pipeline_tasks.eval.scoring import SOURCE_BIN
+    from pipeline_tasks.evaluate import _Reenactment, _Run
+    from storage_schemas.artifacts import ArtifactRegistry
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = load_config(preset)
+    registry = ArtifactRegistry()
+    psi_art = registry.resolve(psi_ref)
+    ancestors = {}
+    for a in registry.ancestors(psi_art):
+        ancestors.setdefault(a.kind, a)
+    analyser = stages.load(registry.resolve(analyser_ref), device="cpu")
+    probe, _ = fit_pose_probe(analyser, cfg, "cpu")
+    scorer = Scorer(analyser, probe, cfg.eval.lpips_net, "cpu")
+    bench = get_benchmark(cfg)
+    net = stages.load(psi_art, model_cfg=cfg.model, device="cpu")
+    run = _Run(cfg, bench, bench.render(), scorer, net, "cpu")
+    return SimpleNamespace(
+        cfg=cfg,
+        scorer=scorer,
+        run=run,
+        re=_Reenactment(run, ancestors["motion_encoder"]),
+        keep=torch.tensor([lab != SOURCE_BIN for lab in run.bin_labels]).repeat(run.n),
+        psi3d=stages.load(ancestors["psi3d"], model_cfg=cfg.model, device="cpu"),
+    )
+
+
+def stage5_reenactment_cli(doc: str, argv: list[str] | None = None, extra=None):
+    """``<script> psi@<v> eval_analyser@<v> [--preset learn]`` → (args, :func:`stage5_reenactment`'s namespace);
+    ``extra(parser)`` adds a script's own options."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("psi")
+    ap.add_argument("analyser")
+    ap.add_argument("--preset", default="learn")
+    if extra:
+        extra(ap)
+    args = ap.parse_args(argv)
+    return args, stage5_reenactment(args.psi, args.analyser, args.preset)

@@ -12,24 +12,17 @@ mean PSNR, the change correlation of the blurred truth and its expression error.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
 import models  # noqa: E402,F401  (the torchvision shim before torchvision)
-from pipeline_tasks import stages  # noqa: E402
-from pipeline_tasks.config import load_config  # noqa: E402
-from pipeline_tasks.eval.instruments import Scorer, fit_pose_probe, get_benchmark  # noqa: E402
 from pipeline_tasks.eval.metrics import change_correlation  # noqa: E402
-from pipeline_tasks.eval.scoring import SOURCE_BIN  # noqa: E402
-from pipeline_tasks.evaluate import _Reenactment, _Run  # noqa: E402
-from storage_schemas.artifacts import ArtifactRegistry  # noqa: E402
 
 SIGMAS_PX = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
@@ -57,29 +50,11 @@ def best_sigma(prediction: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Ten
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("psi")
-    ap.add_argument("analyser")
-    ap.add_argument("--preset", default="learn")
-    args = ap.parse_args(argv)
+    from learn_common import stage5_reenactment_cli
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cfg = load_config(args.preset)
-    registry = ArtifactRegistry()
-    psi_art = registry.resolve(args.psi)
-    ancestors = {}
-    for a in registry.ancestors(psi_art):
-        ancestors.setdefault(a.kind, a)
-    analyser = stages.load(registry.resolve(args.analyser), device="cpu")
-    probe, _ = fit_pose_probe(analyser, cfg, "cpu")
-    scorer = Scorer(analyser, probe, cfg.eval.lpips_net, "cpu")
-    bench = get_benchmark(cfg)
-    net = stages.load(psi_art, model_cfg=cfg.model, device="cpu")
-    run = _Run(cfg, bench, bench.render(), scorer, net, "cpu")
-    re = _Reenactment(run, ancestors["motion_encoder"])
+    args, s5 = stage5_reenactment_cli(__doc__, argv)
+    run, re, scorer, keep, psi3d = s5.run, s5.re, s5.scorer, s5.keep, s5.psi3d
     r, flat = run.renders, run.flat
-    keep = torch.tensor([lab != SOURCE_BIN for lab in run.bin_labels]).repeat(run.n)
-    psi3d = stages.load(ancestors["psi3d"], model_cfg=cfg.model, device="cpu")
     truth, truth_base = re.truth_bins[keep], re.truth_source_expr[keep]
     with torch.no_grad():
         predictions = {
