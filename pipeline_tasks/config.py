@@ -76,6 +76,10 @@ class VideosConfig(_Strict):
     crf: int = 18
     resolution: int | None = None  # frame size; None → model.psi.image_resolution
     max_yaw_degrees: float = 30.0  # head sway amplitude bound
+    # smiles per second over each clip's smile level (models.genhead.motion); 0.15 as the stage-5 benchmark's
+    # trajectories. Ψ learns motion from pairs inside a clip, and at 0.15 a 2-s clip changes its smile half as much
+    # as two clips differ (bench/learn/clip-expression-variation-vm-2026-12-06.md)
+    smile_events_per_second: float = Field(0.15, ge=0.0)
 
 
 def cosine_lr(lr: float, step: int, steps: int, final_fraction: float, warmup_steps: int = 0) -> float:

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from models.genhead import params as P
 from models.genhead.ground_truth import head_relative_cameras, identity_from_seed, identity_ids
-from models.genhead.motion import camera_path, talking_trajectory
+from models.genhead.motion import SMILE_EVENTS_HZ, camera_path, talking_trajectory
 from models.genhead.procedural import ProceduralGenHead
 from pipeline_tasks.config import PipelineConfig
 from pipeline_tasks.data.previews import grid, to_uint8
@@ -86,6 +86,7 @@ def render_video(
     moving_camera: bool = True,
     max_yaw_degrees: float = 30.0,
     batch: int = 16,
+    smile_events_hz: float = SMILE_EVENTS_HZ,
 ) -> tuple[np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
     """Frames ``[T,H,W,3]`` uint8, the sidecar dict and the ground-truth maps of one talking identity.
 
@@ -97,7 +98,9 @@ def render_video(
     """
     ident = identity_from_seed(identity)
     g = torch.Generator().manual_seed((int(identity) * 2654435761 + 97) % (2**62))  # not any identity's seed
-    traj = talking_trajectory(n_frames, fps, g, max_yaw=float(np.radians(max_yaw_degrees)))
+    traj = talking_trajectory(
+        n_frames, fps, g, max_yaw=float(np.radians(max_yaw_degrees)), smile_events_hz=smile_events_hz
+    )
     cams, ypr = camera_path(n_frames, fps, g, moving=moving_camera)
     frames, alpha, depth = [], [], []
     for s in range(0, n_frames, batch):
@@ -155,7 +158,14 @@ def write_videos(cfg: PipelineConfig, out_dir: Path, progress: bool = True) -> d
             frames = None
         else:
             frames, sidecar, gt_maps = render_video(
-                gen, identity, v.n_frames, v.fps, res, v.camera_motion, v.max_yaw_degrees
+                gen,
+                identity,
+                v.n_frames,
+                v.fps,
+                res,
+                v.camera_motion,
+                v.max_yaw_degrees,
+                smile_events_hz=v.smile_events_per_second,
             )
             write_mp4(mp4, frames, v.fps, v.crf)
             with open(maps.with_name(maps.name + ".part"), "wb") as fh:

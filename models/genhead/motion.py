@@ -15,6 +15,8 @@ import torch
 from models import cameras as cam
 from models.genhead import params as P
 
+SMILE_EVENTS_HZ = 0.15  # smiles per second over the smile level (every benchmark trajectory uses this)
+
 
 def _smooth_noise(t: torch.Tensor, g: torch.Generator, max_hz: float, n: int = 4) -> torch.Tensor:
     """Band-limited noise in about [−1, 1]: a few random sinusoids below ``max_hz``."""
@@ -41,9 +43,17 @@ def _events(
 
 
 def talking_trajectory(
-    n_frames: int, fps: float, g: torch.Generator, max_yaw: float = math.radians(30)
+    n_frames: int,
+    fps: float,
+    g: torch.Generator,
+    max_yaw: float = math.radians(30),
+    smile_events_hz: float = SMILE_EVENTS_HZ,
 ) -> dict[str, torch.Tensor]:
-    """Per-frame ``expression [T,9]``, ``pose [T,3]``, ``gaze [T,2]`` of one talking identity."""
+    """Per-frame ``expression [T,9]``, ``pose [T,3]``, ``gaze [T,2]`` of one talking identity.
+
+    ``smile_events_hz``: how often a smile (1–2.5 s) rises over the clip's slowly varying smile level. At the
+    default a 2-s clip holds its smile nearly still, as a person does; Ψ learns motion only from pairs inside one
+    clip, so training videos may ask for more (``videos.smile_events_per_second``)."""
     t = torch.arange(n_frames, dtype=torch.float32) / fps
     e = torch.zeros(n_frames, len(P.EXPRESSION_NAMES))
     idx = {n: i for i, n in enumerate(P.EXPRESSION_NAMES)}
@@ -57,7 +67,7 @@ def talking_trajectory(
     e[:, idx["mouth_wide"]] = (phrase * vowel * 0.8).clamp(0, 1)
     e[:, idx["lip_pucker"]] = (-phrase * vowel * 0.8).clamp(0, 1)
     smile_base = 0.25 * float(torch.rand(1, generator=g)) * (1 + _smooth_noise(t, g, 0.3)) / 2
-    e[:, idx["smile"]] = (smile_base + 0.8 * _events(t, g, 0.15, (1.0, 2.5))).clamp(0, 1)
+    e[:, idx["smile"]] = (smile_base + 0.8 * _events(t, g, smile_events_hz, (1.0, 2.5))).clamp(0, 1)
     blink = _events(t, g, 0.3, (0.15, 0.3), shape="tri")
     e[:, idx["blink_left"]] = blink
     e[:, idx["blink_right"]] = blink

@@ -128,6 +128,45 @@ def test_talking_trajectories_are_smooth_bounded_and_expressive():
     assert pose.diff(dim=0).abs().max() < 0.05
 
 
+def _within_clip_smile_change(clips: list[np.ndarray]) -> float:
+    """Mean |Δ smile| over all frame pairs of each clip."""
+    s = P.EXPRESSION_NAMES.index("smile")
+    return float(np.mean([np.abs(c[:, None, s] - c[None, :, s]).mean() for c in clips]))
+
+
+def test_smile_events_make_a_clip_change_its_smile():
+    def clips(hz):
+        return [
+            talking_trajectory(48, 25, torch.Generator().manual_seed(i), smile_events_hz=hz)["expression"].numpy()
+            for i in range(64)
+        ]
+
+    still, default, lively = clips(0.0), clips(0.15), clips(0.5)
+    s = P.EXPRESSION_NAMES.index("smile")
+    assert max(c[:, s].max() for c in still) <= 0.25 + 1e-6  # without events only the clip's smile level is left
+    assert _within_clip_smile_change(lively) > 1.5 * _within_clip_smile_change(default)
+    assert _within_clip_smile_change(default) > _within_clip_smile_change(still)
+    # the default is the benchmark's motion model: the same trajectory as before the option existed
+    same = talking_trajectory(48, 25, torch.Generator().manual_seed(0))["expression"].numpy()
+    assert np.array_equal(same, default[0])
+
+
+def test_videos_stage_reads_the_smile_rate(registry):
+    def sidecar_smiles(hz):
+        cfg = load_config(
+            "tiny",
+            ["videos.n_videos=3", "videos.n_frames=24", "videos.resolution=16", f"videos.smile_events_per_second={hz}"],
+        )
+        art = run_videos_stage(cfg, registry, progress=False)
+        return art, [np.asarray(read_sidecar(r["sidecar"])["expression"]) for r in list_videos(art)]
+
+    still_art, still = sidecar_smiles(0.0)
+    busy_art, busy = sidecar_smiles(5.0)
+    assert still_art.version != busy_art.version  # a different clip schedule is a different dataset
+    assert max(c[:, P.EXPRESSION_NAMES.index("smile")].max() for c in still) <= 0.25 + 1e-6
+    assert _within_clip_smile_change(busy) > _within_clip_smile_change(still)
+
+
 KILL_SCRIPT = """
 import os, sys
 from pathlib import Path
