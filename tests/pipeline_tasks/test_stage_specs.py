@@ -16,7 +16,7 @@ from storage_schemas.artifacts import ArtifactError, ArtifactRegistry, config_ha
 TINY_PINS = {
     "genhead_samples": ("b58e58b01eeea2f9", 2),
     "analyser_samples": ("92db8908d2d067c1", 2),  # 2026-12-06: visibility_samples (was visibility_identities)
-    "synthetic_videos": ("667cbd9eae3a9fd0", 2),
+    "synthetic_videos": ("aeef997f2d1a5954", 2),  # 2026-12-06: videos.smile_events_per_second
     "psi3d": ("9669bf4a9162523d", 2),  # 2026-12-06: compile / compile_backend (off) added
     "motion_encoder": ("a12efa1e9decd462", 1),  # 2026-12-06: compile / compile_backend (off), stem_convs (1) added
     "pseudo_mv": ("5444128b34b5a2b8", 1),
