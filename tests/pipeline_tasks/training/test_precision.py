@@ -77,3 +77,35 @@ def test_one_psi3d_step_in_bf16_matches_fp32_within_tolerance():
     assert d32 is torch.float32 and d16 is torch.bfloat16
     assert l16 == pytest.approx(l32, rel=0.01)  # measured: 2.0723 vs 2.0731
     assert float(torch.nn.functional.cosine_similarity(g32, g16, dim=0)) > 0.99  # measured 0.9992
+
+
+def test_one_analyser_step_in_bf16_matches_fp32_within_tolerance():
+    """E_mot's synthetic analyser (what stage 2b trains; the learn preset trains it in bf16): on rendered heads
+    with their true labels, the bf16-autocast regression loss and gradient agree with fp32's, and its
+    convolutions really ran in bf16."""
+    from models.motion.synthetic_analyser import SyntheticAnalyser
+
+    torch.manual_seed(0)
+    model = SyntheticAnalyser(motion_dim=16, identity_dim=8, input_size=32, width=8, stem_convs=2)
+    ids = identity_ids(5, 4)
+    expression = torch.rand(4, 9) * (torch.rand(4, 9) < 0.4)
+    images = GroundTruth().render(ids, cam.orbit_label(torch.zeros(4), torch.zeros(4)), 32, expression=expression).rgb
+    labels = model.standardise(expression, torch.zeros(4, 2))
+
+    def step(dtype):
+        model.zero_grad(set_to_none=True)
+        seen = {}
+        hook = model.stem[0].register_forward_hook(lambda m, i, o: seen.update(dtype=o.dtype))
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = model.forward_all(images, detach_identity=True)
+            loss = ((out["pred_std"].float() - labels) ** 2).mean()
+        hook.remove()
+        loss.backward()
+        grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return float(loss), grad, seen["dtype"]
+
+    l32, g32, d32 = step(None)
+    l16, g16, d16 = step(torch.bfloat16)
+    assert d32 is torch.float32 and d16 is torch.bfloat16
+    assert l16 == pytest.approx(l32, rel=0.02)  # measured: 0.07759 vs 0.07767
+    assert float(torch.nn.functional.cosine_similarity(g32, g16, dim=0)) > 0.99  # measured 0.99991
