@@ -24,6 +24,20 @@ def test_auto_is_bf16_on_cuda_and_fp32_elsewhere():
     assert load_config("tiny").psi3d.precision == "auto"
 
 
+def loss_grad_and_dtype(model, hooked, loss_fn, dtype):
+    """One forward/backward of ``loss_fn()`` under ``dtype`` autocast (None: fp32): its loss, the flat gradient of
+    ``model`` and the dtype of ``hooked``'s output (what the layer really computed in)."""
+    model.zero_grad(set_to_none=True)
+    seen = {}
+    hook = hooked.register_forward_hook(lambda m, i, o: seen.update(dtype=o.dtype))
+    with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+        loss = loss_fn()
+    hook.remove()
+    loss.float().backward()
+    grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return float(loss), grad, seen["dtype"]
+
+
 class Probe(MLPTrainer):
     """Records what one step sees: the dtype of a layer's output, and the weights' and gradients' dtypes."""
 
@@ -60,20 +74,12 @@ def test_one_psi3d_step_in_bf16_matches_fp32_within_tolerance():
     target = gt.render(ids, tgt_cams, res)
     real = torch.ones(2, dtype=torch.bool)
 
-    def step(dtype):
-        psi.zero_grad(set_to_none=True)
-        seen = {}
-        hook = psi.detail_encoder.register_forward_hook(lambda m, i, o: seen.update(dtype=o.dtype))
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = psi.render(psi(source), tgt_cams, generator=torch.Generator().manual_seed(1))
-            loss, _ = objective.generator_loss(out, target.rgb, target.alpha, tgt_cams, real, step=0)
-        hook.remove()
-        loss.float().backward()
-        grad = torch.cat([p.grad.flatten() for p in psi.parameters() if p.grad is not None])
-        return float(loss), grad, seen["dtype"]
+    def loss():
+        out = psi.render(psi(source), tgt_cams, generator=torch.Generator().manual_seed(1))
+        return objective.generator_loss(out, target.rgb, target.alpha, tgt_cams, real, step=0)[0]
 
-    l32, g32, d32 = step(None)
-    l16, g16, d16 = step(torch.bfloat16)
+    l32, g32, d32 = loss_grad_and_dtype(psi, psi.detail_encoder, loss, None)
+    l16, g16, d16 = loss_grad_and_dtype(psi, psi.detail_encoder, loss, torch.bfloat16)
     assert d32 is torch.float32 and d16 is torch.bfloat16
     assert l16 == pytest.approx(l32, rel=0.01)  # measured: 2.0723 vs 2.0731
     assert float(torch.nn.functional.cosine_similarity(g32, g16, dim=0)) > 0.99  # measured 0.9992
@@ -92,20 +98,11 @@ def test_one_analyser_step_in_bf16_matches_fp32_within_tolerance():
     images = GroundTruth().render(ids, cam.orbit_label(torch.zeros(4), torch.zeros(4)), 32, expression=expression).rgb
     labels = model.standardise(expression, torch.zeros(4, 2))
 
-    def step(dtype):
-        model.zero_grad(set_to_none=True)
-        seen = {}
-        hook = model.stem[0].register_forward_hook(lambda m, i, o: seen.update(dtype=o.dtype))
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = model.forward_all(images, detach_identity=True)
-            loss = ((out["pred_std"].float() - labels) ** 2).mean()
-        hook.remove()
-        loss.backward()
-        grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-        return float(loss), grad, seen["dtype"]
+    def loss():
+        return ((model.forward_all(images, detach_identity=True)["pred_std"].float() - labels) ** 2).mean()
 
-    l32, g32, d32 = step(None)
-    l16, g16, d16 = step(torch.bfloat16)
+    l32, g32, d32 = loss_grad_and_dtype(model, model.stem[0], loss, None)
+    l16, g16, d16 = loss_grad_and_dtype(model, model.stem[0], loss, torch.bfloat16)
     assert d32 is torch.float32 and d16 is torch.bfloat16
     assert l16 == pytest.approx(l32, rel=0.02)  # measured: 0.07759 vs 0.07767
     assert float(torch.nn.functional.cosine_similarity(g32, g16, dim=0)) > 0.99  # measured 0.99991
